@@ -1,0 +1,186 @@
+"""The teacher: a BERT encoder with a task head (keras-hub ``BertTextClassifier``), saved and reloaded as a unit.
+
+A saved teacher is a directory::
+
+    model.keras      the classifier (backbone + head), Keras 3 format
+    vocab.txt        the checkpoint's vocabulary (copied: the teacher is self-contained)
+    teacher.json     task, labels, lowercase, max_seq_len, vocab sha256, source checkpoint, dev metrics
+
+Every file is written atomically, so an interrupted save never leaves a teacher that loads half-way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from pathlib import Path
+
+from refbert_tf.data import GlueTask, get_task
+from refbert_tf.io_utils import atomic_path, write_json
+from refbert_tf.tokenization import BertWordPieceTokenizer
+
+TEACHER_FILES = ("model.keras", "vocab.txt", "teacher.json")
+
+
+class TeacherNotFoundError(FileNotFoundError):
+    """Raised when a task has no fine-tuned teacher where one is expected (the message names the path)."""
+
+
+def build_teacher(backbone, task: GlueTask | str, dropout: float = 0.1):
+    """Put a task head on a BERT encoder.
+
+    The head is keras-hub's: dropout then a dense layer on the pooled ``[CLS]`` output (BERT's pooler, tanh),
+    as in Devlin et al. 2019, Sec. 4.1.
+
+    Args:
+        backbone: ``keras_hub.models.BertBackbone``.
+        task: task name or :class:`~refbert_tf.data.GlueTask`; regression (STS-B) gets one output unit.
+        dropout: dropout rate before the head.
+
+    Returns:
+        ``keras_hub.models.BertTextClassifier`` mapping ``{"token_ids", "segment_ids", "padding_mask"}`` int32
+        [B, T] to logits [B, num_classes] (or a score [B, 1] for STS-B). No preprocessor: inputs are token ids.
+    """
+    import keras_hub
+
+    task = get_task(task) if isinstance(task, str) else task
+    return keras_hub.models.BertTextClassifier(backbone=backbone, num_classes=task.num_classes,
+                                               preprocessor=None, activation=None, dropout=dropout)
+
+
+def save_teacher(model, tokenizer: BertWordPieceTokenizer, out_dir: str | os.PathLike, metadata: dict) -> Path:
+    """Save a fine-tuned teacher (model, vocabulary, metadata) atomically, file by file.
+
+    Args:
+        model: the classifier from :func:`build_teacher`.
+        tokenizer: its tokenizer (its ``vocab.txt`` is copied).
+        out_dir: destination directory (created).
+        metadata: JSON-serialisable dict; ``task`` is required. Tokenizer facts are added.
+
+    Returns:
+        ``out_dir`` as a Path.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out_dir / "model.keras") as tmp:
+        model.save(tmp)
+    with atomic_path(out_dir / "vocab.txt") as tmp:
+        shutil.copyfile(tokenizer.vocab_path, tmp)
+    meta = dict(metadata)
+    meta.update(vocab_size=tokenizer.vocab_size, vocab_sha256=tokenizer.vocab_sha256,
+                lowercase=tokenizer.lowercase, max_seq_len=tokenizer.max_seq_len)
+    write_json(out_dir / "teacher.json", meta)
+    return out_dir
+
+
+def load_teacher(teacher_dir: str | os.PathLike, task: GlueTask | str | None = None):
+    """Reload a teacher written by :func:`save_teacher`.
+
+    Args:
+        teacher_dir: the directory.
+        task: if given, the teacher must have been fine-tuned on this task.
+
+    Returns:
+        ``(model, tokenizer, metadata)``.
+
+    Raises:
+        TeacherNotFoundError: if the directory or one of its files is missing (names the path).
+        ValueError: if the teacher was fine-tuned on another task, or its vocabulary file was changed.
+    """
+    import keras
+
+    import keras_hub  # noqa: F401  (registers keras-hub classes for deserialization)
+
+    teacher_dir = Path(teacher_dir)
+    missing = [f for f in TEACHER_FILES if not (teacher_dir / f).is_file()]
+    if missing:
+        raise TeacherNotFoundError(f"no fine-tuned teacher in {teacher_dir} (missing {', '.join(missing)}); "
+                                   "run recipes/finetune_teacher.py first")
+    meta = json.loads((teacher_dir / "teacher.json").read_text(encoding="utf-8"))
+    if task is not None:
+        task = get_task(task) if isinstance(task, str) else task
+        if meta.get("task") != task.name:
+            raise ValueError(f"{teacher_dir / 'teacher.json'}: teacher was fine-tuned on {meta.get('task')!r}, "
+                             f"not {task.name!r}")
+    tokenizer = BertWordPieceTokenizer(teacher_dir / "vocab.txt", lowercase=meta["lowercase"],
+                                       max_seq_len=meta["max_seq_len"])
+    if tokenizer.vocab_sha256 != meta["vocab_sha256"]:
+        raise ValueError(f"{teacher_dir / 'vocab.txt'} does not match the sha256 recorded in teacher.json")
+    model = keras.saving.load_model(teacher_dir / "model.keras", compile=False)
+    return model, tokenizer, meta
+
+
+def finetune_teacher(task: GlueTask | str, out_dir: str | os.PathLike, checkpoint=None, config=None,
+                     glue_dir=None, source: str = "tsv", max_train_examples: int | None = None,
+                     backbone=None, tokenizer=None, verbose="auto", command: str = "") -> dict:
+    """Fine-tune a teacher on a GLUE task end to end: load, tokenize, fit (resumable), evaluate on dev, save.
+
+    Args:
+        task: GLUE task name or :class:`~refbert_tf.data.GlueTask`.
+        out_dir: the teacher directory (see module docstring); resume checkpoints go to ``out_dir/backup``.
+        checkpoint: checkpoint spec for :func:`~refbert_tf.models.checkpoints.load_backbone` (None: default MiniLM).
+        config: :class:`~refbert_tf.training.FinetuneConfig` (None: the task's defaults).
+        glue_dir: GLUE TSV directory (default ``$GLUE_DIR``).
+        source: ``"tsv"`` or ``"tfds"``.
+        max_train_examples: use only the first N training examples (smoke runs, tests).
+        backbone, tokenizer: use these instead of loading ``checkpoint`` (tiny configs in tests).
+        verbose: ``model.fit`` verbosity.
+        command: the command line, recorded in the result.
+
+    Returns:
+        result dict: ``task``, ``metrics`` {name: percent}, ``command``, ``seconds`` (wall time of the whole run),
+        ``train_seconds``, ``train_examples_per_second``, ``peak_memory_mb``, ``config``, ``checkpoint``,
+        ``num_train``, ``num_dev``, ``num_truncated``.
+
+    Raises:
+        GlueDataError, CheckpointError: from the loaders.
+    """
+    import time
+
+    import keras
+
+    from refbert_tf.data import load_glue
+    from refbert_tf.models.checkpoints import load_backbone
+    from refbert_tf.training import evaluate, fit, peak_memory_mb, teacher_config
+
+    start = time.perf_counter()
+    task = get_task(task) if isinstance(task, str) else task
+    config = config or teacher_config(task.name)
+    keras.utils.set_random_seed(config.seed)
+    train = load_glue(task, "train", source=source, glue_dir=glue_dir)
+    if max_train_examples:
+        train = train.take(max_train_examples)
+    dev = load_glue(task, "dev", source=source, glue_dir=glue_dir)
+    checkpoint_name = "custom"
+    if backbone is None:
+        backbone, tokenizer, info = load_backbone(checkpoint, max_seq_len=config.max_seq_len)
+        checkpoint_name = info.spec
+    train_features = tokenizer.encode(train.text_a, train.text_b, config.max_seq_len)
+    dev_features = tokenizer.encode(dev.text_a, dev.text_b, config.max_seq_len)
+    model = build_teacher(backbone, task, dropout=config.dropout)
+    out_dir = Path(out_dir)
+    history = fit(model, task, train_features, train.labels, config, backup_dir=out_dir / "backup",
+                  verbose=verbose)
+    metrics = evaluate(model, task, dev_features, dev.labels)
+    result = {
+        "task": task.name,
+        "metrics": metrics,
+        "main_metric": task.main_metric,
+        "command": command,
+        "seconds": round(time.perf_counter() - start, 1),
+        "train_seconds": round(history.seconds, 1),
+        "train_examples_per_second": round(history.examples_per_second, 1),
+        "peak_memory_mb": round(peak_memory_mb(), 1),
+        "checkpoint": checkpoint_name,
+        "num_train": len(train),
+        "num_dev": len(dev),
+        "num_truncated": {"train": train_features["num_truncated"], "dev": dev_features["num_truncated"]},
+        "data_source": train.source,
+        "config": dataclasses.asdict(config),
+        "final_train_loss": float(history.history["loss"][-1]) if history.history.get("loss") else None,
+    }
+    save_teacher(model, tokenizer, out_dir, {k: result[k] for k in ("task", "metrics", "checkpoint", "config")}
+                 | {"labels": list(task.labels), "num_classes": task.num_classes})
+    return result

