@@ -146,7 +146,7 @@ def predict_outputs(model, features: dict, batch_size: int = 64) -> np.ndarray:
 
 
 def evaluate(model, task: GlueTask, features: dict, labels: np.ndarray, batch_size: int = 64) -> dict:
-    """Official GLUE metrics (percent) of ``model`` on encoded examples; see :func:`refbert_tf.metrics.compute_metrics`."""
+    """Official GLUE metrics (percent) of ``model`` on encoded examples (:func:`~refbert_tf.metrics.compute_metrics`)."""
     outputs = predict_outputs(model, features, batch_size)
     return compute_metrics(task, predictions_from_outputs(task, outputs), labels)
 

@@ -1,0 +1,201 @@
+"""Task-specific distillation (TinyBERT, Jiao et al. 2020) of a teacher into a (RefBERT) student.
+
+Losses, with student layer m mapped to teacher layer g(m) = m * L_T / L_S (Eq. 6) and a learned map W from the
+student width to the teacher width (one matrix for embeddings and hidden states, as in TinyBERT's code):
+
+* embedding loss (Eq. 10):   MSE(E_S W, E_T)
+* hidden-state loss (Eq. 9):  sum_m MSE(H_S^m W, H_T^g(m))
+* attention loss (Eq. 7-8):  sum_m (1/h) sum_heads MSE(A_S^m, A_T^g(m)), A = pre-softmax scores QK^T/sqrt(d)
+* prediction loss (Eq. 11):  soft cross-entropy -softmax(z_T / t) . log_softmax(z_S / t) (temperature t);
+  MSE(z_S, z_T) for regression (STS-B)
+
+MSEs average over real tokens only (padding excluded); attention MSEs over (real query, real key) pairs.
+Training runs in two stages (Sec. 3.3): ``"intermediate"`` (embedding + attention + hidden) then
+``"prediction"``. Conventions follow ``keras.distillation.Distiller``: teacher frozen, ``.student`` reachable for
+export, loss trackers ``student_loss``, ``distillation_loss``, ``total_loss``.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+STAGES = ("intermediate", "prediction")
+
+
+def masked_mse(student, teacher, mask):
+    """Mean squared error over the masked positions.
+
+    Args:
+        student, teacher: float [B, T, D] (or any [..., D] with a matching mask [...]).
+        mask: 0/1 [B, T].
+
+    Returns:
+        scalar: sum over real positions of mean_D (s - t)^2, divided by the number of real positions.
+    """
+    mask = tf.cast(mask, student.dtype)
+    per_position = tf.reduce_mean(tf.square(student - teacher), axis=-1)
+    return tf.reduce_sum(per_position * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
+
+
+def attention_mse(student_logits, teacher_logits, mask):
+    """TinyBERT attention loss for one layer pair (Eq. 7-8), over real (query, key) token pairs.
+
+    Args:
+        student_logits, teacher_logits: pre-softmax scores [B, heads, T, T].
+        mask: 0/1 [B, T].
+
+    Returns:
+        scalar mean squared difference over heads and real (query, key) pairs.
+    """
+    mask = tf.cast(mask, student_logits.dtype)
+    pair = tf.expand_dims(tf.expand_dims(mask, 1), 3) * tf.expand_dims(tf.expand_dims(mask, 1), 2)  # [B,1,T,T]
+    heads = tf.cast(tf.shape(student_logits)[1], student_logits.dtype)
+    squared = tf.square(student_logits - teacher_logits) * pair
+    return tf.reduce_sum(squared) / tf.maximum(tf.reduce_sum(pair) * heads, 1.0)
+
+
+def soft_cross_entropy(student_logits, teacher_logits, temperature: float = 1.0):
+    """Prediction-layer distillation (Eq. 11): mean over the batch of -softmax(z_T/t) . log_softmax(z_S/t)."""
+    target = tf.nn.softmax(teacher_logits / temperature, axis=-1)
+    return tf.reduce_mean(-tf.reduce_sum(target * tf.nn.log_softmax(student_logits / temperature, axis=-1), -1))
+
+
+def layer_map(num_student_layers: int, num_teacher_layers: int) -> list[int]:
+    """TinyBERT's uniform mapping g(m) = m * L_T / L_S for m = 1..L_S (1-based teacher layers), rounded up.
+
+    E.g. 4 student layers on a 12-layer teacher: [3, 6, 9, 12]; on the 6-layer MiniLM: [2, 3, 5, 6].
+    """
+    import math
+
+    return [math.ceil(m * num_teacher_layers / num_student_layers) for m in range(1, num_student_layers + 1)]
+
+
+class TeacherFeatures:
+    """Frozen teacher outputs needed by the losses, from a keras-hub ``BertTextClassifier``.
+
+    ``__call__(inputs)`` -> dict ``logits`` [B, C], ``embeddings`` [B, T, D], ``hidden_states`` (L tensors
+    [B, T, D]), ``attention_logits`` (L tensors [B, heads, T, T]).
+    """
+
+    def __init__(self, teacher):
+        backbone = teacher.backbone
+        self.teacher = teacher
+        self.num_layers = backbone.num_layers
+        outputs = {"embeddings": backbone.get_layer("embeddings_layer_norm").output,
+                   "pooled": backbone.output["pooled_output"]}
+        for i in range(self.num_layers):
+            outputs[f"hidden_{i}"] = backbone.get_layer(f"transformer_layer_{i}").output
+        self.model = keras.Model(backbone.input, outputs)
+        self.model.trainable = False
+        teacher.trainable = False
+
+    def __call__(self, inputs):
+        from refbert_tf.models.student import RefBertStudent
+
+        inputs = {k: inputs[k] for k in ("token_ids", "segment_ids", "padding_mask")}
+        out = self.model(inputs, training=False)
+        hidden = [out[f"hidden_{i}"] for i in range(self.num_layers)]
+        layer_inputs = [out["embeddings"]] + hidden[:-1]
+        attention = [RefBertStudent._attention_logits(self.model.get_layer(f"transformer_layer_{i}"), h)
+                     for i, h in enumerate(layer_inputs)]
+        logits = self.teacher.output_dense(out["pooled"])
+        return {"logits": logits, "embeddings": out["embeddings"], "hidden_states": hidden,
+                "attention_logits": attention}
+
+
+class Distiller(keras.Model):
+    """Two-stage TinyBERT task distillation with a custom ``train_step``; works with ``model.fit``.
+
+    Args:
+        teacher: fine-tuned keras-hub ``BertTextClassifier`` (frozen here).
+        student: :class:`~refbert_tf.models.student.RefBertStudent`.
+        regression: True for STS-B (MSE prediction loss).
+        temperature: softmax temperature t of the prediction loss.
+        stage: ``"intermediate"`` or ``"prediction"`` (switch with :meth:`set_stage`, then compile again).
+
+    Inputs of ``fit``: ``(inputs, labels)`` with ``inputs`` the student's dict (``reference_index`` included for a
+    RefBERT student). Labels only feed the ``student_loss`` metric (hard-label loss, not optimised: TinyBERT's
+    task distillation uses the teacher alone).
+
+    Raises:
+        ValueError: for an unknown stage.
+    """
+
+    def __init__(self, teacher, student, regression: bool = False, temperature: float = 1.0,
+                 stage: str = "intermediate", **kwargs):
+        super().__init__(**kwargs)
+        self.teacher_features = TeacherFeatures(teacher)
+        if not student.built:  # the optimizer is built from the variables that exist at the first fit
+            import numpy as np
+
+            student({"token_ids": np.zeros((1, 4), np.int32), "segment_ids": np.zeros((1, 4), np.int32),
+                     "padding_mask": np.ones((1, 4), np.int32)})
+        self.student = student
+        self.regression = bool(regression)
+        self.temperature = float(temperature)
+        self.stage = None
+        self.set_stage(stage)
+        teacher_dim = teacher.backbone.hidden_dim
+        self.fit_dense = keras.layers.Dense(teacher_dim, name="fit_dense")  # W: student width -> teacher width
+        self.fit_dense.build((None, None, student.config_values["hidden_dim"]))
+        self.mapping = layer_map(len(student.blocks), self.teacher_features.num_layers)
+        self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
+        self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
+        self.total_loss_tracker = keras.metrics.Mean(name="total_loss")
+
+    def set_stage(self, stage: str):
+        """Select ``"intermediate"`` or ``"prediction"`` losses."""
+        if stage not in STAGES:
+            raise ValueError(f"unknown distillation stage {stage!r}; use one of {STAGES}")
+        self.stage = stage
+
+    @property
+    def metrics(self):
+        return [self.total_loss_tracker, self.distillation_loss_tracker, self.student_loss_tracker]
+
+    def call(self, inputs, training=None):
+        return self.student(inputs, training=training)
+
+    def distillation_losses(self, student_out, teacher_out, mask):
+        """Dict of the stage's loss terms (scalars) and their sum ``distillation_loss``."""
+        if self.stage == "intermediate":
+            terms = {"embedding": masked_mse(self.fit_dense(student_out["embeddings"]), teacher_out["embeddings"],
+                                             mask)}
+            hidden = attention = 0.0
+            for m, t in enumerate(self.mapping):
+                hidden += masked_mse(self.fit_dense(student_out["hidden_states"][m]),
+                                     teacher_out["hidden_states"][t - 1], mask)
+                attention += attention_mse(student_out["attention_logits"][m],
+                                           teacher_out["attention_logits"][t - 1], mask)
+            terms.update(hidden=hidden, attention=attention)
+        elif self.regression:
+            terms = {"prediction": tf.reduce_mean(tf.square(student_out["logits"] - teacher_out["logits"]))}
+        else:
+            terms = {"prediction": soft_cross_entropy(student_out["logits"], teacher_out["logits"],
+                                                      self.temperature)}
+        terms["distillation_loss"] = tf.add_n(list(terms.values()))
+        return terms
+
+    def _hard_loss(self, labels, logits):
+        """Loss against the gold labels (reported as ``student_loss``, not optimised)."""
+        if self.regression:
+            return tf.reduce_mean(tf.square(tf.reshape(logits, [-1]) - tf.cast(tf.reshape(labels, [-1]), logits.dtype)))
+        return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.cast(labels, tf.int32),
+                                                                             logits=logits))
+
+    def train_step(self, data):
+        inputs, labels = data
+        teacher_out = self.teacher_features(inputs)
+        variables = self.student.trainable_variables + self.fit_dense.trainable_variables
+        with tf.GradientTape() as tape:
+            student_out = self.student.call_with_features(inputs, training=True)
+            terms = self.distillation_losses(student_out, teacher_out, inputs["padding_mask"])
+            total = terms["distillation_loss"]
+        grads = tape.gradient(total, variables)
+        self.optimizer.apply_gradients(
+            [(g, v) for g, v in zip(grads, variables) if g is not None])
+        self.total_loss_tracker.update_state(total)
+        self.distillation_loss_tracker.update_state(terms["distillation_loss"])
+        self.student_loss_tracker.update_state(self._hard_loss(labels, student_out["logits"]))
+        return {m.name: m.result() for m in self.metrics}

@@ -1,0 +1,270 @@
+"""The RefBERT student: a small BERT whose first block also attends to the teacher's representation of a reference.
+
+RefBERT (Wang et al. 2021; design note part 4): the first Transformer block's keys and values are extended with
+the reference tokens, ``K = [X W_K ; P(ref) W_K]``, ``V = [X W_V ; P(ref) W_V]``, queries from the input only;
+``P: d_teacher -> d_student`` is a learned linear projection (*our reading*). The reference is the bank anchor
+most similar to the input under :mod:`refbert_tf.retrieval`; the bank is a constant, non-trainable part of the
+model, so one exported file carries it.
+
+The student takes ``{"token_ids", "segment_ids", "padding_mask"}`` int32 [B, T] and, during training, an optional
+``"reference_index"`` int32 [B] (the anchor chosen offline, excluding the example itself). Without it the model
+retrieves the reference in-graph (``argmax`` of key similarities), as on the device.
+"""
+
+from __future__ import annotations
+
+import keras
+import keras_hub
+import numpy as np
+
+from refbert_tf.retrieval import RetrievalKeyEncoder
+
+STUDENT_PRESETS = {
+    # TinyBERT-4 (Jiao et al. 2020): 4 layers, hidden 312, 12 heads, FFN 1200 (RefBERT's student shape)
+    "tinybert4": dict(num_layers=4, hidden_dim=312, num_heads=12, intermediate_dim=1200),
+    # TinyBERT-6: BERT-base width, 6 layers
+    "tinybert6": dict(num_layers=6, hidden_dim=768, num_heads=12, intermediate_dim=3072),
+}
+
+
+def _gelu(x):
+    return keras.activations.gelu(x, approximate=False)
+
+
+@keras.saving.register_keras_serializable(package="refbert_tf")
+class ReferenceTransformerEncoder(keras_hub.layers.TransformerEncoder):
+    """keras-hub ``TransformerEncoder`` whose self-attention keys/values can be extended with reference tokens.
+
+    Call args:
+        inputs: float [B, T, H].
+        padding_mask: int/bool [B, T].
+        reference: float [B, R, H] (already projected to the student width), or None for plain attention.
+        reference_mask: int/bool [B, R], 1 for real reference tokens.
+        return_attention_scores: also return the attention probabilities [B, heads, T, T + R].
+
+    Returns:
+        [B, T, H] (and the attention probabilities). With every reference token masked the output equals plain
+        self-attention (tested to 1e-5).
+    """
+
+    def call(self, inputs, padding_mask=None, reference=None, reference_mask=None, training=None,
+             return_attention_scores=False):
+        if reference is None:
+            return super().call(inputs, padding_mask=padding_mask, training=training,
+                                return_attention_scores=return_attention_scores)
+        ops = keras.ops
+        x = inputs
+        if padding_mask is None:
+            padding_mask = ops.ones(ops.shape(x)[:2], "int32")
+        key_mask = ops.concatenate([ops.cast(padding_mask, "int32"), ops.cast(reference_mask, "int32")], axis=1)
+        attention_mask = ops.expand_dims(key_mask, axis=1)  # [B, 1, T + R], like keras-hub's padding mask
+        memory = ops.concatenate([x, ops.cast(reference, x.dtype)], axis=1)
+        residual = x
+        if self.normalize_first:
+            x = self._self_attention_layer_norm(x)
+            memory = ops.concatenate([x, ops.cast(reference, x.dtype)], axis=1)
+        outputs = self._self_attention_layer(query=x, value=memory, key=memory, attention_mask=attention_mask,
+                                             return_attention_scores=return_attention_scores, training=training)
+        x, scores = outputs if return_attention_scores else (outputs, None)
+        x = self._self_attention_dropout(x, training=training)
+        x = x + residual
+        if not self.normalize_first:
+            x = self._self_attention_layer_norm(x)
+        residual = x
+        if self.normalize_first:
+            x = self._feedforward_layer_norm(x)
+        x = self._feedforward_intermediate_dense(x)
+        x = self._feedforward_output_dense(x)
+        x = self._feedforward_dropout(x, training=training)
+        x = x + residual
+        if not self.normalize_first:
+            x = self._feedforward_layer_norm(x)
+        return (x, scores) if return_attention_scores else x
+
+
+@keras.saving.register_keras_serializable(package="refbert_tf")
+class ReferenceBankLayer(keras.layers.Layer):
+    """The reference bank as constant, non-trainable weights, with in-graph retrieval.
+
+    Weights: ``representations`` [M, R, d_teacher], ``representation_mask`` [M, R], ``keys`` [M, K].
+    ``retrieve(token_ids, padding_mask)`` -> anchor index int32 [B] (argmax of cosine similarity, ties to the
+    lowest index); ``call(index)`` -> (reference [B, R, d_teacher], reference_mask [B, R]). Gathers use
+    ``tf.gather`` (``keras.ops.take`` lowers to ops TFLite builtins lack).
+    """
+
+    def __init__(self, num_anchors: int, num_tokens: int, teacher_dim: int, num_buckets: int, idf, ignore_ids,
+                 **kwargs):
+        super().__init__(trainable=False, **kwargs)
+        self.num_anchors, self.num_tokens = int(num_anchors), int(num_tokens)
+        self.teacher_dim, self.num_buckets = int(teacher_dim), int(num_buckets)
+        self.key_encoder = RetrievalKeyEncoder(num_buckets, idf, ignore_ids, name="retrieval_key")
+        self.representations = self.add_weight(shape=(self.num_anchors, self.num_tokens, self.teacher_dim),
+                                               initializer="zeros", trainable=False, name="representations")
+        self.representation_mask = self.add_weight(shape=(self.num_anchors, self.num_tokens),
+                                                   initializer="zeros", trainable=False,
+                                                   name="representation_mask")
+        self.keys = self.add_weight(shape=(self.num_anchors, self.num_buckets), initializer="zeros",
+                                    trainable=False, name="keys")
+
+    def retrieve(self, token_ids, padding_mask):
+        query = self.key_encoder(token_ids, padding_mask)  # [B, K]
+        scores = keras.ops.matmul(query, keras.ops.transpose(self.keys))  # [B, M]
+        return keras.ops.cast(keras.ops.argmax(scores, axis=-1), "int32")
+
+    def call(self, index):
+        import tensorflow as tf
+
+        return tf.gather(self.representations, index), tf.gather(self.representation_mask, index)
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("trainable", None)
+        config.update(num_anchors=self.num_anchors, num_tokens=self.num_tokens, teacher_dim=self.teacher_dim,
+                      num_buckets=self.num_buckets, idf=self.key_encoder.idf_values.tolist(),
+                      ignore_ids=list(self.key_encoder.ignore_ids))
+        return config
+
+
+@keras.saving.register_keras_serializable(package="refbert_tf")
+class RefBertStudent(keras.Model):
+    """Small BERT classifier, optionally reference-augmented (RefBERT) or plain (vanilla TinyBERT).
+
+    Args:
+        vocabulary_size: the teacher's vocabulary size (students share the teacher's tokenizer).
+        num_classes: task outputs (1 for STS-B).
+        num_layers, hidden_dim, num_heads, intermediate_dim: encoder shape (see ``STUDENT_PRESETS``).
+        max_sequence_length: position embeddings (tokens).
+        teacher_dim: hidden size of the teacher (the bank's width, input of the projection P).
+        bank_config: ``ReferenceBankLayer`` config (None: a vanilla student without references).
+        dropout: dropout rate.
+
+    ``call(inputs)`` returns logits [B, num_classes]; ``call_with_features(inputs)`` returns a dict with
+    ``logits``, ``embeddings`` [B, T, H], ``hidden_states`` (list of L tensors [B, T, H]) and ``attention_logits``
+    (list of L tensors [B, heads, T, T], pre-softmax scores over the input tokens) for distillation.
+    """
+
+    def __init__(self, vocabulary_size: int, num_classes: int, num_layers: int = 4, hidden_dim: int = 312,
+                 num_heads: int = 12, intermediate_dim: int = 1200, max_sequence_length: int = 512,
+                 teacher_dim: int = 384, bank_config: dict | None = None, dropout: float = 0.1, **kwargs):
+        super().__init__(**kwargs)
+        self.config_values = dict(vocabulary_size=vocabulary_size, num_classes=num_classes, num_layers=num_layers,
+                                  hidden_dim=hidden_dim, num_heads=num_heads, intermediate_dim=intermediate_dim,
+                                  max_sequence_length=max_sequence_length, teacher_dim=teacher_dim,
+                                  bank_config=bank_config, dropout=dropout)
+        init = keras.initializers.TruncatedNormal(stddev=0.02)
+        self.token_embedding = keras.layers.Embedding(vocabulary_size, hidden_dim, embeddings_initializer=init,
+                                                      name="token_embedding")
+        self.position_embedding = keras_hub.layers.PositionEmbedding(max_sequence_length, initializer=init,
+                                                                     name="position_embedding")
+        self.segment_embedding = keras.layers.Embedding(2, hidden_dim, embeddings_initializer=init,
+                                                        name="segment_embedding")
+        self.embeddings_layer_norm = keras.layers.LayerNormalization(epsilon=1e-12, name="embeddings_layer_norm")
+        self.embeddings_dropout = keras.layers.Dropout(dropout)
+        self.blocks = [
+            ReferenceTransformerEncoder(num_heads=num_heads, intermediate_dim=intermediate_dim, activation=_gelu,
+                                        dropout=dropout, layer_norm_epsilon=1e-12, kernel_initializer=init,
+                                        name=f"transformer_layer_{i}")
+            for i in range(num_layers)
+        ]
+        self.pooled_dense = keras.layers.Dense(hidden_dim, activation="tanh", kernel_initializer=init,
+                                               name="pooled_dense")
+        self.head_dropout = keras.layers.Dropout(dropout)
+        self.classifier = keras.layers.Dense(num_classes, kernel_initializer=init, name="logits")
+        self.bank = None
+        if bank_config is not None:
+            self.bank = ReferenceBankLayer(**bank_config, name="reference_bank")
+            self.reference_projection = keras.layers.Dense(hidden_dim, kernel_initializer=init,
+                                                           name="reference_projection")
+
+    @property
+    def uses_reference(self) -> bool:
+        """True for a RefBERT student, False for the vanilla baseline."""
+        return self.bank is not None
+
+    def call_with_features(self, inputs, training=None):
+        token_ids, segment_ids = inputs["token_ids"], inputs["segment_ids"]
+        padding_mask = inputs["padding_mask"]
+        x = self.token_embedding(token_ids) + self.segment_embedding(segment_ids)
+        x = x + self.position_embedding(x)
+        x = self.embeddings_dropout(self.embeddings_layer_norm(x), training=training)
+        features = {"embeddings": x, "hidden_states": [], "attention_logits": []}
+        reference = reference_mask = None
+        if self.bank is not None:
+            index = inputs.get("reference_index") if isinstance(inputs, dict) else None
+            if index is None:
+                index = self.bank.retrieve(token_ids, padding_mask)
+            reference, reference_mask = self.bank(index)
+            reference = self.reference_projection(reference)
+        for i, block in enumerate(self.blocks):
+            block_input = x
+            if i == 0 and reference is not None:
+                x = block(x, padding_mask=padding_mask, reference=reference, reference_mask=reference_mask,
+                          training=training)
+            else:
+                x = block(x, padding_mask=padding_mask, training=training)
+            features["attention_logits"].append(self._attention_logits(block, block_input))  # block is built now
+            features["hidden_states"].append(x)
+        pooled = self.pooled_dense(x[:, 0, :])
+        features["logits"] = self.classifier(self.head_dropout(pooled, training=training))
+        return features
+
+    @staticmethod
+    def _attention_logits(block, x):
+        """Pre-softmax attention scores QK^T / sqrt(d) [B, heads, T, T] of ``block`` on its input ``x``."""
+        attention = block._self_attention_layer
+        q = attention._query_dense(x)  # [B, T, heads, d]
+        k = attention._key_dense(x)
+        scale = 1.0 / float(np.sqrt(attention._key_dim))
+        return keras.ops.einsum("bqhd,bkhd->bhqk", q, k) * scale
+
+    def call(self, inputs, training=None):
+        return self.call_with_features(inputs, training=training)["logits"]
+
+    def get_config(self):
+        return {**super().get_config(), **self.config_values}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("trainable", "dtype"):
+            config.pop(key, None)
+        return cls(**config)
+
+
+def build_student(preset: str, num_classes: int, vocabulary_size: int, teacher_dim: int, bank=None,
+                  max_sequence_length: int = 512, dropout: float = 0.1) -> RefBertStudent:
+    """Build a student from a preset name, with the bank's arrays loaded when ``bank`` is given.
+
+    Args:
+        preset: ``"tinybert4"`` or ``"tinybert6"`` (see ``STUDENT_PRESETS``).
+        num_classes: task outputs.
+        vocabulary_size: the teacher's vocabulary size.
+        teacher_dim: teacher hidden size.
+        bank: a :class:`~refbert_tf.bank.ReferenceBank` (RefBERT) or None (vanilla student).
+        max_sequence_length: position embeddings.
+        dropout: dropout rate.
+
+    Raises:
+        ValueError: unknown preset; a bank whose representation width differs from ``teacher_dim``.
+    """
+    if preset not in STUDENT_PRESETS:
+        raise ValueError(f"unknown student preset {preset!r}; known: {', '.join(STUDENT_PRESETS)}")
+    bank_config = None
+    if bank is not None:
+        if bank.representations.shape[-1] != teacher_dim:
+            raise ValueError(f"the bank holds {bank.representations.shape[-1]}-wide teacher states, but the "
+                             f"teacher is {teacher_dim} wide: the bank was built with another teacher")
+        bank_config = dict(num_anchors=bank.num_anchors, num_tokens=bank.num_tokens, teacher_dim=teacher_dim,
+                           num_buckets=bank.index.num_buckets, idf=bank.index.idf.tolist(),
+                           ignore_ids=list(bank.index.ignore_ids))
+    student = RefBertStudent(vocabulary_size, num_classes, max_sequence_length=max_sequence_length,
+                             teacher_dim=teacher_dim, bank_config=bank_config, dropout=dropout,
+                             **STUDENT_PRESETS[preset])
+    dummy = {"token_ids": np.zeros((1, 4), np.int32), "segment_ids": np.zeros((1, 4), np.int32),
+             "padding_mask": np.ones((1, 4), np.int32)}
+    student(dummy)  # build
+    if bank is not None:
+        student.bank.representations.assign(bank.representations)
+        student.bank.representation_mask.assign(bank.representation_mask.astype(np.float32))
+        student.bank.keys.assign(bank.keys)
+    return student

@@ -1,0 +1,162 @@
+"""Reference retrieval: the cheap lexical similarity RefBERT uses to pick a reference for every input.
+
+RefBERT (Wang et al. 2021, Sec. III) gives each input the teacher's pre-computed representation of its most
+similar *other* training example under a keyword-overlap similarity. The exported model must pick references
+itself, so the similarity is defined once, as a function TFLite can run with builtin ops, and training uses that
+same function (our reading of the design note, part 2):
+
+    key(x) = l2_normalize(tf(x) * idf),   tf(x)[k] = #{wordpiece ids t in x (no [CLS]/[SEP]/[PAD]) : t mod K == k}
+    sim(x, a) = key(x) . key(a)          (cosine similarity of idf-weighted bags of hashed wordpiece ids)
+
+``idf`` is fitted on the training texts by scikit-learn's ``TfidfTransformer`` (smooth idf:
+``ln((1 + n) / (1 + df)) + 1``, Salton & Buckley 1988), which also computes the offline keys; the on-device
+:class:`RetrievalKeyEncoder` computes the same numbers from token ids with ``one_hot`` / ``matmul`` (TFLite
+builtins). Offline nearest neighbours use scikit-learn's brute-force cosine ``NearestNeighbors`` on the sparse
+keys: O(N * M * nnz) time in chunks of its working memory, O(N * k) output.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import numpy as np
+import scipy.sparse as sp
+
+DEFAULT_NUM_BUCKETS = 1024
+
+
+def hashed_counts(features: dict, num_buckets: int, ignore_ids) -> sp.csr_matrix:
+    """Sparse term counts of hashed wordpiece ids.
+
+    Args:
+        features: ``{"token_ids": RaggedTensor [N, (T)]}`` from the tokenizer's ``encode``.
+        num_buckets: K, hash buckets (``bucket = token_id mod K``).
+        ignore_ids: token ids not counted ([CLS], [SEP], [PAD]).
+
+    Returns:
+        ``scipy.sparse.csr_matrix`` float32 [N, K].
+    """
+    ids = features["token_ids"]
+    values = ids.flat_values.numpy().astype(np.int64)
+    rows = np.repeat(np.arange(int(ids.nrows())), ids.row_lengths().numpy())
+    keep = ~np.isin(values, np.asarray(list(ignore_ids), dtype=np.int64))
+    counts = sp.csr_matrix((np.ones(int(keep.sum()), np.float32), (rows[keep], values[keep] % num_buckets)),
+                           shape=(int(ids.nrows()), num_buckets))
+    counts.sum_duplicates()
+    return counts
+
+
+@dataclasses.dataclass
+class RetrievalIndex:
+    """Fitted retrieval similarity: bucket count and idf weights.
+
+    Attributes:
+        num_buckets: K.
+        idf: float32 [K] inverse document frequencies (scikit-learn smooth idf).
+        ignore_ids: token ids left out of the bag ([CLS], [SEP], [PAD]).
+    """
+
+    num_buckets: int
+    idf: np.ndarray
+    ignore_ids: tuple
+
+    @classmethod
+    def fit(cls, features: dict, ignore_ids, num_buckets: int = DEFAULT_NUM_BUCKETS) -> "RetrievalIndex":
+        """Fit idf on training features (see :func:`hashed_counts`)."""
+        from sklearn.feature_extraction.text import TfidfTransformer
+
+        tfidf = TfidfTransformer(norm="l2", use_idf=True, smooth_idf=True, sublinear_tf=False)
+        tfidf.fit(hashed_counts(features, num_buckets, ignore_ids))
+        return cls(int(num_buckets), tfidf.idf_.astype(np.float32), tuple(int(i) for i in ignore_ids))
+
+    def keys(self, features: dict) -> sp.csr_matrix:
+        """Offline keys: L2-normalised tf * idf, sparse float32 [N, K] (rows of empty bags are all zero)."""
+        from sklearn.preprocessing import normalize
+
+        counts = hashed_counts(features, self.num_buckets, self.ignore_ids)
+        return normalize(counts.multiply(self.idf[None, :]).tocsr(), norm="l2").astype(np.float32)
+
+    def encoder(self) -> "RetrievalKeyEncoder":
+        """The on-device key encoder computing the same keys from token ids."""
+        return RetrievalKeyEncoder(self.num_buckets, self.idf, self.ignore_ids)
+
+
+def nearest_anchors(query_keys, anchor_keys, exclude=None, batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """Most similar anchor of every query (cosine on L2-normalised keys), optionally excluding one per query.
+
+    Args:
+        query_keys: [N, K] sparse or dense keys.
+        anchor_keys: [M, K] sparse or dense keys.
+        exclude: int array [N]: anchor index each query may not pick (its own index when queries are the
+            anchors themselves), or -1 for none.
+        batch_size: queries scored per chunk.
+
+    Returns:
+        ``(index [N] int64, similarity [N] float32)``. Ties go to the lowest anchor index, as ``argmax`` does in
+        the exported model.
+
+    Raises:
+        ValueError: if there are no anchors, or fewer than 2 while excluding.
+    """
+    m = anchor_keys.shape[0]
+    if m == 0 or (exclude is not None and m < 2):
+        raise ValueError(f"need at least {1 if exclude is None else 2} anchors, got {m}")
+    anchors_t = anchor_keys.T.tocsr() if sp.issparse(anchor_keys) else np.asarray(anchor_keys).T
+    index = np.empty(query_keys.shape[0], np.int64)
+    best = np.empty(query_keys.shape[0], np.float32)
+    for start in range(0, query_keys.shape[0], batch_size):
+        q = query_keys[start:start + batch_size]
+        scores = q @ anchors_t
+        scores = scores.toarray() if sp.issparse(scores) else np.asarray(scores)
+        scores = scores.astype(np.float32)
+        if exclude is not None:
+            rows = np.arange(scores.shape[0])
+            own = np.asarray(exclude[start:start + batch_size])
+            valid = own >= 0
+            scores[rows[valid], own[valid]] = -np.inf
+        index[start:start + len(scores)] = scores.argmax(axis=1)
+        best[start:start + len(scores)] = scores[np.arange(len(scores)), index[start:start + len(scores)]]
+    return index, best
+
+
+@keras.saving.register_keras_serializable(package="refbert_tf")
+class RetrievalKeyEncoder(keras.layers.Layer):
+    """On-device retrieval key: L2-normalised, idf-weighted bag of hashed wordpiece ids (non-trainable).
+
+    Computes what :meth:`RetrievalIndex.keys` computes offline, from padded token ids, with TFLite builtin ops
+    (``FLOOR_MOD``, ``ONE_HOT``, ``MUL``, ``SUM``, ``L2_NORMALIZATION``-equivalent arithmetic).
+
+    Call args:
+        token_ids: int32 [B, T].
+        padding_mask: int/bool [B, T], 1 for real tokens.
+
+    Returns:
+        float32 [B, K] keys (a row is all zero when the input has no countable token).
+    """
+
+    def __init__(self, num_buckets: int, idf, ignore_ids, **kwargs):
+        super().__init__(trainable=False, **kwargs)
+        self.num_buckets = int(num_buckets)
+        self.idf_values = np.asarray(idf, np.float32).reshape(-1)
+        if self.idf_values.shape[0] != self.num_buckets:
+            raise ValueError(f"idf has {self.idf_values.shape[0]} entries, expected num_buckets={num_buckets}")
+        self.ignore_ids = tuple(int(i) for i in ignore_ids)
+
+    def call(self, token_ids, padding_mask):
+        ops = keras.ops
+        mask = ops.cast(padding_mask, "float32")
+        for special in self.ignore_ids:
+            mask = mask * ops.cast(ops.not_equal(token_ids, special), "float32")
+        buckets = ops.mod(token_ids, self.num_buckets)
+        onehot = ops.one_hot(buckets, self.num_buckets, dtype="float32")  # [B, T, K]
+        counts = ops.sum(onehot * ops.expand_dims(mask, -1), axis=1)  # [B, K]
+        weighted = counts * ops.convert_to_tensor(self.idf_values)
+        norm = ops.sqrt(ops.sum(weighted * weighted, axis=-1, keepdims=True))
+        return weighted / ops.maximum(norm, 1e-12)
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("trainable", None)
+        config.update(num_buckets=self.num_buckets, idf=self.idf_values.tolist(), ignore_ids=list(self.ignore_ids))
+        return config

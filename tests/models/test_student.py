@@ -1,0 +1,76 @@
+import keras
+import numpy as np
+import pytest
+
+from refbert_tf.bank import build_bank
+from refbert_tf.data import read_glue_tsv
+from refbert_tf.models.student import STUDENT_PRESETS, ReferenceTransformerEncoder, build_student
+
+
+def test_all_masked_reference_equals_plain_attention():
+    keras.utils.set_random_seed(0)
+    block = ReferenceTransformerEncoder(num_heads=4, intermediate_dim=32, dropout=0.0)
+    x = np.random.default_rng(0).normal(size=(3, 7, 16)).astype(np.float32)
+    mask = np.ones((3, 7), np.int32)
+    mask[1, 5:] = 0
+    ref = np.random.default_rng(1).normal(size=(3, 4, 16)).astype(np.float32) * 10
+    plain = np.asarray(block(x, padding_mask=mask))
+    masked = np.asarray(block(x, padding_mask=mask, reference=ref, reference_mask=np.zeros((3, 4), np.int32)))
+    np.testing.assert_allclose(masked, plain, atol=1e-5)
+    visible = np.asarray(block(x, padding_mask=mask, reference=ref, reference_mask=np.ones((3, 4), np.int32)))
+    assert np.abs(visible - plain).max() > 1e-2  # the reference does change the output when visible
+
+
+@pytest.fixture(scope="module")
+def small_bank(glue_dir, minilm_tokenizer):
+    from refbert_tf.models.backbone import BertBackbone
+
+    tok = minilm_tokenizer
+    train = read_glue_tsv("sst2", "train", glue_dir=glue_dir).take(120)
+    feats = tok.encode(train.text_a, max_seq_len=32)
+    teacher = BertBackbone(vocabulary_size=30522, num_layers=2, num_heads=2, hidden_dim=24, intermediate_dim=48,
+                           max_sequence_length=64, hidden_activation="gelu")
+    bank = build_bank(teacher, feats, layer=2, num_tokens=4, max_anchors=60, ignore_ids=(101, 102, 0),
+                      num_buckets=128, progress=False)
+    return bank, feats
+
+
+def _inputs(feats, n=8):
+    ids = feats["token_ids"][:n].to_tensor(0)
+    return {"token_ids": ids, "segment_ids": feats["segment_ids"][:n].to_tensor(0),
+            "padding_mask": keras.ops.cast(feats["token_ids"][:n].to_tensor(-1) >= 0, "int32")}
+
+
+def test_in_graph_retrieval_equals_offline_choice(small_bank):
+    bank, feats = small_bank
+    student = build_student("tinybert4", 2, 30522, teacher_dim=24, bank=bank, max_sequence_length=64)
+    x = _inputs(feats)
+    offline, _ = bank.references_for({"token_ids": feats["token_ids"][:8]})
+    np.testing.assert_array_equal(np.asarray(student.bank.retrieve(x["token_ids"], x["padding_mask"])), offline)
+    logits = np.asarray(student(x, training=False))
+    with_index = np.asarray(student({**x, "reference_index": offline.astype(np.int32)}, training=False))
+    np.testing.assert_allclose(logits, with_index, atol=1e-6)
+    feats_out = student.call_with_features(x)
+    assert len(feats_out["hidden_states"]) == 4 and feats_out["attention_logits"][0].shape[1] == 12
+
+
+def test_student_save_load_round_trip(small_bank, tmp_path):
+    bank, feats = small_bank
+    student = build_student("tinybert4", 3, 30522, teacher_dim=24, bank=bank, max_sequence_length=64)
+    student.save(tmp_path / "student.keras")
+    loaded = keras.saving.load_model(tmp_path / "student.keras")
+    x = _inputs(feats)
+    np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(student(x)), atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(loaded.bank.keys), bank.keys)
+
+
+def test_presets_and_errors(small_bank):
+    bank, _ = small_bank
+    vanilla = build_student("tinybert4", 2, 30522, teacher_dim=384)
+    # TinyBERT-4 is ~14.5M parameters: embeddings 30522*312 + 4 blocks + pooler/head
+    assert 14.0e6 < vanilla.count_params() < 15.0e6 and not vanilla.uses_reference
+    assert STUDENT_PRESETS["tinybert6"]["hidden_dim"] == 768
+    with pytest.raises(ValueError, match="unknown student preset 'tinybert5'"):
+        build_student("tinybert5", 2, 30522, teacher_dim=24)
+    with pytest.raises(ValueError, match="24-wide teacher states, but the teacher is 384 wide"):
+        build_student("tinybert4", 2, 30522, teacher_dim=384, bank=bank)
