@@ -126,11 +126,6 @@ class Distiller(keras.Model):
                  stage: str = "intermediate", **kwargs):
         super().__init__(**kwargs)
         self.teacher_features = TeacherFeatures(teacher)
-        if not student.built:  # the optimizer is built from the variables that exist at the first fit
-            import numpy as np
-
-            student({"token_ids": np.zeros((1, 4), np.int32), "segment_ids": np.zeros((1, 4), np.int32),
-                     "padding_mask": np.ones((1, 4), np.int32)})
         self.student = student
         self.regression = bool(regression)
         self.temperature = float(temperature)
@@ -143,6 +138,10 @@ class Distiller(keras.Model):
         self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
         self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
         self.total_loss_tracker = keras.metrics.Mean(name="total_loss")
+        # build now: the optimizer takes the variables that exist at the first fit, and BackupAndRestore
+        # refuses unbuilt models
+        self({"token_ids": tf.zeros((1, 4), tf.int32), "segment_ids": tf.zeros((1, 4), tf.int32),
+              "padding_mask": tf.ones((1, 4), tf.int32)})
 
     def set_stage(self, stage: str):
         """Select ``"intermediate"`` or ``"prediction"`` losses."""

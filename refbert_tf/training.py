@@ -151,13 +151,41 @@ def evaluate(model, task: GlueTask, features: dict, labels: np.ndarray, batch_si
     return compute_metrics(task, predictions_from_outputs(task, outputs), labels)
 
 
+def plan_steps(num_examples: int, batch_size: int, epochs: float, backup_every: int) -> tuple[int, int]:
+    """Split a run of ``epochs`` passes into checkpoint intervals.
+
+    Keras resumes an interrupted fit at the start of the epoch it was in, so each Keras "epoch" is one checkpoint
+    interval (about ``backup_every`` steps) over a repeated dataset: resuming then loses no step and repeats none.
+
+    Returns:
+        ``(intervals, steps_per_interval)``; total optimizer steps = their product (>= 1).
+    """
+    planned = max(1, int(round(epochs * math.ceil(num_examples / batch_size))))
+    intervals = math.ceil(planned / max(1, backup_every))
+    return intervals, math.ceil(planned / intervals)
+
+
+def run_fit(model, dataset, intervals: int, steps_per_interval: int, backup_dir: str | os.PathLike,
+            callbacks=(), verbose="auto"):
+    """``model.fit`` over a repeated ``dataset`` with a resume checkpoint after every interval.
+
+    If ``backup_dir`` holds the checkpoint of an interrupted run, training resumes from it (weights, optimizer
+    state, step); the checkpoint is deleted when training finishes.
+
+    Returns:
+        the ``keras.callbacks.History``, with a ``seconds`` attribute (wall time of this call).
+    """
+    backup = keras.callbacks.BackupAndRestore(str(backup_dir), save_freq="epoch", delete_checkpoint=True)
+    start = time.perf_counter()
+    history = model.fit(dataset, epochs=intervals, steps_per_epoch=steps_per_interval,
+                        callbacks=[backup, keras.callbacks.TerminateOnNaN(), *callbacks], verbose=verbose)
+    history.seconds = time.perf_counter() - start
+    return history
+
+
 def fit(model, task: GlueTask, train_features: dict, train_labels: np.ndarray, config: FinetuneConfig,
         backup_dir: str | os.PathLike, callbacks=(), verbose="auto"):
-    """Compile and train ``model`` with AdamW + linear schedule; resumable.
-
-    If ``backup_dir`` holds a checkpoint of an interrupted run with the same settings, training resumes from it
-    (weights, optimizer state and step); it is deleted when training finishes. Keras epochs in the progress bar
-    are checkpoint intervals of about ``config.backup_every`` steps.
+    """Compile and train ``model`` with AdamW + linear schedule; resumable (see :func:`run_fit`).
 
     Args:
         model: a Keras model on ``{"token_ids", "segment_ids", "padding_mask"}``.
@@ -167,29 +195,19 @@ def fit(model, task: GlueTask, train_features: dict, train_labels: np.ndarray, c
         config: hyper-parameters.
         backup_dir: where ``BackupAndRestore`` keeps its checkpoint.
         callbacks: extra Keras callbacks.
-        verbose: ``model.fit`` verbosity (progress bar on a terminal).
+        verbose: ``model.fit`` verbosity (progress bar on a terminal). Keras epochs in the progress bar are
+            checkpoint intervals of about ``config.backup_every`` steps.
 
     Returns:
         the ``keras.callbacks.History``, with ``seconds`` and ``examples_per_second`` attributes.
     """
-    steps_per_pass = math.ceil(len(train_labels) / config.batch_size)
-    planned = max(1, int(round(config.epochs * steps_per_pass)))
-    # Keras resumes an interrupted fit at the start of the epoch it was in, so each Keras "epoch" is one
-    # checkpoint interval (~backup_every steps) over the repeated dataset: resuming then loses no step and
-    # repeats none. Passes over the data are config.epochs, as planned.
-    intervals = math.ceil(planned / max(1, config.backup_every))
-    steps_per_interval = math.ceil(planned / intervals)
-    total_steps = intervals * steps_per_interval
-    model.compile(optimizer=make_adamw(config.learning_rate, total_steps, config.warmup_ratio,
+    intervals, steps = plan_steps(len(train_labels), config.batch_size, config.epochs, config.backup_every)
+    model.compile(optimizer=make_adamw(config.learning_rate, intervals * steps, config.warmup_ratio,
                                        config.weight_decay),
                   loss=task_loss(task),
                   metrics=[] if task.is_regression else ["sparse_categorical_accuracy"])
     ds = make_dataset(train_features, train_labels, batch_size=config.batch_size, shuffle=True,
                       seed=config.seed, repeat=True)
-    backup = keras.callbacks.BackupAndRestore(str(backup_dir), save_freq="epoch", delete_checkpoint=True)
-    start = time.perf_counter()
-    history = model.fit(ds, epochs=intervals, steps_per_epoch=steps_per_interval,
-                        callbacks=[backup, keras.callbacks.TerminateOnNaN(), *callbacks], verbose=verbose)
-    history.seconds = time.perf_counter() - start
-    history.examples_per_second = total_steps * config.batch_size / max(history.seconds, 1e-9)
+    history = run_fit(model, ds, intervals, steps, backup_dir, callbacks, verbose)
+    history.examples_per_second = intervals * steps * config.batch_size / max(history.seconds, 1e-9)
     return history

@@ -20,3 +20,11 @@ def test_finetune_teacher_rejects_an_unknown_task():
     out = _run("recipes/finetune_teacher.py", "--task", "sst3")
     assert out.returncode != 0
     assert "unknown GLUE task 'sst3'" in out.stderr
+
+
+def test_distill_glue_help():
+    out = _run("recipes/distill_glue.py", "--help")
+    assert out.returncode == 0
+    for flag in ("--task", "--no-reference", "--bank-layer", "--bank-tokens", "--max-anchors", "--temperature",
+                 "--teacher-dir", "--no-finetune-teacher"):
+        assert flag in out.stdout

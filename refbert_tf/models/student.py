@@ -24,6 +24,8 @@ STUDENT_PRESETS = {
     "tinybert4": dict(num_layers=4, hidden_dim=312, num_heads=12, intermediate_dim=1200),
     # TinyBERT-6: BERT-base width, 6 layers
     "tinybert6": dict(num_layers=6, hidden_dim=768, num_heads=12, intermediate_dim=3072),
+    # for tests and smoke runs only
+    "tiny": dict(num_layers=2, hidden_dim=32, num_heads=2, intermediate_dim=64),
 }
 
 

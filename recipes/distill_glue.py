@@ -1,0 +1,91 @@
+#!/usr/bin/env python
+"""The main job: distill a fine-tuned BERT teacher into a small RefBERT student on a GLUE task.
+
+Example:
+    python recipes/distill_glue.py --task sst2 --glue-dir ../shared/glue_data
+    python recipes/distill_glue.py --task sst2 --glue-dir ../shared/glue_data --no-reference   # vanilla TinyBERT
+
+Steps: load the teacher from <teacher-dir>/<task> (fine-tuning it first if missing), build the reference bank
+(teacher hidden states of --bank-layer for the first --bank-tokens tokens of up to --max-anchors anchors),
+pick every training example's reference (the most similar other example, with the same hashed-wordpiece
+similarity the exported model computes), distill in two stages (TinyBERT: embeddings + attention scores +
+hidden states, then logits with --temperature), evaluate on dev with in-graph retrieval, and write
+<output-dir>/<task>/<refbert|vanilla>/ (student.keras, student.json, summary.md) and --results. Re-running an
+interrupted command resumes it.
+"""
+
+import argparse
+import os
+import shlex
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from refbert_tf.data import TASKS  # noqa: E402
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", required=True, help=f"GLUE task: {', '.join(TASKS)}")
+    p.add_argument("--glue-dir", default=None, help="GLUE TSV directory (default: $GLUE_DIR)")
+    p.add_argument("--source", choices=["tsv", "tfds"], default="tsv", help="GLUE from TSV files or TFDS (online)")
+    p.add_argument("--teacher-dir", default="artifacts/teacher",
+                   help="fine-tuned teachers live in <teacher-dir>/<task> (see recipes/finetune_teacher.py)")
+    p.add_argument("--teacher-checkpoint", default="default",
+                   help="checkpoint to fine-tune a missing teacher from (see finetune_teacher.py --help)")
+    p.add_argument("--no-finetune-teacher", action="store_true",
+                   help="fail instead of fine-tuning when the task has no fine-tuned teacher")
+    p.add_argument("--output-dir", default="artifacts/student", help="runs go to <output-dir>/<task>/<model>")
+    p.add_argument("--results", default=None, help="metrics JSON (default results/distill/<task>_<model>.json)")
+    p.add_argument("--no-reference", action="store_true",
+                   help="train the same student without references: the vanilla TinyBERT baseline")
+    p.add_argument("--student", default=None, help="student preset: tinybert4 (default) or tinybert6")
+    p.add_argument("--bank-dir", default=None, help="reuse or write the reference bank here")
+    p.add_argument("--bank-layer", type=int, default=None, help="teacher layer stored in the bank (1; 0 = embeddings)")
+    p.add_argument("--bank-tokens", type=int, default=None, help="tokens stored per anchor, R (8)")
+    p.add_argument("--max-anchors", type=int, default=None, help="bank size cap M (4096); k-means picks anchors")
+    p.add_argument("--num-buckets", type=int, default=None, help="hash buckets of the retrieval key, K (1024)")
+    p.add_argument("--intermediate-epochs", type=float, default=None, help="passes in the intermediate stage")
+    p.add_argument("--prediction-epochs", type=float, default=None, help="passes in the prediction stage")
+    p.add_argument("--batch-size", type=int, default=None, help="examples per step (32)")
+    p.add_argument("--learning-rate", type=float, default=None, help="peak AdamW learning rate (1e-4)")
+    p.add_argument("--temperature", type=float, default=None, help="prediction-loss temperature (1.0)")
+    p.add_argument("--max-seq-len", type=int, default=None, help="max packed tokens (128); longer is truncated")
+    p.add_argument("--seed", type=int, default=None, help="random seed (42)")
+    p.add_argument("--max-train-examples", type=int, default=None, help="use only the first N training rows")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from refbert_tf.data import get_task
+    from refbert_tf.io_utils import write_json
+    from refbert_tf.pipelines import distill_config, distill_glue
+
+    task = get_task(args.task)
+    config = distill_config(
+        task.name, student=args.student, use_reference=not args.no_reference, bank_layer=args.bank_layer,
+        bank_tokens=args.bank_tokens, max_anchors=args.max_anchors, num_buckets=args.num_buckets,
+        intermediate_epochs=args.intermediate_epochs, prediction_epochs=args.prediction_epochs,
+        batch_size=args.batch_size, learning_rate=args.learning_rate, temperature=args.temperature,
+        max_seq_len=args.max_seq_len, seed=args.seed)
+    model = "refbert" if config.use_reference else "vanilla"
+    command = "python " + shlex.join([os.path.relpath(sys.argv[0])] + (argv if argv is not None else sys.argv[1:]))
+    result = distill_glue(task, os.path.join(args.output_dir, task.name, model),
+                          os.path.join(args.teacher_dir, task.name), config=config, glue_dir=args.glue_dir,
+                          source=args.source, teacher_checkpoint=args.teacher_checkpoint,
+                          finetune_missing_teacher=not args.no_finetune_teacher,
+                          max_train_examples=args.max_train_examples, bank_dir=args.bank_dir, command=command)
+    path = args.results or os.path.join("results", "distill", f"{task.name}_{model}.json")
+    write_json(path, result)
+    metrics = ", ".join(f"{k} {v:.2f}" for k, v in result["metrics"].items())
+    print(f"{task.name} {model} student dev: {metrics}")
+    if result["bank"]:
+        print(f"bank: {result['bank']['num_anchors']} anchors, {result['bank']['size_mb']} MB; on-device retrieval "
+              f"agrees with the offline choice on {100 * result['bank']['dev_retrieval_agreement']:.1f}% of dev")
+    print(f"wall time {result['seconds'] / 60:.1f} min, peak memory {result['peak_memory_mb']:.0f} MB; "
+          f"metrics written to {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,251 @@
+"""End-to-end jobs behind the recipes: RefBERT (or vanilla TinyBERT) distillation of a GLUE teacher.
+
+``distill_glue`` = load (or fine-tune) the teacher -> encode the data -> build the reference bank and pick every
+example's reference -> two-stage distillation (intermediate, then prediction) -> evaluate on dev with in-graph
+retrieval, as the exported model will -> save the student, its metrics JSON and a markdown summary.
+Each stage is resumable: an interrupted run picks up at its last checkpoint interval.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from refbert_tf.data import GlueTask, get_task, load_glue, make_dataset
+from refbert_tf.io_utils import atomic_path, write_json, write_text
+
+# Provisional per-task budgets (passes over the training set per stage); to be tuned on measured runs.
+DISTILL_DEFAULTS: dict[str, dict] = {
+    "sst2": dict(intermediate_epochs=1.0, prediction_epochs=1.0),
+    "cola": dict(intermediate_epochs=4.0, prediction_epochs=3.0),
+    "mrpc": dict(intermediate_epochs=6.0, prediction_epochs=4.0),
+    "rte": dict(intermediate_epochs=6.0, prediction_epochs=4.0),
+    "stsb": dict(intermediate_epochs=4.0, prediction_epochs=3.0),
+}
+
+
+@dataclasses.dataclass
+class DistillConfig:
+    """Hyper-parameters of one distillation run.
+
+    Attributes:
+        student: student preset (``tinybert4``, ``tinybert6``).
+        use_reference: RefBERT (True) or the vanilla TinyBERT baseline (False), all else equal.
+        bank_layer: teacher layer whose hidden states the bank stores (0 = embeddings).
+        bank_tokens: R, tokens stored per anchor.
+        max_anchors: M, cap on the bank size.
+        num_buckets: K, hash buckets of the retrieval key.
+        intermediate_epochs, prediction_epochs: passes over the training set in each stage.
+        batch_size: examples per step.
+        learning_rate: peak AdamW learning rate (both stages).
+        warmup_ratio, weight_decay: AdamW schedule.
+        temperature: prediction-loss temperature.
+        max_seq_len: packed length limit (tokens).
+        seed: seed for initialisation, dropout and shuffling.
+        backup_every: steps between resume checkpoints.
+    """
+
+    student: str = "tinybert4"
+    use_reference: bool = True
+    bank_layer: int = 1
+    bank_tokens: int = 8
+    max_anchors: int = 4096
+    num_buckets: int = 1024
+    intermediate_epochs: float = 1.0
+    prediction_epochs: float = 1.0
+    batch_size: int = 32
+    learning_rate: float = 1e-4
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    temperature: float = 1.0
+    max_seq_len: int = 128
+    seed: int = 42
+    backup_every: int = 200
+
+
+def distill_config(task: str, **overrides) -> DistillConfig:
+    """The default :class:`DistillConfig` for ``task`` with non-None ``overrides`` applied."""
+    values = dict(DISTILL_DEFAULTS.get(task, {}))
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return DistillConfig(**values)
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _load_or_finetune_teacher(task: GlueTask, teacher_dir: Path, finetune_missing: bool, glue_dir, source,
+                              teacher_checkpoint, verbose):
+    from refbert_tf.models.teacher import TeacherNotFoundError, finetune_teacher, load_teacher
+
+    if not (teacher_dir / "teacher.json").is_file():
+        if not finetune_missing:
+            raise TeacherNotFoundError(f"no fine-tuned {task.name} teacher in {teacher_dir}: run "
+                                       f"recipes/finetune_teacher.py --task {task.name}, or drop --no-finetune-teacher")
+        result = finetune_teacher(task, teacher_dir, checkpoint=teacher_checkpoint, glue_dir=glue_dir,
+                                  source=source, verbose=verbose, command="(fine-tuned by distill_glue)")
+        write_json(teacher_dir / "finetune_result.json", result)
+    return load_teacher(teacher_dir, task=task)
+
+
+def distill_glue(task: GlueTask | str, out_dir, teacher_dir, config: DistillConfig | None = None, glue_dir=None,
+                 source: str = "tsv", teacher_checkpoint=None, finetune_missing_teacher: bool = True,
+                 max_train_examples: int | None = None, bank_dir=None, verbose="auto", command: str = "") -> dict:
+    """Distill a GLUE teacher into a RefBERT (or vanilla) student, end to end.
+
+    Args:
+        task: GLUE task.
+        out_dir: run directory: ``student.keras``, ``vocab.txt``, ``student.json``, ``bank/``, stage checkpoints.
+        teacher_dir: fine-tuned teacher directory (see :mod:`refbert_tf.models.teacher`); fine-tuned there first
+            when missing and ``finetune_missing_teacher``.
+        config: :class:`DistillConfig` (None: the task's defaults).
+        glue_dir, source: GLUE data location and source (``tsv`` / ``tfds``).
+        teacher_checkpoint: checkpoint to fine-tune a missing teacher from (None: default MiniLM).
+        finetune_missing_teacher: fine-tune a missing teacher instead of raising.
+        max_train_examples: use only the first N training examples (smoke runs, tests).
+        bank_dir: reuse (or write) the bank here instead of ``out_dir/bank``.
+        verbose: ``fit`` verbosity.
+        command: command line recorded in the results.
+
+    Returns:
+        result dict: ``task``, ``model`` (``refbert`` | ``vanilla``), ``metrics`` {name: percent}, ``main_metric``,
+        ``teacher_metrics``, ``command``, ``seconds``, ``peak_memory_mb``, ``bank`` (size, layer, tokens, MB,
+        retrieval agreement on dev), ``stage_seconds``, ``config``.
+
+    Raises:
+        TeacherNotFoundError: no teacher and ``finetune_missing_teacher`` is False.
+        BankError: an existing bank built with another vocabulary, teacher or task.
+        GlueDataError, CheckpointError: from the loaders.
+    """
+    import keras
+
+    from refbert_tf.bank import BankError, ReferenceBank, build_bank
+    from refbert_tf.distillation import Distiller
+    from refbert_tf.models.student import build_student
+    from refbert_tf.training import evaluate, make_adamw, peak_memory_mb, plan_steps, run_fit
+
+    start = time.perf_counter()
+    task = get_task(task) if isinstance(task, str) else task
+    config = config or distill_config(task.name)
+    out_dir, teacher_dir = Path(out_dir), Path(teacher_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(config.seed)
+    teacher, tokenizer, teacher_meta = _load_or_finetune_teacher(task, teacher_dir, finetune_missing_teacher,
+                                                                 glue_dir, source, teacher_checkpoint, verbose)
+    teacher_id = _file_sha256(teacher_dir / "model.keras")[:16]
+    train = load_glue(task, "train", source=source, glue_dir=glue_dir)
+    if max_train_examples:
+        train = train.take(max_train_examples)
+    dev = load_glue(task, "dev", source=source, glue_dir=glue_dir)
+    max_len = min(config.max_seq_len, teacher.backbone.max_sequence_length)
+    train_f = tokenizer.encode(train.text_a, train.text_b, max_len)
+    dev_f = tokenizer.encode(dev.text_a, dev.text_b, max_len)
+
+    bank, bank_info, features = None, None, {"token_ids": train_f["token_ids"],
+                                             "segment_ids": train_f["segment_ids"]}
+    timings = {}
+    if config.use_reference:
+        t0 = time.perf_counter()
+        bank_dir = Path(bank_dir) if bank_dir else out_dir / "bank"
+        wanted = {"layer": config.bank_layer, "num_tokens": config.bank_tokens,
+                  "num_buckets": config.num_buckets, "max_anchors": config.max_anchors,
+                  "num_train": len(train)}
+        if (bank_dir / "bank.json").is_file():
+            bank = ReferenceBank.load(bank_dir)
+            bank.check_compatible(tokenizer.vocab_sha256, teacher_id, task.name, where=str(bank_dir))
+            have = {"layer": bank.layer, "num_tokens": bank.num_tokens, "num_buckets": bank.index.num_buckets,
+                    "max_anchors": bank.metadata.get("max_anchors"), "num_train": bank.metadata.get("num_train")}
+            if have != wanted:
+                raise BankError(f"{bank_dir} was built with {have}, this run asks for {wanted}: pass another "
+                                "--bank-dir or delete it")
+        else:
+            bank = build_bank(teacher.backbone, train_f, layer=config.bank_layer, num_tokens=config.bank_tokens,
+                              max_anchors=config.max_anchors, num_buckets=config.num_buckets, seed=config.seed,
+                              ignore_ids=(tokenizer.cls_id, tokenizer.sep_id, tokenizer.pad_id),
+                              metadata={"task": task.name, "teacher": teacher_id,
+                                        "vocab_sha256": tokenizer.vocab_sha256,
+                                        "max_anchors": config.max_anchors}, progress=verbose != 0)
+            bank.save(bank_dir)
+        train_refs, _ = bank.references_for(train_f, exclude_self=True)
+        features["reference_index"] = train_refs.astype(np.int32)
+        timings["bank_seconds"] = round(time.perf_counter() - t0, 1)
+
+    student = build_student(config.student, task.num_classes, tokenizer.vocab_size, teacher.backbone.hidden_dim,
+                            bank=bank, max_sequence_length=teacher.backbone.max_sequence_length)
+    if bank is not None:
+        offline, _ = bank.references_for(dev_f)
+        on_device = np.concatenate([np.asarray(student.bank.retrieve(b["token_ids"], b["padding_mask"]))
+                                    for b in make_dataset(dev_f, None, batch_size=256)])
+        bank_info = {"num_anchors": bank.num_anchors, "num_tokens": bank.num_tokens, "layer": bank.layer,
+                     "num_buckets": bank.index.num_buckets, "size_mb": round(bank.size_mb, 2),
+                     "dev_retrieval_agreement": float(np.mean(on_device == offline)),
+                     "train_self_references": int(np.sum(bank.anchor_ids[train_refs] == np.arange(len(train_refs))))}
+
+    distiller = Distiller(teacher, student, regression=task.is_regression, temperature=config.temperature)
+    import tensorflow as tf
+
+    ds = make_dataset({k: (tf.constant(v) if isinstance(v, np.ndarray) else v) for k, v in features.items()},
+                      train.labels, batch_size=config.batch_size, shuffle=True, seed=config.seed, repeat=True)
+    for stage, epochs in (("intermediate", config.intermediate_epochs), ("prediction", config.prediction_epochs)):
+        done = out_dir / f"stage_{stage}.weights.h5"
+        if done.is_file():  # finished in an earlier, interrupted run
+            distiller.load_weights(done)
+            continue
+        t0 = time.perf_counter()
+        distiller.set_stage(stage)
+        intervals, steps = plan_steps(len(train), config.batch_size, epochs, config.backup_every)
+        distiller.compile(optimizer=make_adamw(config.learning_rate, intervals * steps, config.warmup_ratio,
+                                               config.weight_decay))
+        if epochs > 0:
+            run_fit(distiller, ds, intervals, steps, out_dir / f"backup_{stage}", verbose=verbose)
+        with atomic_path(done) as tmp:
+            distiller.save_weights(tmp)
+        timings[f"{stage}_seconds"] = round(time.perf_counter() - t0, 1)
+
+    metrics = evaluate(student, task, dev_f, dev.labels)  # in-graph retrieval, as on the device
+    with atomic_path(out_dir / "student.keras") as tmp:
+        student.save(tmp)
+    with atomic_path(out_dir / "vocab.txt") as tmp:
+        shutil.copyfile(tokenizer.vocab_path, tmp)
+    model_name = "refbert" if config.use_reference else "vanilla"
+    result = {
+        "task": task.name, "model": model_name, "metrics": metrics, "main_metric": task.main_metric,
+        "teacher_metrics": teacher_meta.get("metrics"), "teacher_dir": str(teacher_dir), "teacher_id": teacher_id,
+        "command": command, "seconds": round(time.perf_counter() - start, 1),
+        "peak_memory_mb": round(peak_memory_mb(), 1), "stage_seconds": timings, "bank": bank_info,
+        "num_train": len(train), "num_dev": len(dev), "student_parameters": int(student.count_params()),
+        "config": dataclasses.asdict(config),
+    }
+    write_json(out_dir / "student.json", {**result, "labels": list(task.labels), "lowercase": tokenizer.lowercase,
+                                          "vocab_sha256": tokenizer.vocab_sha256, "max_seq_len": max_len})
+    write_text(out_dir / "summary.md", summary_markdown(result))
+    return result
+
+
+def summary_markdown(result: dict) -> str:
+    """A short markdown report of one distillation run."""
+    m = result["main_metric"]
+    lines = [f"# {result['task']}: {result['model']} student", "",
+             "| model | " + " | ".join(result["metrics"]) + " |", "|---|" + "---|" * len(result["metrics"]),
+             f"| {result['model']} | " + " | ".join(f"{v:.2f}" for v in result["metrics"].values()) + " |"]
+    if result.get("teacher_metrics"):
+        lines.append("| teacher | " + " | ".join(f"{result['teacher_metrics'].get(k, float('nan')):.2f}"
+                                                 for k in result["metrics"]) + " |")
+    lines += ["", f"Main metric: {m}. Wall time {result['seconds']:.0f} s, peak memory "
+              f"{result['peak_memory_mb']:.0f} MB, student parameters {result['student_parameters']:,}."]
+    if result.get("bank"):
+        b = result["bank"]
+        lines.append(f"Reference bank: {b['num_anchors']} anchors x {b['num_tokens']} tokens of teacher layer "
+                     f"{b['layer']} ({b['size_mb']} MB); on-device retrieval agrees with the offline choice on "
+                     f"{100 * b['dev_retrieval_agreement']:.1f}% of dev.")
+    lines += ["", f"Command: `{result['command']}`", ""]
+    return "\n".join(lines)

@@ -1,0 +1,73 @@
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from refbert_tf.bank import BankError
+from refbert_tf.data import read_glue_tsv
+from refbert_tf.models.backbone import BertBackbone
+from refbert_tf.models.teacher import TeacherNotFoundError, finetune_teacher
+from refbert_tf.pipelines import DistillConfig, distill_glue
+from refbert_tf.training import FinetuneConfig, predict_outputs
+
+
+@pytest.fixture(scope="module")
+def tiny_teacher_dir(tmp_path_factory, glue_dir, minilm_tokenizer):
+    keras.utils.set_random_seed(0)
+    path = tmp_path_factory.mktemp("teacher") / "sst2"
+    backbone = BertBackbone(vocabulary_size=30522, num_layers=2, num_heads=2, hidden_dim=24, intermediate_dim=48,
+                            max_sequence_length=64, hidden_activation="gelu")
+    finetune_teacher("sst2", path, config=FinetuneConfig(epochs=1, batch_size=16, max_seq_len=32),
+                     glue_dir=glue_dir, max_train_examples=32, backbone=backbone, tokenizer=minilm_tokenizer,
+                     verbose=0)
+    return path
+
+
+CONFIG = dict(student="tiny", intermediate_epochs=1, prediction_epochs=1, batch_size=16, bank_tokens=4,
+              max_anchors=32, num_buckets=128, max_seq_len=32)
+
+
+@pytest.mark.parametrize("use_reference", [True, False])
+def test_distill_end_to_end_and_resume(tiny_teacher_dir, glue_dir, tmp_path, use_reference):
+    config = DistillConfig(use_reference=use_reference, **CONFIG)
+    out = tmp_path / "run"
+    result = distill_glue("sst2", out, tiny_teacher_dir, config=config, glue_dir=glue_dir, max_train_examples=48,
+                          verbose=0, command="pytest")
+    assert result["model"] == ("refbert" if use_reference else "vanilla")
+    assert list(result["metrics"]) == ["accuracy"] and result["num_dev"] == 872
+    if use_reference:
+        assert result["bank"]["num_anchors"] <= 32 and result["bank"]["dev_retrieval_agreement"] >= 0.95
+        assert result["bank"]["train_self_references"] == 0
+    else:
+        assert result["bank"] is None
+    student = keras.saving.load_model(out / "student.keras")
+    dev = read_glue_tsv("sst2", "dev", glue_dir=glue_dir).take(16)
+    from refbert_tf.tokenization import BertWordPieceTokenizer
+
+    feats = BertWordPieceTokenizer(out / "vocab.txt").encode(dev.text_a, max_seq_len=32)
+    assert predict_outputs(student, feats).shape == (16, 2)
+    card = json.loads((out / "student.json").read_text())
+    assert card["labels"] == ["0", "1"] and (out / "summary.md").read_text().startswith("# sst2")
+    # a second run finds both stages finished and only evaluates
+    again = distill_glue("sst2", out, tiny_teacher_dir, config=config, glue_dir=glue_dir, max_train_examples=48,
+                         verbose=0)
+    assert again["metrics"] == pytest.approx(result["metrics"])
+    assert "intermediate_seconds" not in again["stage_seconds"]
+
+
+def test_missing_teacher_and_foreign_bank(tiny_teacher_dir, glue_dir, tmp_path):
+    config = DistillConfig(**CONFIG)
+    with pytest.raises(TeacherNotFoundError, match="no fine-tuned sst2 teacher in"):
+        distill_glue("sst2", tmp_path / "x", tmp_path / "no_teacher", config=config, glue_dir=glue_dir,
+                     finetune_missing_teacher=False, verbose=0)
+    distill_glue("sst2", tmp_path / "run", tiny_teacher_dir, config=DistillConfig(
+        **{**CONFIG, "intermediate_epochs": 0, "prediction_epochs": 0}), glue_dir=glue_dir,
+        max_train_examples=48, verbose=0)
+    meta_path = tmp_path / "run" / "bank" / "bank.json"
+    meta = json.loads(meta_path.read_text())
+    meta["teacher"] = "another-teacher"
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(BankError, match="teacher='another-teacher'"):
+        distill_glue("sst2", tmp_path / "run2", tiny_teacher_dir, config=config, glue_dir=glue_dir,
+                     max_train_examples=48, bank_dir=tmp_path / "run" / "bank", verbose=0)
