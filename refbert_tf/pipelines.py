@@ -70,9 +70,9 @@ class DistillConfig:
 
 def distill_config(task: str, **overrides) -> DistillConfig:
     """The default :class:`DistillConfig` for ``task`` with non-None ``overrides`` applied."""
-    values = dict(DISTILL_DEFAULTS.get(task, {}))
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return DistillConfig(**values)
+    from refbert_tf.training import task_config
+
+    return task_config(DistillConfig, DISTILL_DEFAULTS, task, **overrides)
 
 
 def _file_sha256(path: Path) -> str:

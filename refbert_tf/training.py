@@ -110,11 +110,20 @@ TEACHER_DEFAULTS: dict[str, dict] = {
 }
 
 
+def task_config(config_cls, defaults: dict, task: str, **overrides):
+    """``config_cls`` with the task's ``defaults`` and the non-None ``overrides`` applied.
+
+    Raises:
+        TypeError: for an override that is not a field of ``config_cls``.
+    """
+    values = dict(defaults.get(task, {}))
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return config_cls(**values)
+
+
 def teacher_config(task: str, **overrides) -> FinetuneConfig:
     """The default :class:`FinetuneConfig` for ``task``, with non-None ``overrides`` applied."""
-    values = dict(TEACHER_DEFAULTS.get(task, {}))
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return FinetuneConfig(**values)
+    return task_config(FinetuneConfig, TEACHER_DEFAULTS, task, **overrides)
 
 
 def task_loss(task: GlueTask):
