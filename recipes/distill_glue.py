@@ -37,6 +37,8 @@ def parse_args(argv=None):
     p.add_argument("--no-reference", action="store_true",
                    help="train the same student without references: the vanilla TinyBERT baseline")
     p.add_argument("--student", default=None, help="student preset: tinybert4 (default) or tinybert6")
+    p.add_argument("--init-from-teacher", action="store_true", default=None,
+                   help="initialise the student from the teacher's embeddings and mapped layers (equal widths only)")
     p.add_argument("--bank-dir", default=None, help="reuse or write the reference bank here")
     p.add_argument("--bank-layer", type=int, default=None, help="teacher layer stored in the bank (1; 0 = embeddings)")
     p.add_argument("--bank-tokens", type=int, default=None, help="tokens stored per anchor, R (8)")
@@ -60,7 +62,7 @@ def main(argv=None):
         bank_tokens=args.bank_tokens, max_anchors=args.max_anchors, num_buckets=args.num_buckets,
         intermediate_epochs=args.intermediate_epochs, prediction_epochs=args.prediction_epochs,
         batch_size=args.batch_size, learning_rate=args.learning_rate, temperature=args.temperature,
-        max_seq_len=args.max_seq_len, seed=args.seed)
+        max_seq_len=args.max_seq_len, seed=args.seed, init_from_teacher=args.init_from_teacher)
     model = "refbert" if config.use_reference else "vanilla"
     command = command_line(argv)
     result = distill_glue(task, os.path.join(args.output_dir, task.name, model),

@@ -48,6 +48,8 @@ class DistillConfig:
         max_seq_len: packed length limit (tokens).
         seed: seed for initialisation, dropout and shuffling.
         backup_every: steps between resume checkpoints.
+        init_from_teacher: copy the teacher's embeddings and mapped blocks into the student (needs equal widths;
+            the default MiniLM teacher (384) and tinybert4 (312) differ, so the default is random init).
     """
 
     student: str = "tinybert4"
@@ -66,6 +68,7 @@ class DistillConfig:
     max_seq_len: int = 128
     seed: int = 42
     backup_every: int = 200
+    init_from_teacher: bool = False
 
 
 def distill_config(task: str, **overrides) -> DistillConfig:
@@ -191,6 +194,10 @@ def distill_glue(task: GlueTask | str, out_dir, teacher_dir, config: DistillConf
                      "train_self_references": int(np.sum(bank.anchor_ids[train_refs] == np.arange(len(train_refs))))}
 
     distiller = Distiller(teacher, student, regression=task.is_regression, temperature=config.temperature)
+    if config.init_from_teacher:
+        from refbert_tf.models.student import init_student_from_teacher
+
+        init_student_from_teacher(student, teacher.backbone, distiller.mapping)
     import tensorflow as tf
 
     ds = make_dataset({k: (tf.constant(v) if isinstance(v, np.ndarray) else v) for k, v in features.items()},
@@ -249,3 +256,45 @@ def summary_markdown(result: dict) -> str:
                      f"{100 * b['dev_retrieval_agreement']:.1f}% of dev.")
     lines += ["", f"Command: `{result['command']}`", ""]
     return "\n".join(lines)
+
+
+SUMMARY_TASKS = ("sst2", "mrpc", "rte", "cola", "stsb")
+
+
+def glue_summary(results_dir="results", tasks=SUMMARY_TASKS) -> tuple[list[dict], str]:
+    """Collect teacher / vanilla / RefBERT dev results into one table.
+
+    Reads ``<results_dir>/teacher/<task>.json`` and ``<results_dir>/distill/<task>_{vanilla,refbert}.json``.
+
+    Returns:
+        ``(rows, markdown)``: rows ``{task, model, metric, value (percent), command}`` for every result found, and
+        a markdown table with each model's average over the tasks it has all of, and RefBERT's average as a
+        percentage of the teacher's.
+    """
+    import json
+
+    results_dir = Path(results_dir)
+    rows = []
+    for task_name in tasks:
+        task = get_task(task_name)
+        paths = {"teacher": results_dir / "teacher" / f"{task.name}.json",
+                 "vanilla": results_dir / "distill" / f"{task.name}_vanilla.json",
+                 "refbert": results_dir / "distill" / f"{task.name}_refbert.json"}
+        for model, path in paths.items():
+            if path.is_file():
+                r = json.loads(path.read_text(encoding="utf-8"))
+                rows.append({"task": task.name, "model": model, "metric": task.main_metric,
+                             "value": round(float(r["metrics"][task.main_metric]), 2), "command": r["command"]})
+    table = {(r["task"], r["model"]): r["value"] for r in rows}
+    models = ("teacher", "vanilla", "refbert")
+    lines = ["| task | metric | " + " | ".join(models) + " |", "|---|---|" + "---|" * len(models)]
+    for task_name in tasks:
+        cells = [f"{table[(task_name, m)]:.2f}" if (task_name, m) in table else "-" for m in models]
+        lines.append(f"| {task_name} | {get_task(task_name).main_metric} | " + " | ".join(cells) + " |")
+    complete = [t for t in tasks if all((t, m) in table for m in models)]
+    if complete:
+        avg = {m: sum(table[(t, m)] for t in complete) / len(complete) for m in models}
+        lines.append(f"| average ({len(complete)} tasks) | | " + " | ".join(f"{avg[m]:.2f}" for m in models) + " |")
+        lines += ["", f"RefBERT keeps {100 * avg['refbert'] / avg['teacher']:.1f}% of the teacher's average and is "
+                      f"{avg['refbert'] - avg['vanilla']:+.2f} points from the vanilla student."]
+    return rows, "\n".join(lines) + "\n"

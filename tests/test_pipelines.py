@@ -71,3 +71,16 @@ def test_missing_teacher_and_foreign_bank(tiny_teacher_dir, glue_dir, tmp_path):
     with pytest.raises(BankError, match="teacher='another-teacher'"):
         distill_glue("sst2", tmp_path / "run2", tiny_teacher_dir, config=config, glue_dir=glue_dir,
                      max_train_examples=48, bank_dir=tmp_path / "run" / "bank", verbose=0)
+
+
+def test_glue_summary(tmp_path):
+    from refbert_tf.io_utils import write_json
+    from refbert_tf.pipelines import glue_summary
+
+    for model, value in (("teacher", 90.0), ("vanilla", 80.0), ("refbert", 85.0)):
+        path = tmp_path / ("teacher/sst2.json" if model == "teacher" else f"distill/sst2_{model}.json")
+        write_json(path, {"metrics": {"accuracy": value}, "command": f"cmd {model}"})
+    rows, md = glue_summary(tmp_path, ("sst2", "mrpc"))
+    assert rows[0] == {"task": "sst2", "model": "teacher", "metric": "accuracy", "value": 90.0, "command": "cmd teacher"}
+    assert len(rows) == 3 and "| mrpc | f1 | - | - | - |" in md
+    assert "94.4% of the teacher's average" in md and "+5.00 points" in md

@@ -270,3 +270,32 @@ def build_student(preset: str, num_classes: int, vocabulary_size: int, teacher_d
         student.bank.representation_mask.assign(bank.representation_mask.astype(np.float32))
         student.bank.keys.assign(bank.keys)
     return student
+
+
+def init_student_from_teacher(student: RefBertStudent, teacher_backbone, layer_mapping: list[int]) -> None:
+    """Copy the teacher's embeddings and the mapped Transformer blocks into a student of the same width.
+
+    Args:
+        student: a built :class:`RefBertStudent`.
+        teacher_backbone: the teacher's keras-hub ``BertBackbone``.
+        layer_mapping: teacher block (1-based) for each student block, e.g.
+            :func:`refbert_tf.distillation.layer_map`.
+
+    Raises:
+        ValueError: if hidden size, heads, FFN size or vocabulary differ (initialise randomly instead).
+    """
+    c = student.config_values
+    mine = (c["hidden_dim"], c["num_heads"], c["intermediate_dim"], c["vocabulary_size"])
+    theirs = (teacher_backbone.hidden_dim, teacher_backbone.num_heads, teacher_backbone.intermediate_dim,
+              teacher_backbone.vocabulary_size)
+    if mine != theirs:
+        raise ValueError(f"student (hidden, heads, ffn, vocab) = {mine} differs from the teacher's {theirs}: "
+                         "initialisation from the teacher needs equal widths")
+    student.token_embedding.set_weights(teacher_backbone.get_layer("token_embedding").get_weights())
+    student.segment_embedding.set_weights(teacher_backbone.get_layer("segment_embedding").get_weights())
+    positions = teacher_backbone.get_layer("position_embedding").get_weights()[0]
+    student.position_embedding.set_weights([positions[:c["max_sequence_length"]]])
+    student.embeddings_layer_norm.set_weights(teacher_backbone.get_layer("embeddings_layer_norm").get_weights())
+    for block, t in zip(student.blocks, layer_mapping):
+        block.set_weights(teacher_backbone.get_layer(f"transformer_layer_{t - 1}").get_weights())
+    student.pooled_dense.set_weights(teacher_backbone.get_layer("pooled_dense").get_weights())

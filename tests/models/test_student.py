@@ -74,3 +74,25 @@ def test_presets_and_errors(small_bank):
         build_student("tinybert5", 2, 30522, teacher_dim=24)
     with pytest.raises(ValueError, match="24-wide teacher states, but the teacher is 384 wide"):
         build_student("tinybert4", 2, 30522, teacher_dim=384, bank=bank)
+
+
+def test_init_from_teacher_copies_mapped_layers():
+    from refbert_tf.models.backbone import BertBackbone
+    from refbert_tf.models.student import RefBertStudent, init_student_from_teacher
+
+    teacher = BertBackbone(vocabulary_size=100, num_layers=4, num_heads=2, hidden_dim=16, intermediate_dim=32,
+                           max_sequence_length=32, hidden_activation="gelu")
+    student = RefBertStudent(100, 2, num_layers=2, hidden_dim=16, num_heads=2, intermediate_dim=32,
+                             max_sequence_length=32, teacher_dim=16, dropout=0.0)
+    x = {"token_ids": np.array([[1, 5, 7, 2]], np.int32), "segment_ids": np.zeros((1, 4), np.int32),
+         "padding_mask": np.ones((1, 4), np.int32)}
+    student(x)
+    init_student_from_teacher(student, teacher, [2, 4])
+    for block, t in zip(student.blocks, [2, 4]):
+        for a, b in zip(block.get_weights(), teacher.get_layer(f"transformer_layer_{t - 1}").get_weights()):
+            np.testing.assert_array_equal(a, b)
+    wide = RefBertStudent(100, 2, num_layers=2, hidden_dim=8, num_heads=2, intermediate_dim=32,
+                          max_sequence_length=32, teacher_dim=16)
+    wide(x)
+    with pytest.raises(ValueError, match="needs equal widths"):
+        init_student_from_teacher(wide, teacher, [2, 4])

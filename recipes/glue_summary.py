@@ -1,0 +1,33 @@
+#!/usr/bin/env python
+"""Assemble results/glue_summary.json and .md: teacher, vanilla student and RefBERT student on GLUE dev.
+
+Reads results/teacher/<task>.json (recipes/finetune_teacher.py) and results/distill/<task>_<model>.json
+(recipes/distill_glue.py, with and without --no-reference). Each row keeps the command that produced it.
+
+Example:
+    python recipes/glue_summary.py
+"""
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--results-dir", default="results", help="where the per-run JSON files are (results)")
+    p.add_argument("--tasks", nargs="+", default=None, help="tasks (default: sst2 mrpc rte cola stsb)")
+    args = p.parse_args(argv)
+    from refbert_tf.io_utils import write_json, write_text
+    from refbert_tf.pipelines import SUMMARY_TASKS, glue_summary
+
+    rows, markdown = glue_summary(args.results_dir, args.tasks or SUMMARY_TASKS)
+    write_json(os.path.join(args.results_dir, "glue_summary.json"), rows)
+    write_text(os.path.join(args.results_dir, "glue_summary.md"), markdown)
+    print(markdown)
+
+
+if __name__ == "__main__":
+    main()
