@@ -185,6 +185,10 @@ def run_fit(model, dataset, intervals: int, steps_per_interval: int, backup_dir:
         the ``keras.callbacks.History``, with a ``seconds`` attribute (wall time of this call).
     """
     backup = keras.callbacks.BackupAndRestore(str(backup_dir), save_freq="epoch", delete_checkpoint=True)
+    if not model.optimizer.built:
+        # a custom train_step builds its optimizer at the first step, after BackupAndRestore has loaded the
+        # checkpoint: the optimizer state (moments, step) would silently not be restored
+        model.optimizer.build(model.trainable_variables)
     start = time.perf_counter()
     history = model.fit(dataset, epochs=intervals, steps_per_epoch=steps_per_interval,
                         callbacks=[backup, keras.callbacks.TerminateOnNaN(), *callbacks], verbose=verbose)

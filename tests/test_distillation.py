@@ -9,7 +9,7 @@ from refbert_tf.bank import build_bank
 from refbert_tf.data import get_task, make_dataset, read_glue_tsv
 from refbert_tf.distillation import Distiller, attention_mse, layer_map, masked_mse, soft_cross_entropy
 from refbert_tf.models.backbone import BertBackbone
-from refbert_tf.models.student import RefBertStudent
+from refbert_tf.models.student import build_student
 from refbert_tf.models.teacher import build_teacher
 
 
@@ -53,19 +53,16 @@ def tiny_setup(glue_dir, minilm_tokenizer):
     teacher = build_teacher(BertBackbone(vocabulary_size=30522, num_layers=4, num_heads=2, hidden_dim=24,
                                          intermediate_dim=48, max_sequence_length=64, hidden_activation="gelu"),
                             "sst2")
+    kernel, bias = teacher.output_dense.get_weights()
+    teacher.output_dense.set_weights([kernel * 200.0, bias])  # confident logits: a target worth distilling
     bank = build_bank(teacher.backbone, feats, layer=1, num_tokens=4, max_anchors=64,
                       ignore_ids=(tok.cls_id, tok.sep_id, tok.pad_id), num_buckets=128, progress=False)
     return ex, feats, teacher, bank
 
 
 def _student(bank):
-    bank_config = None
-    if bank is not None:
-        bank_config = dict(num_anchors=bank.num_anchors, num_tokens=bank.num_tokens, teacher_dim=24,
-                           num_buckets=bank.index.num_buckets, idf=bank.index.idf.tolist(),
-                           ignore_ids=list(bank.index.ignore_ids))
-    return RefBertStudent(30522, 2, num_layers=2, hidden_dim=16, num_heads=2, intermediate_dim=32,
-                          max_sequence_length=64, teacher_dim=24, bank_config=bank_config, dropout=0.0)
+    """A tiny student (the ``tiny`` preset) with the bank's arrays loaded, or a vanilla one."""
+    return build_student("tiny", 2, 30522, teacher_dim=24, bank=bank, max_sequence_length=64, dropout=0.0)
 
 
 @pytest.mark.parametrize("use_reference", [True, False])
@@ -92,3 +89,42 @@ def test_unknown_stage(tiny_setup):
     _, _, teacher, _ = tiny_setup
     with pytest.raises(ValueError, match="unknown distillation stage 'final'"):
         Distiller(teacher, _student(None), stage="final")
+
+
+class _Interrupt(keras.callbacks.Callback):
+    def __init__(self, at_step):
+        super().__init__()
+        self.at_step, self.seen = at_step, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen += 1
+        if self.seen == self.at_step:
+            raise KeyboardInterrupt("simulated interruption")
+
+
+def test_interrupted_distillation_resumes(tiny_setup, tmp_path):
+    from refbert_tf.training import run_fit
+
+    ex, feats, teacher, bank = tiny_setup
+    ref, _ = bank.references_for(feats, exclude_self=True)
+    features = {"token_ids": feats["token_ids"], "segment_ids": feats["segment_ids"],
+                "reference_index": tf.constant(ref.astype(np.int32))}
+    ds = make_dataset(features, ex.labels, batch_size=16, shuffle=True, repeat=True)
+
+    def distiller():
+        keras.utils.set_random_seed(2)
+        d = Distiller(teacher, _student(bank))
+        d.compile(optimizer=keras.optimizers.Adam(1e-3))
+        return d
+
+    first = distiller()
+    with pytest.raises(KeyboardInterrupt):
+        run_fit(first, ds, intervals=4, steps_per_interval=3, backup_dir=tmp_path / "b",
+                callbacks=[_Interrupt(8)], verbose=0)
+    assert int(first.optimizer.iterations) == 8
+    resumed, counter = distiller(), _Interrupt(-1)
+    run_fit(resumed, ds, intervals=4, steps_per_interval=3, backup_dir=tmp_path / "b", callbacks=[counter],
+            verbose=0)
+    # checkpoints after steps 3 and 6: the resumed run restores step 6 and does the remaining 6
+    assert int(resumed.optimizer.iterations) == 12 and counter.seen == 6
+    np.testing.assert_array_equal(np.asarray(resumed.student.bank.keys), bank.keys)
