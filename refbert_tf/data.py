@@ -187,7 +187,8 @@ def _parse_label(task: GlueTask, raw: str, where: str):
         try:
             value = float(raw)
         except ValueError:
-            raise GlueDataError(f"{where}: label {raw!r} is not a number (STS-B scores are floats in [0, 5])")
+            raise GlueDataError(f"{where}: label {raw!r} is not a number (STS-B scores are floats in [0, 5])") \
+                from None
         if not math.isfinite(value):
             raise GlueDataError(f"{where}: label {raw!r} is not a finite number")
         return value

@@ -101,7 +101,7 @@ def truncation_lengths(lengths, budget: int):
         return [tf.minimum(lengths[0], budget)]
     n1, n2 = lengths
     swap = n1 > n2
-    short, long = tf.minimum(n1, n2), tf.maximum(n1, n2)
+    short = tf.minimum(n1, n2)
     long_keep = tf.where(short > budget, short, tf.maximum(short, budget - short))
     short_keep = short
     over = short_keep + long_keep > budget

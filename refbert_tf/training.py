@@ -12,12 +12,11 @@ import math
 import os
 import resource
 import time
-from pathlib import Path
 
 import keras
 import numpy as np
 
-from refbert_tf.data import GlueExamples, GlueTask, make_dataset
+from refbert_tf.data import GlueTask, make_dataset
 from refbert_tf.metrics import compute_metrics, predictions_from_outputs
 
 
@@ -155,7 +154,7 @@ def predict_outputs(model, features: dict, batch_size: int = 64) -> np.ndarray:
 
 
 def evaluate(model, task: GlueTask, features: dict, labels: np.ndarray, batch_size: int = 64) -> dict:
-    """Official GLUE metrics (percent) of ``model`` on encoded examples (:func:`~refbert_tf.metrics.compute_metrics`)."""
+    """Official GLUE metrics (percent) of ``model`` on encoded examples (see ``metrics.compute_metrics``)."""
     outputs = predict_outputs(model, features, batch_size)
     return compute_metrics(task, predictions_from_outputs(task, outputs), labels)
 

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from refbert_tf.bank import build_bank
-from refbert_tf.data import get_task, make_dataset, read_glue_tsv
+from refbert_tf.data import make_dataset, read_glue_tsv
 from refbert_tf.distillation import Distiller, attention_mse, layer_map, masked_mse, soft_cross_entropy
 from refbert_tf.models.backbone import BertBackbone
 from refbert_tf.models.student import build_student

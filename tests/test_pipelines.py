@@ -1,7 +1,6 @@
 import json
 
 import keras
-import numpy as np
 import pytest
 
 from refbert_tf.bank import BankError
@@ -81,6 +80,7 @@ def test_glue_summary(tmp_path):
         path = tmp_path / ("teacher/sst2.json" if model == "teacher" else f"distill/sst2_{model}.json")
         write_json(path, {"metrics": {"accuracy": value}, "command": f"cmd {model}"})
     rows, md = glue_summary(tmp_path, ("sst2", "mrpc"))
-    assert rows[0] == {"task": "sst2", "model": "teacher", "metric": "accuracy", "value": 90.0, "command": "cmd teacher"}
+    assert rows[0] == {"task": "sst2", "model": "teacher", "metric": "accuracy", "value": 90.0,
+                       "command": "cmd teacher"}
     assert len(rows) == 3 and "| mrpc | f1 | - | - | - |" in md
     assert "94.4% of the teacher's average" in md and "+5.00 points" in md

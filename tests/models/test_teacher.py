@@ -1,7 +1,6 @@
 import json
 
 import keras
-import numpy as np
 import pytest
 
 from refbert_tf.data import get_task, read_glue_tsv
