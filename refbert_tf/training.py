@@ -101,9 +101,9 @@ class FinetuneConfig:
 # figures each one produced.
 TEACHER_DEFAULTS: dict[str, dict] = {
     "sst2": dict(epochs=0.5, learning_rate=1e-4),
-    "cola": dict(epochs=3, learning_rate=1e-4),
+    "cola": dict(epochs=6, learning_rate=1e-4),
     "mrpc": dict(epochs=3, learning_rate=1e-4),
-    "rte": dict(epochs=3, learning_rate=1e-4),
+    "rte": dict(epochs=6, learning_rate=1e-4),
     "stsb": dict(epochs=3, learning_rate=1e-4),
     "wnli": dict(epochs=3, learning_rate=2e-5),
 }
