@@ -11,6 +11,7 @@ from refbert_tf.distillation import Distiller, attention_mse, layer_map, masked_
 from refbert_tf.models.backbone import BertBackbone
 from refbert_tf.models.student import build_student
 from refbert_tf.models.teacher import build_teacher
+from helpers import Interrupt
 
 
 def test_masked_mse_by_hand():
@@ -91,17 +92,6 @@ def test_unknown_stage(tiny_setup):
         Distiller(teacher, _student(None), stage="final")
 
 
-class _Interrupt(keras.callbacks.Callback):
-    def __init__(self, at_step):
-        super().__init__()
-        self.at_step, self.seen = at_step, 0
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.seen += 1
-        if self.seen == self.at_step:
-            raise KeyboardInterrupt("simulated interruption")
-
-
 def test_interrupted_distillation_resumes(tiny_setup, tmp_path):
     from refbert_tf.training import run_fit
 
@@ -120,9 +110,9 @@ def test_interrupted_distillation_resumes(tiny_setup, tmp_path):
     first = distiller()
     with pytest.raises(KeyboardInterrupt):
         run_fit(first, ds, intervals=4, steps_per_interval=3, backup_dir=tmp_path / "b",
-                callbacks=[_Interrupt(8)], verbose=0)
+                callbacks=[Interrupt(8)], verbose=0)
     assert int(first.optimizer.iterations) == 8
-    resumed, counter = distiller(), _Interrupt(-1)
+    resumed, counter = distiller(), Interrupt(-1)
     run_fit(resumed, ds, intervals=4, steps_per_interval=3, backup_dir=tmp_path / "b", callbacks=[counter],
             verbose=0)
     # checkpoints after steps 3 and 6: the resumed run restores step 6 and does the remaining 6

@@ -6,6 +6,7 @@ import pytest
 from refbert_tf.data import get_task, read_glue_tsv
 from refbert_tf.models.teacher import TeacherNotFoundError, build_teacher, finetune_teacher, load_teacher
 from refbert_tf.training import FinetuneConfig, fit, predict_outputs
+from helpers import Interrupt
 
 
 def tiny_backbone(vocabulary_size=30522, dropout=0.1):
@@ -42,17 +43,6 @@ def test_fit_lowers_the_loss(minilm_tokenizer, glue_dir, tmp_path):
     assert losses[-1] < 0.5 * losses[0]
 
 
-class _Interrupt(keras.callbacks.Callback):
-    def __init__(self, at_step):
-        super().__init__()
-        self.at_step, self.seen = at_step, 0
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.seen += 1
-        if self.seen == self.at_step:
-            raise KeyboardInterrupt("simulated interruption")
-
-
 def test_interrupted_fit_resumes_from_its_last_checkpoint(minilm_tokenizer, glue_dir, tmp_path):
     ex = read_glue_tsv("sst2", "train", glue_dir=glue_dir).take(64)
     feats = minilm_tokenizer.encode(ex.text_a, max_seq_len=32)
@@ -61,12 +51,12 @@ def test_interrupted_fit_resumes_from_its_last_checkpoint(minilm_tokenizer, glue
     keras.utils.set_random_seed(0)
     model = build_teacher(tiny_backbone(), task)
     with pytest.raises(KeyboardInterrupt):
-        fit(model, task, feats, ex.labels, config, backup_dir=tmp_path / "backup", callbacks=[_Interrupt(7)],
+        fit(model, task, feats, ex.labels, config, backup_dir=tmp_path / "backup", callbacks=[Interrupt(7)],
             verbose=0)
     assert (tmp_path / "backup").exists() and int(model.optimizer.iterations) == 7
     keras.utils.set_random_seed(0)
     resumed = build_teacher(tiny_backbone(), task)
-    counter = _Interrupt(at_step=-1)
+    counter = Interrupt(at_step=-1)
     fit(resumed, task, feats, ex.labels, config, backup_dir=tmp_path / "backup", callbacks=[counter], verbose=0)
     # 12 steps in all, a checkpoint every 2; the last was written at step 6, so the resumed run does the other 6
     assert int(resumed.optimizer.iterations) == 12
