@@ -91,13 +91,13 @@ class TeacherFeatures:
         teacher.trainable = False
 
     def __call__(self, inputs):
-        from refbert_tf.models.student import RefBertStudent
+        from refbert_tf.models.student import attention_logits
 
         inputs = {k: inputs[k] for k in ("token_ids", "segment_ids", "padding_mask")}
         out = self.model(inputs, training=False)
         hidden = [out[f"hidden_{i}"] for i in range(self.num_layers)]
         layer_inputs = [out["embeddings"]] + hidden[:-1]
-        attention = [RefBertStudent._attention_logits(self.model.get_layer(f"transformer_layer_{i}"), h)
+        attention = [attention_logits(self.model.get_layer(f"transformer_layer_{i}"), h)
                      for i, h in enumerate(layer_inputs)]
         logits = self.teacher.output_dense(out["pooled"])
         return {"logits": logits, "embeddings": out["embeddings"], "hidden_states": hidden,
@@ -140,8 +140,9 @@ class Distiller(keras.Model):
         self.total_loss_tracker = keras.metrics.Mean(name="total_loss")
         # build now: the optimizer takes the variables that exist at the first fit, and BackupAndRestore
         # refuses unbuilt models
-        self({"token_ids": tf.zeros((1, 4), tf.int32), "segment_ids": tf.zeros((1, 4), tf.int32),
-              "padding_mask": tf.ones((1, 4), tf.int32)})
+        from refbert_tf.models.student import dummy_inputs
+
+        self(dummy_inputs())
 
     def set_stage(self, stage: str):
         """Select ``"intermediate"`` or ``"prediction"`` losses."""

@@ -3,13 +3,7 @@ import pytest
 
 from refbert_tf.bank import BankError, ReferenceBank, build_bank, select_anchors, teacher_layer_model
 from refbert_tf.data import read_glue_tsv
-
-
-def tiny_backbone():
-    from refbert_tf.models.backbone import BertBackbone
-
-    return BertBackbone(vocabulary_size=30522, num_layers=2, num_heads=2, hidden_dim=32, intermediate_dim=64,
-                        max_sequence_length=64, hidden_activation="gelu")
+from helpers import tiny_bert_backbone
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +11,7 @@ def bank_and_features(glue_dir, minilm_tokenizer):
     tok = minilm_tokenizer
     train = read_glue_tsv("sst2", "train", glue_dir=glue_dir).take(200)
     feats = tok.encode(train.text_a, max_seq_len=64)
-    bank = build_bank(tiny_backbone(), feats, layer=1, num_tokens=6, max_anchors=50, batch_size=64,
+    bank = build_bank(tiny_bert_backbone(), feats, layer=1, num_tokens=6, max_anchors=50, batch_size=64,
                       ignore_ids=(tok.cls_id, tok.sep_id, tok.pad_id), num_buckets=256,
                       metadata={"task": "sst2", "teacher": "tiny", "vocab_sha256": tok.vocab_sha256},
                       progress=False)
@@ -61,10 +55,10 @@ def test_bad_banks(bank_and_features, tmp_path):
     with pytest.raises(BankError, match="no reference bank in"):
         ReferenceBank.load(tmp_path / "nothing")
     with pytest.raises(BankError, match="0 training examples"):
-        build_bank(tiny_backbone(), {k: v[:0] for k, v in feats.items() if k != "num_truncated"},
+        build_bank(tiny_bert_backbone(), {k: v[:0] for k, v in feats.items() if k != "num_truncated"},
                    ignore_ids=(101, 102, 0), progress=False)
     with pytest.raises(ValueError, match="teacher layer must be in 0..2"):
-        teacher_layer_model(tiny_backbone(), 3)
+        teacher_layer_model(tiny_bert_backbone(), 3)
 
 
 def test_select_anchors():

@@ -8,10 +8,9 @@ import tensorflow as tf
 from refbert_tf.bank import build_bank
 from refbert_tf.data import make_dataset, read_glue_tsv
 from refbert_tf.distillation import Distiller, attention_mse, layer_map, masked_mse, soft_cross_entropy
-from refbert_tf.models.backbone import BertBackbone
 from refbert_tf.models.student import build_student
 from refbert_tf.models.teacher import build_teacher
-from helpers import Interrupt
+from helpers import Interrupt, tiny_bert_backbone
 
 
 def test_masked_mse_by_hand():
@@ -51,9 +50,7 @@ def tiny_setup(glue_dir, minilm_tokenizer):
     tok = minilm_tokenizer
     ex = read_glue_tsv("sst2", "train", glue_dir=glue_dir).take(64)
     feats = tok.encode(ex.text_a, max_seq_len=32)
-    teacher = build_teacher(BertBackbone(vocabulary_size=30522, num_layers=4, num_heads=2, hidden_dim=24,
-                                         intermediate_dim=48, max_sequence_length=64, hidden_activation="gelu"),
-                            "sst2")
+    teacher = build_teacher(tiny_bert_backbone(num_layers=4, hidden_dim=24, intermediate_dim=48), "sst2")
     kernel, bias = teacher.output_dense.get_weights()
     teacher.output_dense.set_weights([kernel * 200.0, bias])  # confident logits: a target worth distilling
     bank = build_bank(teacher.backbone, feats, layer=1, num_tokens=4, max_anchors=64,

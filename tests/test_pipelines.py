@@ -5,18 +5,17 @@ import pytest
 
 from refbert_tf.bank import BankError
 from refbert_tf.data import read_glue_tsv
-from refbert_tf.models.backbone import BertBackbone
 from refbert_tf.models.teacher import TeacherNotFoundError, finetune_teacher
 from refbert_tf.pipelines import DistillConfig, distill_glue
 from refbert_tf.training import FinetuneConfig, predict_outputs
+from helpers import tiny_bert_backbone
 
 
 @pytest.fixture(scope="module")
 def tiny_teacher_dir(tmp_path_factory, glue_dir, minilm_tokenizer):
     keras.utils.set_random_seed(0)
     path = tmp_path_factory.mktemp("teacher") / "sst2"
-    backbone = BertBackbone(vocabulary_size=30522, num_layers=2, num_heads=2, hidden_dim=24, intermediate_dim=48,
-                            max_sequence_length=64, hidden_activation="gelu")
+    backbone = tiny_bert_backbone(hidden_dim=24, intermediate_dim=48)
     finetune_teacher("sst2", path, config=FinetuneConfig(epochs=1, batch_size=16, max_seq_len=32),
                      glue_dir=glue_dir, max_train_examples=32, backbone=backbone, tokenizer=minilm_tokenizer,
                      verbose=0)

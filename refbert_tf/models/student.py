@@ -33,6 +33,26 @@ def _gelu(x):
     return keras.activations.gelu(x, approximate=False)
 
 
+def dummy_inputs() -> dict:
+    """A one-example, four-token batch of model inputs, for building models before use."""
+    return {"token_ids": np.zeros((1, 4), np.int32), "segment_ids": np.zeros((1, 4), np.int32),
+            "padding_mask": np.ones((1, 4), np.int32)}
+
+
+def attention_logits(block, x):
+    """Pre-softmax attention scores QK^T / sqrt(d) [B, heads, T, T] of a built keras-hub ``TransformerEncoder``.
+
+    Args:
+        block: the Transformer block (its self-attention's query/key projections are used).
+        x: the block's input [B, T, H].
+    """
+    attention = block._self_attention_layer
+    q = attention._query_dense(x)  # [B, T, heads, d]
+    k = attention._key_dense(x)
+    scale = 1.0 / float(np.sqrt(attention._key_dim))
+    return keras.ops.einsum("bqhd,bkhd->bhqk", q, k) * scale
+
+
 @keras.saving.register_keras_serializable(package="refbert_tf")
 class ReferenceTransformerEncoder(keras_hub.layers.TransformerEncoder):
     """keras-hub ``TransformerEncoder`` whose self-attention keys/values can be extended with reference tokens.
@@ -204,20 +224,11 @@ class RefBertStudent(keras.Model):
                           training=training)
             else:
                 x = block(x, padding_mask=padding_mask, training=training)
-            features["attention_logits"].append(self._attention_logits(block, block_input))  # block is built now
+            features["attention_logits"].append(attention_logits(block, block_input))  # block is built now
             features["hidden_states"].append(x)
         pooled = self.pooled_dense(x[:, 0, :])
         features["logits"] = self.classifier(self.head_dropout(pooled, training=training))
         return features
-
-    @staticmethod
-    def _attention_logits(block, x):
-        """Pre-softmax attention scores QK^T / sqrt(d) [B, heads, T, T] of ``block`` on its input ``x``."""
-        attention = block._self_attention_layer
-        q = attention._query_dense(x)  # [B, T, heads, d]
-        k = attention._key_dense(x)
-        scale = 1.0 / float(np.sqrt(attention._key_dim))
-        return keras.ops.einsum("bqhd,bkhd->bhqk", q, k) * scale
 
     def call(self, inputs, training=None):
         return self.call_with_features(inputs, training=training)["logits"]
@@ -262,9 +273,7 @@ def build_student(preset: str, num_classes: int, vocabulary_size: int, teacher_d
     student = RefBertStudent(vocabulary_size, num_classes, max_sequence_length=max_sequence_length,
                              teacher_dim=teacher_dim, bank_config=bank_config, dropout=dropout,
                              **STUDENT_PRESETS[preset])
-    dummy = {"token_ids": np.zeros((1, 4), np.int32), "segment_ids": np.zeros((1, 4), np.int32),
-             "padding_mask": np.ones((1, 4), np.int32)}
-    student(dummy)  # build
+    student(dummy_inputs())  # build
     if bank is not None:
         student.bank.representations.assign(bank.representations)
         student.bank.representation_mask.assign(bank.representation_mask.astype(np.float32))

@@ -5,6 +5,7 @@ import pytest
 from refbert_tf.bank import build_bank
 from refbert_tf.data import read_glue_tsv
 from refbert_tf.models.student import STUDENT_PRESETS, ReferenceTransformerEncoder, build_student
+from helpers import tiny_bert_backbone
 
 
 def test_all_masked_reference_equals_plain_attention():
@@ -23,13 +24,10 @@ def test_all_masked_reference_equals_plain_attention():
 
 @pytest.fixture(scope="module")
 def small_bank(glue_dir, minilm_tokenizer):
-    from refbert_tf.models.backbone import BertBackbone
-
     tok = minilm_tokenizer
     train = read_glue_tsv("sst2", "train", glue_dir=glue_dir).take(120)
     feats = tok.encode(train.text_a, max_seq_len=32)
-    teacher = BertBackbone(vocabulary_size=30522, num_layers=2, num_heads=2, hidden_dim=24, intermediate_dim=48,
-                           max_sequence_length=64, hidden_activation="gelu")
+    teacher = tiny_bert_backbone(hidden_dim=24, intermediate_dim=48)
     bank = build_bank(teacher, feats, layer=2, num_tokens=4, max_anchors=60, ignore_ids=(101, 102, 0),
                       num_buckets=128, progress=False)
     return bank, feats
@@ -77,11 +75,10 @@ def test_presets_and_errors(small_bank):
 
 
 def test_init_from_teacher_copies_mapped_layers():
-    from refbert_tf.models.backbone import BertBackbone
     from refbert_tf.models.student import RefBertStudent, init_student_from_teacher
 
-    teacher = BertBackbone(vocabulary_size=100, num_layers=4, num_heads=2, hidden_dim=16, intermediate_dim=32,
-                           max_sequence_length=32, hidden_activation="gelu")
+    teacher = tiny_bert_backbone(num_layers=4, hidden_dim=16, intermediate_dim=32, vocabulary_size=100,
+                                 max_sequence_length=32)
     student = RefBertStudent(100, 2, num_layers=2, hidden_dim=16, num_heads=2, intermediate_dim=32,
                              max_sequence_length=32, teacher_dim=16, dropout=0.0)
     x = {"token_ids": np.array([[1, 5, 7, 2]], np.int32), "segment_ids": np.zeros((1, 4), np.int32),
