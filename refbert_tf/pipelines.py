@@ -36,9 +36,11 @@ class DistillConfig:
     Attributes:
         student: student preset (``tinybert4``, ``tinybert6``).
         use_reference: RefBERT (True) or the vanilla TinyBERT baseline (False), all else equal.
-        bank_layer: teacher layer whose hidden states the bank stores (0 = embeddings).
-        bank_tokens: R, tokens stored per anchor.
-        max_anchors: M, cap on the bank size.
+        bank_layer: teacher layer whose hidden states the bank stores (0 = embeddings, -1 = the last block: the
+            fine-tuned teacher's most task-specific states).
+        bank_tokens: R, tokens stored per anchor ([CLS] first).
+        max_anchors: M, cap on the bank size. With R=4 and K=1024 a 1,024-anchor bank of a 384-wide teacher
+            is 10 MB in float32, about 15% of an exported tinybert4 student (issue 4 caps the bank at 20%).
         num_buckets: K, hash buckets of the retrieval key.
         intermediate_epochs, prediction_epochs: passes over the training set in each stage.
         batch_size: examples per step.
@@ -54,9 +56,9 @@ class DistillConfig:
 
     student: str = "tinybert4"
     use_reference: bool = True
-    bank_layer: int = 1
-    bank_tokens: int = 8
-    max_anchors: int = 4096
+    bank_layer: int = -1
+    bank_tokens: int = 4
+    max_anchors: int = 1024
     num_buckets: int = 1024
     intermediate_epochs: float = 1.0
     prediction_epochs: float = 1.0
@@ -131,7 +133,7 @@ def distill_glue(task: GlueTask | str, out_dir, teacher_dir, config: DistillConf
     """
     import keras
 
-    from refbert_tf.bank import BankError, ReferenceBank, build_bank
+    from refbert_tf.bank import BankError, ReferenceBank, build_bank, resolve_layer
     from refbert_tf.distillation import Distiller
     from refbert_tf.models.student import build_student
     from refbert_tf.training import evaluate, make_adamw, peak_memory_mb, plan_steps, run_fit
@@ -159,7 +161,7 @@ def distill_glue(task: GlueTask | str, out_dir, teacher_dir, config: DistillConf
     if config.use_reference:
         t0 = time.perf_counter()
         bank_dir = Path(bank_dir) if bank_dir else out_dir / "bank"
-        wanted = {"layer": config.bank_layer, "num_tokens": config.bank_tokens,
+        wanted = {"layer": resolve_layer(teacher.backbone, config.bank_layer), "num_tokens": config.bank_tokens,
                   "num_buckets": config.num_buckets, "max_anchors": config.max_anchors,
                   "num_train": len(train)}
         if (bank_dir / "bank.json").is_file():
@@ -298,3 +300,75 @@ def glue_summary(results_dir="results", tasks=SUMMARY_TASKS) -> tuple[list[dict]
         lines += ["", f"RefBERT keeps {100 * avg['refbert'] / avg['teacher']:.1f}% of the teacher's average and is "
                       f"{avg['refbert'] - avg['vanilla']:+.2f} points from the vanilla student."]
     return rows, "\n".join(lines) + "\n"
+
+
+def export_glue_student(task: GlueTask | str, student_dir, out_dir, variants=None, glue_dir=None,
+                        source: str = "tsv", without_bank: bool = False, num_representative: int = 200,
+                        parity_examples: int = 200, command: str = "") -> dict:
+    """Export a distilled GLUE student to TFLite variants and measure each through the LiteRT interpreter.
+
+    Args:
+        task: GLUE task.
+        student_dir: the distillation run directory (``student.keras``, ``student.json``, ``vocab.txt``).
+        out_dir: where ``<task>_<model>_<variant>.tflite`` and their cards go.
+        variants: subset of :data:`refbert_tf.export.VARIANTS` (None: all four).
+        glue_dir, source: GLUE data (training examples calibrate ``full_int8``; dev measures every file).
+        without_bank: export the RefBERT student minus its reference path (``refbert_no_bank``).
+        num_representative: calibration examples.
+        parity_examples: dev examples on which float32 logits are compared with Keras.
+        command: command line recorded in the result.
+
+    Returns:
+        ``{"task", "model", "keras_dev_metric", "variants": [{variant, path, size_mb, dev_metric, dev_drop,
+        integer_only, ops}], "parity": {...} (float32 only), "command", "seconds"}``; the Keras metric is the
+        student's own (``student.json``), so ``dev_drop`` = Keras - TFLite in points.
+
+    Raises:
+        FileNotFoundError: no student in ``student_dir``.
+        ExportError: a conversion failed or needs non-builtin ops.
+    """
+    import json
+
+    from refbert_tf.export import VARIANTS, export_student, keras_parity
+    from refbert_tf.inference import LiteRTClassifier
+    from refbert_tf.models.student import load_student
+    from refbert_tf.tokenization import BertWordPieceTokenizer
+    from refbert_tf.training import predict_outputs
+
+    start = time.perf_counter()
+    task = get_task(task) if isinstance(task, str) else task
+    student_dir = Path(student_dir)
+    student, meta = load_student(student_dir)
+    if meta.get("task") != task.name:
+        raise ValueError(f"{student_dir / 'student.json'}: the student was distilled on {meta.get('task')!r}, "
+                         f"not {task.name!r}")
+    tokenizer = BertWordPieceTokenizer(student_dir / "vocab.txt", lowercase=meta.get("lowercase", True))
+    max_len = meta["max_seq_len"]
+    train = load_glue(task, "train", source=source, glue_dir=glue_dir)
+    dev = load_glue(task, "dev", source=source, glue_dir=glue_dir)
+    train_f = tokenizer.encode(train.text_a, train.text_b, max_len)
+    dev_f = tokenizer.encode(dev.text_a, dev.text_b, max_len)
+    cards = export_student(student_dir, out_dir, variants or VARIANTS, train_features=train_f, dev_features=dev_f,
+                           dev_labels=dev.labels, without_bank=without_bank,
+                           num_representative=num_representative)
+    keras_metric = None if without_bank else float(meta["metrics"][task.main_metric])
+    rows = []
+    for card in cards:
+        value = float(card["dev_metrics"][task.main_metric])
+        rows.append({"variant": card["variant"], "path": card["path"], "size_mb": card["size_mb"],
+                     "bank_size_mb": card["bank_size_mb"], "dev_metric": value,
+                     "dev_drop": None if keras_metric is None else round(keras_metric - value, 3),
+                     "integer_only": card["integer_only"], "ops": card["ops"]})
+    parity = None
+    float32 = [c for c in cards if c["variant"] == "float32"]
+    if float32 and not without_bank:
+        parity = keras_parity(student, float32[0]["path"], dev_f, parity_examples)
+        lite = LiteRTClassifier(float32[0]["path"]).predict_features(dev_f)
+        ours = predict_outputs(student, dev_f)
+        parity["prediction_agreement_dev"] = (float(np.mean(np.argmax(lite, -1) == np.argmax(ours, -1)))
+                                              if ours.shape[-1] > 1 else None)
+    model_name = "refbert_no_bank" if without_bank else meta["model"]
+    return {"task": task.name, "model": model_name, "main_metric": task.main_metric, "source_student": str(student_dir),
+            "keras_dev_metric": keras_metric, "variants": rows, "parity": parity,
+            "student_config": json.loads(json.dumps(meta.get("config"))), "command": command,
+            "seconds": round(time.perf_counter() - start, 1)}

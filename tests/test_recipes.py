@@ -28,3 +28,13 @@ def test_distill_glue_help():
     for flag in ("--task", "--no-reference", "--bank-layer", "--bank-tokens", "--max-anchors", "--temperature",
                  "--teacher-dir", "--no-finetune-teacher"):
         assert flag in out.stdout
+
+
+def test_edge_recipes_help():
+    for recipe, flags in (("recipes/export_tflite.py", ("--task", "--variants", "--without-bank", "--num-representative")),
+                          ("recipes/benchmark.py", ("--seq-lens", "--threads", "--models", "--variants", "--plot")),
+                          ("tflite/android_benchmark.py", ("--model", "--threads", "--delegate", "--parse-log"))):
+        out = _run(recipe, "--help")
+        assert out.returncode == 0, (recipe, out.stderr)
+        for flag in flags:
+            assert flag in out.stdout, (recipe, flag)

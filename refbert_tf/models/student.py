@@ -130,8 +130,11 @@ class ReferenceBankLayer(keras.layers.Layer):
 
     def retrieve(self, token_ids, padding_mask):
         query = self.key_encoder(token_ids, padding_mask)  # [B, K]
+        import tensorflow as tf
+
         scores = keras.ops.matmul(query, keras.ops.transpose(self.keys))  # [B, M]
-        return keras.ops.cast(keras.ops.argmax(scores, axis=-1), "int32")
+        # tf.argmax, not keras.ops.argmax: Keras' negative-zero fix uses signbit -> BitwiseAnd, not a TFLite builtin
+        return tf.argmax(scores, axis=-1, output_type=tf.int32)
 
     def call(self, index):
         import tensorflow as tf
@@ -308,3 +311,31 @@ def init_student_from_teacher(student: RefBertStudent, teacher_backbone, layer_m
     for block, t in zip(student.blocks, layer_mapping):
         block.set_weights(teacher_backbone.get_layer(f"transformer_layer_{t - 1}").get_weights())
     student.pooled_dense.set_weights(teacher_backbone.get_layer("pooled_dense").get_weights())
+
+
+STUDENT_FILES = ("student.keras", "student.json", "vocab.txt")
+
+
+def load_student(student_dir):
+    """Reload a student written by ``recipes/distill_glue.py`` (``refbert_tf.pipelines.distill_glue``).
+
+    Args:
+        student_dir: the run directory (``student.keras``, ``student.json``, ``vocab.txt``).
+
+    Returns:
+        ``(student, metadata)``: the :class:`RefBertStudent` (bank included) and ``student.json``.
+
+    Raises:
+        FileNotFoundError: if a file is missing (the message names the directory and the files).
+    """
+    import json
+    from pathlib import Path
+
+    student_dir = Path(student_dir)
+    missing = [f for f in STUDENT_FILES if not (student_dir / f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"no distilled student in {student_dir} (missing {', '.join(missing)}); run "
+                                "recipes/distill_glue.py first")
+    meta = json.loads((student_dir / "student.json").read_text(encoding="utf-8"))
+    student = keras.saving.load_model(student_dir / "student.keras", compile=False)
+    return student, meta

@@ -1,0 +1,373 @@
+"""Edge export: a distilled student as a TFLite (LiteRT) flatbuffer with the reference bank inside, plus its card.
+
+The exported graph takes ``token_ids``, ``segment_ids``, ``padding_mask`` (int32 [1, T], T <= the card's
+``max_seq_len``; the sequence dimension is dynamic, resize it per input) and returns ``logits`` (float32
+[1, num_classes]; a score [1, 1] for STS-B). A RefBERT student retrieves its reference inside the graph (retrieval
+key, matmul against the bank's constant keys, argmax, gather: :mod:`refbert_tf.retrieval`), so one file carries the
+bank and nothing else is needed on the device.
+
+Path: Keras 3 model -> ``keras.export.ExportArchive`` SavedModel (one ``serve`` endpoint) ->
+``tf.lite.TFLiteConverter.from_saved_model`` with ``TFLITE_BUILTINS`` only. Keras' own ``model.export(format=
+"litert")`` always enables SELECT_TF_OPS (Flex), which the LiteRT Android runtime lacks, so it is not used.
+tensorflow-model-optimization works on tf_keras models only; quantization here is the converter's own:
+
+* ``float32``: no optimization.
+* ``dynamic_int8``: dynamic-range quantization (int8 weights, float activations; ``Optimize.DEFAULT``).
+* ``full_int8``: full-integer quantization, activations calibrated on a representative dataset of real training
+  examples; integer-only kernels (``TFLITE_BUILTINS_INT8``) when every op has one, else float fallback for the
+  rest (recorded in the card as ``integer_only``).
+* ``float16``: float16 weights (``supported_types=[tf.float16]``), dequantized to float32 at load on CPU.
+
+Every file is written atomically; the model card (``<file>.json``) records task, labels, vocabulary checksum,
+max sequence length, input/output tensors, bank size, quantization, source student and the op list.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from refbert_tf.io_utils import atomic_path, write_json
+
+VARIANTS = ("float32", "dynamic_int8", "full_int8", "float16")
+INPUT_NAMES = ("token_ids", "segment_ids", "padding_mask")
+OUTPUT_NAME = "logits"
+
+
+class ExportError(RuntimeError):
+    """Raised when a conversion fails or produces ops outside TFLite's builtin set."""
+
+
+def export_saved_model(model, directory: str | os.PathLike) -> Path:
+    """Write ``model`` as a SavedModel with one ``serve`` endpoint on int32 [1, None] inputs.
+
+    Args:
+        model: a Keras model taking ``{"token_ids", "segment_ids", "padding_mask"}`` int32 [B, T] and returning
+            logits [B, C] (a RefBERT student retrieves its reference in-graph when no ``reference_index`` is
+            given).
+        directory: output directory (created).
+
+    Returns:
+        the directory.
+    """
+    import keras
+    import tensorflow as tf
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    spec = [tf.TensorSpec([1, None], tf.int32, name=name) for name in INPUT_NAMES]
+
+    def serve(token_ids, segment_ids, padding_mask):
+        inputs = {"token_ids": token_ids, "segment_ids": segment_ids, "padding_mask": padding_mask}
+        return {OUTPUT_NAME: model(inputs, training=False)}
+
+    archive.add_endpoint("serve", serve, input_signature=spec)
+    archive.write_out(str(directory), verbose=False)
+    return Path(directory)
+
+
+def representative_examples(features: dict, num_examples: int = 200, seed: int = 0) -> list[dict]:
+    """A representative dataset for full-integer calibration: real examples, one per call, batch 1.
+
+    Args:
+        features: encoded training examples (ragged ``token_ids`` / ``segment_ids`` from the tokenizer).
+        num_examples: how many (sampled without replacement, fixed seed).
+
+    Returns:
+        list of dicts of int32 [1, T] arrays (``token_ids``, ``segment_ids``, ``padding_mask``), all padded to the
+        longest sampled example: the converter's calibrator fails on inputs of varying length ("shapes [1,10,32]
+        and [1,11,32] are not broadcastable", measured with TF 2.21), and padding is masked out by the model.
+    """
+    n = int(features["token_ids"].nrows())
+    rows = sorted(np.random.default_rng(seed).choice(n, size=min(num_examples, n), replace=False).tolist())
+    ids = features["token_ids"].to_tensor(0).numpy()[rows].astype(np.int32)
+    segs = features["segment_ids"].to_tensor(0).numpy()[rows].astype(np.int32)
+    lengths = features["token_ids"].row_lengths().numpy()[rows]
+    width = int(lengths.max())
+    mask = (np.arange(width)[None, :] < lengths[:, None]).astype(np.int32)
+    return [{"token_ids": ids[i:i + 1, :width], "segment_ids": segs[i:i + 1, :width], "padding_mask": mask[i:i + 1]}
+            for i in range(len(rows))]
+
+
+def convert(saved_model_dir: str | os.PathLike, variant: str, representative: list[dict] | None = None
+            ) -> tuple[bytes, dict]:
+    """Convert a SavedModel (from :func:`export_saved_model`) to a TFLite flatbuffer.
+
+    Args:
+        saved_model_dir: the SavedModel directory.
+        variant: one of ``VARIANTS``.
+        representative: calibration inputs (required for ``full_int8``), see :func:`representative_examples`.
+
+    Returns:
+        ``(flatbuffer bytes, info)`` with ``info`` = ``{"variant", "integer_only" (full_int8), "ops" (sorted
+        builtin op names)}``.
+
+    Raises:
+        ValueError: unknown variant, or ``full_int8`` without a representative dataset.
+        ExportError: the converter failed, or the model needs ops outside TFLite's builtins.
+    """
+    import tensorflow as tf
+
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown TFLite variant {variant!r}; choose from {', '.join(VARIANTS)}")
+    if variant == "full_int8" and not representative:
+        raise ValueError("full_int8 needs a representative dataset of real examples (calibration)")
+
+    def make_converter():
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir), signature_keys=["serve"])
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        if variant != "float32":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if variant == "float16":
+            converter.target_spec.supported_types = [tf.float16]
+        if variant == "full_int8":
+            converter.representative_dataset = lambda: iter(representative)
+        return converter
+
+    info = {"variant": variant}
+    try:
+        if variant == "full_int8":
+            converter = make_converter()
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            try:
+                flatbuffer = converter.convert()
+                info["integer_only"] = True
+            except Exception:  # an op without an int8 kernel: let it run in float
+                converter = make_converter()
+                converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
+                                                       tf.lite.OpsSet.TFLITE_BUILTINS]
+                flatbuffer = converter.convert()
+                info["integer_only"] = False
+        else:
+            flatbuffer = make_converter().convert()
+    except Exception as e:
+        raise ExportError(f"TFLite conversion of {saved_model_dir} to {variant} failed: {e}") from e
+    info.update(describe(flatbuffer))
+    foreign = [op for op in info["ops"] if op.startswith("Flex") or op == "CUSTOM" or op.startswith("Custom")]
+    if foreign:
+        raise ExportError(f"{variant} model needs non-builtin ops {foreign}: only TFLITE_BUILTINS are allowed")
+    return flatbuffer, info
+
+
+def describe(flatbuffer: bytes) -> dict:
+    """What a TFLite model holds, read back with the ``ai_edge_litert`` interpreter.
+
+    Returns:
+        ``{"ops": sorted distinct op names, "inputs": [{"name", "tensor", "dtype", "shape"}] in the model's own
+        input order (``tensor`` is the flatbuffer tensor name tools such as ``benchmark_model`` use; ``shape``
+        has -1 for the dynamic sequence length), "outputs": [...] likewise}``.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=flatbuffer)
+    runner = interpreter.get_signature_runner("serve")
+    found = {}
+    for kind, details, named in (("inputs", interpreter.get_input_details(), runner.get_input_details()),
+                                 ("outputs", interpreter.get_output_details(), runner.get_output_details())):
+        key_of = {v["name"]: k for k, v in named.items()}  # flatbuffer tensor name -> signature key
+        found[kind] = [{"name": key_of.get(d["name"], d["name"]), "tensor": d["name"],
+                        "dtype": np.dtype(d["dtype"]).name, "shape": [int(x) for x in d["shape_signature"]]}
+                       for d in details]
+    return {"ops": sorted({d["op_name"] for d in interpreter._get_ops_details()}), **found}
+
+
+def strip_bank(student):
+    """The same RefBERT student without its reference path (no bank, no projection): the ``refbert_no_bank``
+    model that measures the bank's share of file size and latency. Weights are copied; outputs differ.
+
+    Raises:
+        ValueError: if ``student`` has no bank.
+    """
+    from refbert_tf.models.student import RefBertStudent, dummy_inputs
+
+    if not student.uses_reference:
+        raise ValueError("the student has no reference bank to strip")
+    config = {**student.config_values, "bank_config": None}
+    plain = RefBertStudent(**config)
+    plain(dummy_inputs())
+    skip = {"reference_bank", "reference_projection"}
+    for layer in student.layers:
+        if layer.name not in skip and layer.weights:
+            plain.get_layer(layer.name).set_weights(layer.get_weights())
+    return plain
+
+
+def bank_size_mb(student) -> float:
+    """Float32 size of the constants a RefBERT student's bank adds (representations, mask, keys, idf), in MB."""
+    if not student.uses_reference:
+        return 0.0
+    bank = student.bank
+    values = sum(int(np.prod(w.shape)) for w in bank.weights) + bank.key_encoder.idf_values.size
+    return values * 4 / 2**20
+
+
+def model_card(student_meta: dict, variant: str, info: dict, flatbuffer_size: int, bank_mb: float,
+               source: str, dev_metrics: dict | None = None) -> dict:
+    """The JSON card written beside a ``.tflite`` file.
+
+    Args:
+        student_meta: the student's ``student.json`` (task, labels, vocab sha256, max_seq_len, lowercase...).
+        variant: quantization variant.
+        info: from :func:`convert`.
+        flatbuffer_size: file size in bytes.
+        bank_mb: float32 size of the bank constants (MB; 0 for a vanilla student).
+        source: the source student directory.
+        dev_metrics: GLUE dev metrics measured through the interpreter (percent).
+    """
+    return {
+        "task": student_meta["task"], "labels": student_meta.get("labels"),
+        "model": student_meta.get("model"), "variant": variant,
+        "quantization": {"float32": "none", "dynamic_int8": "dynamic-range int8 weights",
+                         "full_int8": "full-integer int8 (representative dataset calibration)",
+                         "float16": "float16 weights"}[variant],
+        "integer_only": info.get("integer_only"),
+        "vocab_sha256": student_meta.get("vocab_sha256"), "lowercase": student_meta.get("lowercase", True),
+        "max_seq_len": student_meta.get("max_seq_len"),
+        "vocab_size": student_meta.get("vocab_size"), "vocab_file": student_meta.get("vocab_file"),
+        "inputs": info.get("inputs"), "outputs": info.get("outputs"),
+        "bank": student_meta.get("bank"), "bank_size_mb": round(bank_mb, 3),
+        "size_mb": round(flatbuffer_size / 2**20, 3), "source_student": str(source),
+        "ops": info.get("ops"), "dev_metrics": dev_metrics,
+    }
+
+
+def write_tflite(path: str | os.PathLike, flatbuffer: bytes, card: dict) -> Path:
+    """Write ``path`` and its card ``path.with_suffix('.json')`` atomically (model first)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(flatbuffer)
+    write_json(path.with_suffix(".json"), card)
+    return path
+
+
+def export_model(model, meta: dict, out_dir: str | os.PathLike, variants=VARIANTS, representative=None,
+                 dev_features: dict | None = None, dev_labels=None, source: str = "", bank_mb: float = 0.0,
+                 progress: bool = True) -> list[dict]:
+    """Export any Keras classifier on ``{"token_ids", "segment_ids", "padding_mask"}`` to
+    ``<out_dir>/<task>_<meta["model"]>_<variant>.tflite`` (+ card), one file per variant.
+
+    Args:
+        model: the Keras model (student, teacher, or a random BERT-base-shaped classifier).
+        meta: card facts: ``task`` and ``model`` (required), ``labels``, ``vocab_sha256``, ``max_seq_len``...
+        out_dir: destination directory.
+        variants: subset of ``VARIANTS``.
+        representative: calibration inputs for ``full_int8`` (:func:`representative_examples`).
+        dev_features, dev_labels: when given, each file's GLUE dev metrics are measured through the LiteRT
+            interpreter and written into its card.
+        source: where the model came from (recorded in the card).
+        bank_mb: float32 size of the reference bank inside the model (MB).
+
+    Returns:
+        the cards written, each with its ``path``.
+
+    Raises:
+        ExportError, ValueError: from :func:`convert`.
+    """
+    from refbert_tf.data import get_task
+    from refbert_tf.inference import LiteRTClassifier
+    from refbert_tf.metrics import compute_metrics, predictions_from_outputs
+
+    task = get_task(meta["task"])
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if meta.get("vocab_path"):  # the vocabulary travels with the model: vocab-<sha256[:12]>.txt beside it
+        vocab_file = out_dir / f"vocab-{meta['vocab_sha256'][:12]}.txt"
+        if not vocab_file.is_file():
+            with atomic_path(vocab_file) as tmp:
+                shutil.copyfile(meta["vocab_path"], tmp)
+        meta = {**meta, "vocab_file": vocab_file.name}
+    cards = []
+    with tempfile.TemporaryDirectory() as tmp:
+        saved = export_saved_model(model, Path(tmp) / "saved_model")
+        for variant in variants:
+            flatbuffer, info = convert(saved, variant, representative if variant == "full_int8" else None)
+            path = out_dir / f"{task.name}_{meta['model']}_{variant}.tflite"
+            card = model_card(meta, variant, info, len(flatbuffer), bank_mb, source)
+            if dev_features is not None:
+                write_tflite(path, flatbuffer, card)
+                outputs = LiteRTClassifier(path).predict_features(dev_features, progress=progress)
+                card["dev_metrics"] = compute_metrics(task, predictions_from_outputs(task, outputs), dev_labels)
+            write_tflite(path, flatbuffer, card)
+            cards.append({**card, "path": str(path)})
+    return cards
+
+
+def export_student(student_dir: str | os.PathLike, out_dir: str | os.PathLike, variants=VARIANTS,
+                   train_features: dict | None = None, dev_features: dict | None = None, dev_labels=None,
+                   without_bank: bool = False, num_representative: int = 200, progress: bool = True) -> list[dict]:
+    """Export a saved student to ``<out_dir>/<task>_<model>_<variant>.tflite`` (+ card) in each variant.
+
+    Args:
+        student_dir: a run directory of ``recipes/distill_glue.py`` (``student.keras``, ``student.json``).
+        out_dir: destination directory.
+        variants: subset of ``VARIANTS``.
+        train_features: encoded training examples (calibration for ``full_int8``).
+        dev_features, dev_labels: encoded dev set; when given, each file's dev metrics are measured through the
+            LiteRT interpreter and written into its card.
+        without_bank: export the student with its reference path removed (:func:`strip_bank`), named
+            ``<task>_refbert_no_bank_<variant>``: for measuring the bank's share only.
+        num_representative: calibration examples for ``full_int8``.
+
+    Returns:
+        the cards written (each with its ``path``).
+
+    Raises:
+        FileNotFoundError: no student in ``student_dir``.
+        ExportError, ValueError: from :func:`convert`.
+    """
+    from refbert_tf.models.student import load_student
+
+    student, meta = load_student(student_dir)
+    meta = {**meta, "vocab_size": student.config_values["vocabulary_size"],
+            "vocab_path": str(Path(student_dir) / "vocab.txt")}
+    if without_bank:
+        student = strip_bank(student)
+        meta = {**meta, "model": "refbert_no_bank", "bank": None}
+    representative = representative_examples(train_features, num_representative) if train_features else None
+    return export_model(student, meta, out_dir, variants, representative, dev_features, dev_labels,
+                        source=str(student_dir), bank_mb=bank_size_mb(student), progress=progress)
+
+
+def read_card(model_path: str | os.PathLike) -> dict:
+    """The model card beside a ``.tflite`` file.
+
+    Raises:
+        FileNotFoundError: no ``<model>.json`` beside the model (the message names it).
+    """
+    card_path = Path(model_path).with_suffix(".json")
+    if not card_path.is_file():
+        raise FileNotFoundError(f"no model card {card_path} beside {model_path}: export the model with "
+                                "recipes/export_tflite.py, which writes one")
+    return json.loads(card_path.read_text(encoding="utf-8"))
+
+
+def keras_parity(student, tflite_path, features: dict, num_examples: int = 200) -> dict:
+    """Compare a ``.tflite`` file with the Keras student it came from, example by example (batch 1).
+
+    Args:
+        student: the Keras student (in-graph retrieval, as exported).
+        tflite_path: the exported file.
+        features: encoded examples (ragged); the first ``num_examples`` are compared.
+
+    Returns:
+        ``{"num_examples", "max_abs_diff" (logits), "prediction_agreement" (fraction)}``.
+    """
+    from refbert_tf.inference import LiteRTClassifier
+
+    runner = LiteRTClassifier(tflite_path)
+    n = min(num_examples, int(features["token_ids"].nrows()))
+    diffs, agree = [], []
+    for i in range(n):
+        ids = features["token_ids"][i].numpy().astype(np.int32)
+        segs = features["segment_ids"][i].numpy().astype(np.int32)
+        keras_out = np.asarray(student({"token_ids": ids[None], "segment_ids": segs[None],
+                                        "padding_mask": np.ones_like(ids)[None]}, training=False))[0]
+        lite_out = runner.predict(ids, segs)
+        diffs.append(float(np.max(np.abs(keras_out - lite_out))))
+        agree.append(keras_out.shape[-1] == 1 or int(np.argmax(keras_out)) == int(np.argmax(lite_out)))
+    return {"num_examples": n, "max_abs_diff": max(diffs), "prediction_agreement": float(np.mean(agree))}

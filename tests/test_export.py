@@ -1,0 +1,73 @@
+"""Export of a tiny RefBERT student (real SST-2 slice, bank inside) to the four TFLite variants."""
+
+import json
+
+import numpy as np
+import pytest
+
+from refbert_tf import export
+from refbert_tf.inference import LiteRTClassifier, ModelFileError
+
+
+def test_four_variants_with_builtin_ops_and_cards(exported):
+    assert set(exported) == set(export.VARIANTS)
+    for variant, card in exported.items():
+        assert not [op for op in card["ops"] if op.startswith("Flex") or "CUSTOM" in op], variant
+        assert {"ARG_MAX", "ONE_HOT", "GATHER"} <= set(card["ops"])  # in-graph retrieval
+        on_disk = json.loads(open(card["path"][:-len(".tflite")] + ".json").read())
+        assert on_disk["task"] == "sst2" and on_disk["labels"] == ["negative", "positive"]
+        assert on_disk["vocab_sha256"] and on_disk["max_seq_len"] == 32 and on_disk["variant"] == variant
+        assert sorted(i["name"] for i in on_disk["inputs"]) == ["padding_mask", "segment_ids", "token_ids"]
+        assert all(i["dtype"] == "int32" and i["shape"] == [1, -1] for i in on_disk["inputs"])
+        assert on_disk["outputs"][0]["name"] == "logits" and on_disk["outputs"][0]["shape"] == [1, 2]
+        assert on_disk["vocab_size"] == 30522
+        assert on_disk["bank_size_mb"] > 0 and on_disk["dev_metrics"]["accuracy"] >= 0
+    sizes = {v: c["size_mb"] for v, c in exported.items()}
+    assert sizes["dynamic_int8"] < 0.5 * sizes["float32"] and sizes["float16"] < 0.6 * sizes["float32"]
+
+
+def test_float32_matches_keras(student_run, exported):
+    _, student, feats, _ = student_run
+    parity = export.keras_parity(student, exported["float32"]["path"], feats, num_examples=30)
+    assert parity["num_examples"] == 30
+    assert parity["max_abs_diff"] < 1e-4 and parity["prediction_agreement"] == 1.0
+
+
+def test_strip_bank_removes_the_reference_path(student_run, tmp_path):
+    run, student, feats, _ = student_run
+    plain = export.strip_bank(student)
+    assert not plain.uses_reference
+    np.testing.assert_array_equal(plain.get_layer("token_embedding").get_weights()[0],
+                                  student.get_layer("token_embedding").get_weights()[0])
+    card = export.export_student(run, tmp_path, ["float32"], without_bank=True)[0]
+    assert card["path"].endswith("sst2_refbert_no_bank_float32.tflite")
+    assert "ARG_MAX" not in card["ops"] and card["bank_size_mb"] == 0
+    with pytest.raises(ValueError, match="no reference bank"):
+        export.strip_bank(plain)
+
+
+def test_full_int8_needs_representative_data_and_unknown_variant(tmp_path):
+    with pytest.raises(ValueError, match="representative"):
+        export.convert(tmp_path, "full_int8")
+    with pytest.raises(ValueError, match="unknown TFLite variant 'int4'"):
+        export.convert(tmp_path, "int4")
+
+
+def test_runner_rejects_bad_input(exported, tmp_path):
+    not_tflite = tmp_path / "model.tflite"
+    not_tflite.write_bytes(b"PK\x03\x04 this is a zip, not a flatbuffer")
+    with pytest.raises(ModelFileError, match="is not a TFLite model"):
+        LiteRTClassifier(not_tflite)
+    with pytest.raises(ModelFileError, match="not found"):
+        LiteRTClassifier(tmp_path / "missing.tflite")
+    runner = LiteRTClassifier(exported["float32"]["path"])
+    assert runner.vocab_size == 30522 and runner.max_seq_len == 32
+    assert runner.predict([101, 2204, 102]).shape == (2,)
+    with pytest.raises(ValueError, match="token id 30522 is outside the vocabulary"):
+        runner.predict([101, 30522, 102])
+    with pytest.raises(ValueError, match="longer than the model's max_seq_len 32"):
+        runner.predict([101] + [2204] * 40 + [102])
+    with pytest.raises(ValueError, match="empty input"):
+        runner.predict([])
+    with pytest.raises(FileNotFoundError, match="no model card"):
+        export.read_card(tmp_path / "missing.tflite")
