@@ -35,8 +35,8 @@ def parse_args(argv=None):
     p.add_argument("--without-bank", action="store_true",
                    help="export the RefBERT student with its reference path removed (for the bank's share only)")
     p.add_argument("--glue-dir", default=None, help="GLUE TSV directory (default: $GLUE_DIR)")
-    p.add_argument("--num-representative", type=int, default=200,
-                   help="real training examples that calibrate full-integer int8 (200)")
+    p.add_argument("--num-representative", type=int, default=300,
+                   help="real training examples that calibrate full-integer int8 (300)")
     p.add_argument("--parity-examples", type=int, default=200, help="dev examples for the float32 parity check")
     p.add_argument("--results", default=None, help="results JSON (default results/export/<task>_<model>.json)")
     return p.parse_args(argv)

@@ -303,7 +303,7 @@ def glue_summary(results_dir="results", tasks=SUMMARY_TASKS) -> tuple[list[dict]
 
 
 def export_glue_student(task: GlueTask | str, student_dir, out_dir, variants=None, glue_dir=None,
-                        source: str = "tsv", without_bank: bool = False, num_representative: int = 200,
+                        source: str = "tsv", without_bank: bool = False, num_representative: int = 300,
                         parity_examples: int = 200, command: str = "") -> dict:
     """Export a distilled GLUE student to TFLite variants and measure each through the LiteRT interpreter.
 

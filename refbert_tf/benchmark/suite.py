@@ -59,7 +59,7 @@ def _export_one(model: str, task_name: str, paths: dict, out_dir: str, variants,
                         source="random weights, BERT-base shape (12L/768H/12 heads/FFN 3072)")
 
 
-def export_all(task: str, paths: dict, out_dir, variants, glue_dir=None, num_representative: int = 200,
+def export_all(task: str, paths: dict, out_dir, variants, glue_dir=None, num_representative: int = 300,
                models=MODELS, reuse: bool = True, log=print) -> dict:
     """Export every model of ``models`` in every variant, each model in a fresh process.
 

@@ -93,6 +93,8 @@ def load_teacher(teacher_dir: str | os.PathLike, task: GlueTask | str | None = N
 
     import keras_hub  # noqa: F401  (registers keras-hub classes for deserialization)
 
+    import refbert_tf.models.backbone  # noqa: F401  (registers our BertBackbone, which saved teachers name)
+
     teacher_dir = Path(teacher_dir)
     missing = [f for f in TEACHER_FILES if not (teacher_dir / f).is_file()]
     if missing:

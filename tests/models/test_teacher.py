@@ -23,6 +23,13 @@ def test_tiny_finetune_saves_a_teacher_that_reloads(glue_dir, minilm_tokenizer, 
     dev = read_glue_tsv(task, "dev", glue_dir=glue_dir).take(8)
     feats = tokenizer.encode(dev.text_a, dev.text_b, 32)
     assert predict_outputs(model, feats).shape == (8, t.num_classes)
+    if task == "sst2":  # a fresh interpreter, where nothing has imported refbert_tf's registered classes yet
+        import subprocess
+        import sys
+
+        code = f"from refbert_tf.models.teacher import load_teacher; load_teacher({str(tmp_path / task)!r})"
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
 
 
 def test_fit_lowers_the_loss(minilm_tokenizer, glue_dir, tmp_path):
