@@ -38,6 +38,8 @@ def parse_args(argv=None):
     p.add_argument("--re-export", action="store_true", help="export again even if files exist")
     p.add_argument("--output", default="results/benchmark", help="writes <output>.json and <output>.md")
     p.add_argument("--plot", default="results/pareto.png", help="accuracy-vs-latency plot (PNG)")
+    p.add_argument("--report-only", action="store_true",
+                   help="measure nothing: rewrite <output>.md and the plot from the rows in <output>.json")
     return p.parse_args(argv)
 
 
@@ -51,6 +53,14 @@ def main(argv=None):
     from refbert_tf.export import VARIANTS
     from refbert_tf.io_utils import write_json, write_text
 
+    if args.report_only:
+        import json
+
+        rows = json.loads(open(args.output + ".json", encoding="utf-8").read())
+        write_text(args.output + ".md", markdown_table(rows, rows[0]["command"]))
+        pareto_plot(rows, args.plot)
+        print(f"rewrote {args.output}.md and {args.plot} from {args.output}.json")
+        return
     task = get_task(args.task)
     models = args.models or list(MODELS)
     unknown = sorted(set(models) - set(MODELS)) + sorted(set(args.variants or []) - set(VARIANTS))

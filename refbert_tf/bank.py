@@ -255,3 +255,29 @@ def build_bank(backbone, features: dict, index: RetrievalIndex | None = None, la
     meta.update(num_train=n)
     return ReferenceBank(np.concatenate(reps).astype(np.float32), np.concatenate(masks).astype(np.int32),
                          all_keys[anchor_ids].toarray().astype(np.float32), anchor_ids, index, layer, meta)
+
+
+def reference_label_agreement(bank: ReferenceBank, features: dict, labels, anchor_labels,
+                              exclude_self: bool = False) -> dict:
+    """How often an example's reference carries the example's own gold label (classification tasks).
+
+    A diagnostic of how much label information lexical references can pass to the student: if the reference
+    anchor's label agreed with the input's no more often than the majority class does, the teacher's stored
+    representation of the reference says little about the input's label.
+
+    Args:
+        bank: the reference bank.
+        features: encoded examples (``token_ids`` ragged).
+        labels: int [N] gold labels of the examples.
+        anchor_labels: int [num_train] gold labels of the training set (anchors index into it).
+        exclude_self: the examples are the training set (an anchor is not its own reference).
+
+    Returns:
+        ``{"agreement" (percent), "majority_class" (percent), "mean_similarity"}``.
+    """
+    index, similarity = bank.references_for(features, exclude_self=exclude_self)
+    labels = np.asarray(labels)
+    reference_labels = np.asarray(anchor_labels)[bank.anchor_ids[index]]
+    majority = np.bincount(labels).max() / len(labels)
+    return {"agreement": round(100 * float(np.mean(reference_labels == labels)), 2),
+            "majority_class": round(100 * float(majority), 2), "mean_similarity": round(float(similarity.mean()), 4)}

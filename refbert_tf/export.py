@@ -35,6 +35,10 @@ import numpy as np
 from refbert_tf.io_utils import atomic_path, write_json
 
 VARIANTS = ("float32", "dynamic_int8", "full_int8", "float16")
+# readable class names for the tasks whose GLUE files use 0/1 (the card's "labels"; "label_values" keeps the TSV's)
+LABEL_NAMES = {"cola": ("unacceptable", "acceptable"), "sst2": ("negative", "positive"),
+               "mrpc": ("not_paraphrase", "paraphrase"), "qqp": ("not_duplicate", "duplicate"),
+               "wnli": ("not_entailment", "entailment")}
 INPUT_NAMES = ("token_ids", "segment_ids", "padding_mask")
 OUTPUT_NAME = "logits"
 
@@ -96,8 +100,7 @@ def representative_examples(features: dict, num_examples: int = 300, length: int
     """
     lengths = features["token_ids"].row_lengths().numpy()
     if length is None:
-        length = max(8, int(np.ceil(np.percentile(lengths, 75) / 8) * 8))
-    length = int(min(length, lengths.max()))
+        length = min(max(8, int(np.ceil(np.percentile(lengths, 75) / 8) * 8)), int(lengths.max()))
     candidates = np.flatnonzero(lengths >= length)
     if candidates.size == 0:
         raise ValueError(f"no training example has {length} tokens for calibration")
@@ -239,7 +242,9 @@ def model_card(student_meta: dict, variant: str, info: dict, flatbuffer_size: in
         dev_metrics: GLUE dev metrics measured through the interpreter (percent).
     """
     return {
-        "task": student_meta["task"], "labels": student_meta.get("labels"),
+        "task": student_meta["task"],
+        "labels": list(LABEL_NAMES.get(student_meta["task"], student_meta.get("labels") or [])),
+        "label_values": student_meta.get("labels"),
         "model": student_meta.get("model"), "variant": variant,
         "quantization": {"float32": "none", "dynamic_int8": "dynamic-range int8 weights",
                          "full_int8": "full-integer int8 (representative dataset calibration)",

@@ -194,6 +194,12 @@ def distill_glue(task: GlueTask | str, out_dir, teacher_dir, config: DistillConf
                      "num_buckets": bank.index.num_buckets, "size_mb": round(bank.size_mb, 2),
                      "dev_retrieval_agreement": float(np.mean(on_device == offline)),
                      "train_self_references": int(np.sum(bank.anchor_ids[train_refs] == np.arange(len(train_refs))))}
+        if not task.is_regression:
+            from refbert_tf.bank import reference_label_agreement
+
+            bank_info["reference_label_agreement"] = {
+                "train": reference_label_agreement(bank, train_f, train.labels, train.labels, exclude_self=True),
+                "dev": reference_label_agreement(bank, dev_f, dev.labels, train.labels)}
 
     distiller = Distiller(teacher, student, regression=task.is_regression, temperature=config.temperature)
     if config.init_from_teacher:
@@ -372,3 +378,43 @@ def export_glue_student(task: GlueTask | str, student_dir, out_dir, variants=Non
             "keras_dev_metric": keras_metric, "variants": rows, "parity": parity,
             "student_config": json.loads(json.dumps(meta.get("config"))), "command": command,
             "seconds": round(time.perf_counter() - start, 1)}
+
+
+def reference_report(task: GlueTask | str, run_dir, glue_dir=None, source: str = "tsv", command: str = "") -> dict:
+    """Reference diagnostics of a RefBERT run's bank: how often train and dev references share the gold label.
+
+    Args:
+        task: GLUE task (classification).
+        run_dir: the RefBERT run directory (``bank/``, ``student.json``, ``vocab.txt``).
+
+    Returns:
+        ``{"task", "bank": {...}, "reference_label_agreement": {"train": ..., "dev": ...}, "command"}`` (see
+        :func:`refbert_tf.bank.reference_label_agreement`).
+
+    Raises:
+        BankError: no bank in ``run_dir/bank``.
+        ValueError: a regression task.
+    """
+    import json
+
+    from refbert_tf.bank import ReferenceBank, reference_label_agreement
+    from refbert_tf.tokenization import BertWordPieceTokenizer
+
+    task = get_task(task) if isinstance(task, str) else task
+    if task.is_regression:
+        raise ValueError(f"{task.name} is a regression task: label agreement is undefined")
+    run_dir = Path(run_dir)
+    bank = ReferenceBank.load(run_dir / "bank")
+    meta = json.loads((run_dir / "student.json").read_text(encoding="utf-8"))
+    tokenizer = BertWordPieceTokenizer(run_dir / "vocab.txt", lowercase=meta.get("lowercase", True))
+    bank.check_compatible(tokenizer.vocab_sha256, task=task.name, where=str(run_dir / "bank"))
+    train = load_glue(task, "train", source=source, glue_dir=glue_dir)
+    dev = load_glue(task, "dev", source=source, glue_dir=glue_dir)
+    train_f = tokenizer.encode(train.text_a, train.text_b, meta["max_seq_len"])
+    dev_f = tokenizer.encode(dev.text_a, dev.text_b, meta["max_seq_len"])
+    return {"task": task.name, "run_dir": str(run_dir),
+            "bank": {"num_anchors": bank.num_anchors, "layer": bank.layer, "num_tokens": bank.num_tokens},
+            "reference_label_agreement": {
+                "train": reference_label_agreement(bank, train_f, train.labels, train.labels, exclude_self=True),
+                "dev": reference_label_agreement(bank, dev_f, dev.labels, train.labels)},
+            "command": command}

@@ -63,7 +63,7 @@ def student_run(glue_dir, minilm_tokenizer, tmp_path_factory):
     run = tmp_path_factory.mktemp("run")
     student.save(run / "student.keras")
     shutil.copy(tok.vocab_path, run / "vocab.txt")
-    write_json(run / "student.json", {"task": "sst2", "model": "refbert", "labels": ["negative", "positive"],
+    write_json(run / "student.json", {"task": "sst2", "model": "refbert", "labels": ["0", "1"],
                                       "vocab_sha256": tok.vocab_sha256, "max_seq_len": 32, "lowercase": True,
                                       "bank": {"num_anchors": bank.num_anchors}})
     return run, student, feats, train.labels

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from refbert_tf.bank import BankError, ReferenceBank, build_bank, select_anchors, teacher_layer_model
+from refbert_tf.bank import (BankError, ReferenceBank, build_bank, reference_label_agreement, resolve_layer,
+                             select_anchors, teacher_layer_model)
 from refbert_tf.data import read_glue_tsv
 from helpers import tiny_bert_backbone
 
@@ -66,3 +67,20 @@ def test_select_anchors():
     assert select_anchors(keys, 200).tolist() == list(range(100))
     chosen = select_anchors(keys, 10)
     assert 0 < len(chosen) <= 10 and len(set(chosen.tolist())) == len(chosen)
+
+
+def test_reference_label_agreement_by_hand(bank_and_features):
+    bank, feats = bank_and_features
+    labels = np.arange(200) % 2  # arbitrary labels: the check is the bookkeeping, not the value
+    r = reference_label_agreement(bank, feats, labels, labels, exclude_self=True)
+    index, similarity = bank.references_for(feats, exclude_self=True)
+    by_hand = 100 * np.mean(labels[bank.anchor_ids[index]] == labels)
+    assert r["agreement"] == round(by_hand, 2) and r["majority_class"] == 50.0
+    assert r["mean_similarity"] == round(float(similarity.mean()), 4)
+
+
+def test_negative_layers_count_from_the_top():
+    backbone = tiny_bert_backbone(num_layers=2)
+    assert [resolve_layer(backbone, x) for x in (-1, -3, 0, 2)] == [2, 0, 0, 2]
+    with pytest.raises(ValueError, match="teacher layer must be in 0..2"):
+        resolve_layer(backbone, 3)

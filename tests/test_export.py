@@ -16,6 +16,7 @@ def test_four_variants_with_builtin_ops_and_cards(exported):
         assert {"ARG_MAX", "ONE_HOT", "GATHER"} <= set(card["ops"])  # in-graph retrieval
         on_disk = json.loads(open(card["path"][:-len(".tflite")] + ".json").read())
         assert on_disk["task"] == "sst2" and on_disk["labels"] == ["negative", "positive"]
+        assert on_disk["label_values"] == ["0", "1"]
         assert on_disk["vocab_sha256"] and on_disk["max_seq_len"] == 32 and on_disk["variant"] == variant
         assert sorted(i["name"] for i in on_disk["inputs"]) == ["padding_mask", "segment_ids", "token_ids"]
         assert all(i["dtype"] == "int32" and i["shape"] == [1, -1] for i in on_disk["inputs"])
@@ -71,3 +72,17 @@ def test_runner_rejects_bad_input(exported, tmp_path):
         runner.predict([])
     with pytest.raises(FileNotFoundError, match="no model card"):
         export.read_card(tmp_path / "missing.tflite")
+
+
+def test_representative_examples_are_unpadded_real_examples_of_one_length(student_run):
+    _, _, feats, _ = student_run
+    reps = export.representative_examples(feats, num_examples=15, length=12)
+    assert len(reps) == 15
+    lengths = feats["token_ids"].row_lengths().numpy()
+    for r in reps:
+        assert r["token_ids"].shape == r["segment_ids"].shape == r["padding_mask"].shape == (1, 12)
+        assert r["padding_mask"].all() and r["token_ids"][0, 0] == 101 and r["token_ids"][0, -1] == 102
+    default = export.representative_examples(feats, num_examples=5)
+    assert default[0]["token_ids"].shape[1] % 8 == 0 or default[0]["token_ids"].shape[1] == lengths.max()
+    with pytest.raises(ValueError, match="no training example has"):
+        export.representative_examples({k: feats[k][:3] for k in ("token_ids", "segment_ids")}, length=10_000)

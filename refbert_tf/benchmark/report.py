@@ -81,7 +81,7 @@ def pareto_plot(rows: list[dict], path: str | os.PathLike, seq_len: int = 128, t
         raise ValueError(f"no measured dev metric at seq_len {seq_len}, threads {threads}: nothing to plot")
     markers = {"float32": "o", "dynamic_int8": "s", "full_int8": "^", "float16": "D"}
     colors = {"teacher": "tab:blue", "vanilla": "tab:orange", "refbert": "tab:green"}
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(9.5, 4.5))
     for r in points:
         ax.scatter(r["median_ms"], r["dev_metric"], marker=markers.get(r["variant"], "x"),
                    color=colors.get(r["model"], "tab:gray"), s=30 + 4 * r["size_mb"] ** 0.5 * 4, alpha=0.8,
@@ -91,7 +91,7 @@ def pareto_plot(rows: list[dict], path: str | os.PathLike, seq_len: int = 128, t
     ax.set_ylabel(f"dev {points[0].get('dev_metric_name', 'metric')} (%)")
     ax.set_title("Accuracy vs latency (marker area ~ file size)")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, ncol=2, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
