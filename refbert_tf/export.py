@@ -224,7 +224,7 @@ def bank_size_mb(student) -> float:
     if not student.uses_reference:
         return 0.0
     bank = student.bank
-    values = sum(int(np.prod(w.shape)) for w in bank.weights) + bank.key_encoder.idf_values.size
+    values = sum(int(np.prod(w.shape)) for w in bank.weights) + bank.scorer.idf_values.size
     return values * 4 / 2**20
 
 

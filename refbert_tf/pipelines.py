@@ -327,7 +327,7 @@ def export_glue_student(task: GlueTask | str, student_dir, out_dir, variants=Non
     Returns:
         ``{"task", "model", "keras_dev_metric", "variants": [{variant, path, size_mb, dev_metric, dev_drop,
         integer_only, ops}], "parity": {...} (float32 only), "command", "seconds"}``; the Keras metric is the
-        student's own (``student.json``), so ``dev_drop`` = Keras - TFLite in points.
+        student's, measured again here, so ``dev_drop`` = Keras - TFLite in points.
 
     Raises:
         FileNotFoundError: no student in ``student_dir``.
@@ -357,7 +357,11 @@ def export_glue_student(task: GlueTask | str, student_dir, out_dir, variants=Non
     cards = export_student(student_dir, out_dir, variants or VARIANTS, train_features=train_f, dev_features=dev_f,
                            dev_labels=dev.labels, without_bank=without_bank,
                            num_representative=num_representative)
-    keras_metric = None if without_bank else float(meta["metrics"][task.main_metric])
+    from refbert_tf.metrics import compute_metrics, predictions_from_outputs
+
+    ours = predict_outputs(student, dev_f)  # the Keras student, evaluated now with the current code
+    keras_metric = None if without_bank else float(
+        compute_metrics(task, predictions_from_outputs(task, ours), dev.labels)[task.main_metric])
     rows = []
     for card in cards:
         value = float(card["dev_metrics"][task.main_metric])
@@ -370,7 +374,6 @@ def export_glue_student(task: GlueTask | str, student_dir, out_dir, variants=Non
     if float32 and not without_bank:
         parity = keras_parity(student, float32[0]["path"], dev_f, parity_examples)
         lite = LiteRTClassifier(float32[0]["path"]).predict_features(dev_f)
-        ours = predict_outputs(student, dev_f)
         parity["prediction_agreement_dev"] = (float(np.mean(np.argmax(lite, -1) == np.argmax(ours, -1)))
                                               if ours.shape[-1] > 1 else None)
     model_name = "refbert_no_bank" if without_bank else meta["model"]
@@ -381,14 +384,16 @@ def export_glue_student(task: GlueTask | str, student_dir, out_dir, variants=Non
 
 
 def reference_report(task: GlueTask | str, run_dir, glue_dir=None, source: str = "tsv", command: str = "") -> dict:
-    """Reference diagnostics of a RefBERT run's bank: how often train and dev references share the gold label.
+    """Reference diagnostics of a RefBERT run: agreement of the student's in-graph retrieval with the offline
+    choice on dev, and how often train and dev references share the gold label.
 
     Args:
         task: GLUE task (classification).
         run_dir: the RefBERT run directory (``bank/``, ``student.json``, ``vocab.txt``).
 
     Returns:
-        ``{"task", "bank": {...}, "reference_label_agreement": {"train": ..., "dev": ...}, "command"}`` (see
+        ``{"task", "bank": {...}, "dev_retrieval_agreement" (fraction), "reference_label_agreement": {"train": ...,
+        "dev": ...}, "command"}`` (see
         :func:`refbert_tf.bank.reference_label_agreement`).
 
     Raises:
@@ -412,8 +417,15 @@ def reference_report(task: GlueTask | str, run_dir, glue_dir=None, source: str =
     dev = load_glue(task, "dev", source=source, glue_dir=glue_dir)
     train_f = tokenizer.encode(train.text_a, train.text_b, meta["max_seq_len"])
     dev_f = tokenizer.encode(dev.text_a, dev.text_b, meta["max_seq_len"])
+    from refbert_tf.models.student import load_student
+
+    student, _ = load_student(run_dir)
+    offline, _ = bank.references_for(dev_f)
+    on_device = np.concatenate([np.asarray(student.bank.retrieve(b["token_ids"], b["padding_mask"]))
+                                for b in make_dataset(dev_f, None, batch_size=256)])
     return {"task": task.name, "run_dir": str(run_dir),
             "bank": {"num_anchors": bank.num_anchors, "layer": bank.layer, "num_tokens": bank.num_tokens},
+            "dev_retrieval_agreement": float(np.mean(on_device == offline)),
             "reference_label_agreement": {
                 "train": reference_label_agreement(bank, train_f, train.labels, train.labels, exclude_self=True),
                 "dev": reference_label_agreement(bank, dev_f, dev.labels, train.labels)},

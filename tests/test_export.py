@@ -13,7 +13,7 @@ def test_four_variants_with_builtin_ops_and_cards(exported):
     assert set(exported) == set(export.VARIANTS)
     for variant, card in exported.items():
         assert not [op for op in card["ops"] if op.startswith("Flex") or "CUSTOM" in op], variant
-        assert {"ARG_MAX", "ONE_HOT", "GATHER"} <= set(card["ops"])  # in-graph retrieval
+        assert {"ARG_MAX", "FLOOR_MOD", "GATHER"} <= set(card["ops"])  # in-graph retrieval
         on_disk = json.loads(open(card["path"][:-len(".tflite")] + ".json").read())
         assert on_disk["task"] == "sst2" and on_disk["labels"] == ["negative", "positive"]
         assert on_disk["label_values"] == ["0", "1"]
@@ -86,3 +86,12 @@ def test_representative_examples_are_unpadded_real_examples_of_one_length(studen
     assert default[0]["token_ids"].shape[1] % 8 == 0 or default[0]["token_ids"].shape[1] == lengths.max()
     with pytest.raises(ValueError, match="no training example has"):
         export.representative_examples({k: feats[k][:3] for k in ("token_ids", "segment_ids")}, length=10_000)
+
+
+def test_full_int8_retrieval_stays_in_exact_integer_arithmetic(exported):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=exported["full_int8"]["path"])
+    dtypes = {d["index"]: d["dtype"] for d in interpreter.get_tensor_details()}
+    argmax = [op for op in interpreter._get_ops_details() if op["op_name"] == "ARG_MAX"]
+    assert len(argmax) == 1 and dtypes[argmax[0]["inputs"][0]] == np.int32  # scores not quantized to int8

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from refbert_tf.data import read_glue_tsv
-from refbert_tf.retrieval import RetrievalIndex, nearest_anchors
+from refbert_tf.retrieval import SCORE_SCALE, RetrievalIndex, hashed_counts, nearest_anchors
 
 
 @pytest.fixture(scope="module")
@@ -15,13 +15,15 @@ def sst2(glue_dir, minilm_tokenizer):
     return tok, train_f, dev_f, index
 
 
-def test_on_device_keys_equal_offline_keys(sst2):
+def test_on_device_scores_are_scaled_unnormalised_similarities(sst2):
     tok, train_f, dev_f, index = sst2
-    padded = {k: dev_f[k].to_tensor(0) for k in ("token_ids",)}
+    anchors = index.keys({"token_ids": train_f["token_ids"][:300]}).toarray()
     mask = np.asarray(dev_f["token_ids"].to_tensor(-1)) >= 0
-    on_device = np.asarray(index.encoder()(padded["token_ids"], mask))
-    np.testing.assert_allclose(on_device, index.keys(dev_f).toarray(), atol=1e-6)
-    assert np.allclose(np.linalg.norm(on_device, axis=1), 1.0, atol=1e-5)
+    scores = np.asarray(index.scorer()(dev_f["token_ids"].to_tensor(0), mask, anchors))
+    assert scores.dtype == np.int32 and scores.shape == (int(dev_f["token_ids"].nrows()), 300)
+    # by hand: the idf-weighted counts of each dev input (not normalised) times the anchor keys
+    weighted = hashed_counts(dev_f, index.num_buckets, index.ignore_ids).toarray() * index.idf[None, :]
+    np.testing.assert_allclose(scores / SCORE_SCALE, weighted @ anchors.T, atol=2e-3)
 
 
 def test_on_device_choice_agrees_with_offline_choice(sst2):
@@ -29,7 +31,7 @@ def test_on_device_choice_agrees_with_offline_choice(sst2):
     anchors = index.keys(train_f)
     offline, _ = nearest_anchors(index.keys(dev_f), anchors)
     mask = np.asarray(dev_f["token_ids"].to_tensor(-1)) >= 0
-    on_device = np.argmax(np.asarray(index.encoder()(dev_f["token_ids"].to_tensor(0), mask)) @ anchors.toarray().T,
+    on_device = np.argmax(np.asarray(index.scorer()(dev_f["token_ids"].to_tensor(0), mask, anchors.toarray())),
                           axis=1)
     agreement = float(np.mean(on_device == offline))
     assert agreement >= 0.95, agreement

@@ -17,7 +17,7 @@ import keras
 import keras_hub
 import numpy as np
 
-from refbert_tf.retrieval import RetrievalKeyEncoder
+from refbert_tf.retrieval import AnchorScorer
 
 STUDENT_PRESETS = {
     # TinyBERT-4 (Jiao et al. 2020): 4 layers, hidden 312, 12 heads, FFN 1200 (RefBERT's student shape)
@@ -119,7 +119,7 @@ class ReferenceBankLayer(keras.layers.Layer):
         super().__init__(trainable=False, **kwargs)
         self.num_anchors, self.num_tokens = int(num_anchors), int(num_tokens)
         self.teacher_dim, self.num_buckets = int(teacher_dim), int(num_buckets)
-        self.key_encoder = RetrievalKeyEncoder(num_buckets, idf, ignore_ids, name="retrieval_key")
+        self.scorer = AnchorScorer(num_buckets, idf, ignore_ids, name="retrieval_key")
         self.representations = self.add_weight(shape=(self.num_anchors, self.num_tokens, self.teacher_dim),
                                                initializer="zeros", trainable=False, name="representations")
         self.representation_mask = self.add_weight(shape=(self.num_anchors, self.num_tokens),
@@ -129,10 +129,9 @@ class ReferenceBankLayer(keras.layers.Layer):
                                     trainable=False, name="keys")
 
     def retrieve(self, token_ids, padding_mask):
-        query = self.key_encoder(token_ids, padding_mask)  # [B, K]
         import tensorflow as tf
 
-        scores = keras.ops.matmul(query, keras.ops.transpose(self.keys))  # [B, M]
+        scores = self.scorer(token_ids, padding_mask, self.keys)  # [B, M] int32
         # tf.argmax, not keras.ops.argmax: Keras' negative-zero fix uses signbit -> BitwiseAnd, not a TFLite builtin
         return tf.argmax(scores, axis=-1, output_type=tf.int32)
 
@@ -145,8 +144,8 @@ class ReferenceBankLayer(keras.layers.Layer):
         config = super().get_config()
         config.pop("trainable", None)
         config.update(num_anchors=self.num_anchors, num_tokens=self.num_tokens, teacher_dim=self.teacher_dim,
-                      num_buckets=self.num_buckets, idf=self.key_encoder.idf_values.tolist(),
-                      ignore_ids=list(self.key_encoder.ignore_ids))
+                      num_buckets=self.num_buckets, idf=self.scorer.idf_values.tolist(),
+                      ignore_ids=list(self.scorer.ignore_ids))
         return config
 
 
