@@ -326,6 +326,31 @@ def load_glue(task: str | GlueTask, split: str = "train", source: str = "tsv", g
 DEFAULT_BUCKET_BOUNDARIES = (16, 32, 64, 128, 256)
 
 
+def load_encoded_splits(task: str | GlueTask, tokenizer, max_seq_len: int, source: str = "tsv", glue_dir=None,
+                        max_train_examples: int | None = None):
+    """Train and dev splits of a task, loaded (:func:`load_glue`) and encoded with ``tokenizer``.
+
+    Args:
+        task: GLUE task.
+        tokenizer: a :class:`~refbert_tf.tokenization.BertWordPieceTokenizer`.
+        max_seq_len: packed length limit (longer inputs are truncated, as ``encode`` documents).
+        source, glue_dir: see :func:`load_glue`.
+        max_train_examples: keep only the first N training examples.
+
+    Returns:
+        ``(train, dev, train_features, dev_features)``: :class:`GlueExamples` and ``encode`` outputs.
+
+    Raises:
+        GlueDataError: from the loaders.
+    """
+    train = load_glue(task, "train", source=source, glue_dir=glue_dir)
+    if max_train_examples:
+        train = train.take(max_train_examples)
+    dev = load_glue(task, "dev", source=source, glue_dir=glue_dir)
+    return (train, dev, tokenizer.encode(train.text_a, train.text_b, max_seq_len),
+            tokenizer.encode(dev.text_a, dev.text_b, max_seq_len))
+
+
 def make_dataset(features: dict, labels: np.ndarray | None = None, batch_size: int = 32, shuffle: bool = False,
                  seed: int = 0, bucket_boundaries: Sequence[int] | None = DEFAULT_BUCKET_BOUNDARIES,
                  repeat: bool = False):

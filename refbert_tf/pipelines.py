@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from refbert_tf.data import GlueTask, get_task, load_glue, make_dataset
+from refbert_tf.data import GlueTask, get_task, load_encoded_splits, make_dataset
 from refbert_tf.io_utils import atomic_path, write_json, write_text
 
 # Provisional per-task budgets (passes over the training set per stage); to be tuned on measured runs.
@@ -147,13 +147,8 @@ def distill_glue(task: GlueTask | str, out_dir, teacher_dir, config: DistillConf
     teacher, tokenizer, teacher_meta = _load_or_finetune_teacher(task, teacher_dir, finetune_missing_teacher,
                                                                  glue_dir, source, teacher_checkpoint, verbose)
     teacher_id = _file_sha256(teacher_dir / "model.keras")[:16]
-    train = load_glue(task, "train", source=source, glue_dir=glue_dir)
-    if max_train_examples:
-        train = train.take(max_train_examples)
-    dev = load_glue(task, "dev", source=source, glue_dir=glue_dir)
     max_len = min(config.max_seq_len, teacher.backbone.max_sequence_length)
-    train_f = tokenizer.encode(train.text_a, train.text_b, max_len)
-    dev_f = tokenizer.encode(dev.text_a, dev.text_b, max_len)
+    train, dev, train_f, dev_f = load_encoded_splits(task, tokenizer, max_len, source, glue_dir, max_train_examples)
 
     bank, bank_info, features = None, None, {"token_ids": train_f["token_ids"],
                                              "segment_ids": train_f["segment_ids"]}
@@ -350,10 +345,7 @@ def export_glue_student(task: GlueTask | str, student_dir, out_dir, variants=Non
                          f"not {task.name!r}")
     tokenizer = BertWordPieceTokenizer(student_dir / "vocab.txt", lowercase=meta.get("lowercase", True))
     max_len = meta["max_seq_len"]
-    train = load_glue(task, "train", source=source, glue_dir=glue_dir)
-    dev = load_glue(task, "dev", source=source, glue_dir=glue_dir)
-    train_f = tokenizer.encode(train.text_a, train.text_b, max_len)
-    dev_f = tokenizer.encode(dev.text_a, dev.text_b, max_len)
+    train, dev, train_f, dev_f = load_encoded_splits(task, tokenizer, max_len, source, glue_dir)
     cards = export_student(student_dir, out_dir, variants or VARIANTS, train_features=train_f, dev_features=dev_f,
                            dev_labels=dev.labels, without_bank=without_bank,
                            num_representative=num_representative)
@@ -413,10 +405,7 @@ def reference_report(task: GlueTask | str, run_dir, glue_dir=None, source: str =
     meta = json.loads((run_dir / "student.json").read_text(encoding="utf-8"))
     tokenizer = BertWordPieceTokenizer(run_dir / "vocab.txt", lowercase=meta.get("lowercase", True))
     bank.check_compatible(tokenizer.vocab_sha256, task=task.name, where=str(run_dir / "bank"))
-    train = load_glue(task, "train", source=source, glue_dir=glue_dir)
-    dev = load_glue(task, "dev", source=source, glue_dir=glue_dir)
-    train_f = tokenizer.encode(train.text_a, train.text_b, meta["max_seq_len"])
-    dev_f = tokenizer.encode(dev.text_a, dev.text_b, meta["max_seq_len"])
+    train, dev, train_f, dev_f = load_encoded_splits(task, tokenizer, meta["max_seq_len"], source, glue_dir)
     from refbert_tf.models.student import load_student
 
     student, _ = load_student(run_dir)

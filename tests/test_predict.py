@@ -5,7 +5,6 @@ import shutil
 import sys
 
 import numpy as np
-import pytest
 
 from refbert_tf.predict import main
 

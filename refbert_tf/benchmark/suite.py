@@ -23,17 +23,14 @@ def _export_one(model: str, task_name: str, paths: dict, out_dir: str, variants,
     """Export one model's variants (runs in a child process). Returns the cards."""
     import keras
 
-    from refbert_tf.data import get_task, load_glue
+    from refbert_tf.data import get_task, load_encoded_splits
     from refbert_tf.export import export_model, export_student, representative_examples
     from refbert_tf.models.teacher import load_teacher
 
     task = get_task(task_name)
     teacher, tokenizer, teacher_meta = load_teacher(paths["teacher"], task=task)
     max_len = teacher_meta["max_seq_len"]
-    train = load_glue(task, "train", glue_dir=glue_dir)
-    dev = load_glue(task, "dev", glue_dir=glue_dir)
-    train_f = tokenizer.encode(train.text_a, train.text_b, max_len)
-    dev_f = tokenizer.encode(dev.text_a, dev.text_b, max_len)
+    train, dev, train_f, dev_f = load_encoded_splits(task, tokenizer, max_len, glue_dir=glue_dir)
     if model in ("vanilla", "refbert", "refbert_no_bank"):
         student_dir = paths["refbert" if model == "refbert_no_bank" else model]
         no_bank = model == "refbert_no_bank"
