@@ -182,19 +182,10 @@ def distill_glue(task: GlueTask | str, out_dir, teacher_dir, config: DistillConf
     student = build_student(config.student, task.num_classes, tokenizer.vocab_size, teacher.backbone.hidden_dim,
                             bank=bank, max_sequence_length=teacher.backbone.max_sequence_length)
     if bank is not None:
-        offline, _ = bank.references_for(dev_f)
-        on_device = np.concatenate([np.asarray(student.bank.retrieve(b["token_ids"], b["padding_mask"]))
-                                    for b in make_dataset(dev_f, None, batch_size=256)])
         bank_info = {"num_anchors": bank.num_anchors, "num_tokens": bank.num_tokens, "layer": bank.layer,
                      "num_buckets": bank.index.num_buckets, "size_mb": round(bank.size_mb, 2),
-                     "dev_retrieval_agreement": float(np.mean(on_device == offline)),
+                     **reference_diagnostics(task, student, bank, train, dev, train_f, dev_f),
                      "train_self_references": int(np.sum(bank.anchor_ids[train_refs] == np.arange(len(train_refs))))}
-        if not task.is_regression:
-            from refbert_tf.bank import reference_label_agreement
-
-            bank_info["reference_label_agreement"] = {
-                "train": reference_label_agreement(bank, train_f, train.labels, train.labels, exclude_self=True),
-                "dev": reference_label_agreement(bank, dev_f, dev.labels, train.labels)}
 
     distiller = Distiller(teacher, student, regression=task.is_regression, temperature=config.temperature)
     if config.init_from_teacher:
@@ -328,10 +319,9 @@ def export_glue_student(task: GlueTask | str, student_dir, out_dir, variants=Non
         FileNotFoundError: no student in ``student_dir``.
         ExportError: a conversion failed or needs non-builtin ops.
     """
-    import json
-
     from refbert_tf.export import VARIANTS, export_student, keras_parity
     from refbert_tf.inference import LiteRTClassifier
+    from refbert_tf.metrics import compute_metrics, predictions_from_outputs
     from refbert_tf.models.student import load_student
     from refbert_tf.tokenization import BertWordPieceTokenizer
     from refbert_tf.training import predict_outputs
@@ -349,8 +339,6 @@ def export_glue_student(task: GlueTask | str, student_dir, out_dir, variants=Non
     cards = export_student(student_dir, out_dir, variants or VARIANTS, train_features=train_f, dev_features=dev_f,
                            dev_labels=dev.labels, without_bank=without_bank,
                            num_representative=num_representative)
-    from refbert_tf.metrics import compute_metrics, predictions_from_outputs
-
     ours = predict_outputs(student, dev_f)  # the Keras student, evaluated now with the current code
     keras_metric = None if without_bank else float(
         compute_metrics(task, predictions_from_outputs(task, ours), dev.labels)[task.main_metric])
@@ -371,7 +359,7 @@ def export_glue_student(task: GlueTask | str, student_dir, out_dir, variants=Non
     model_name = "refbert_no_bank" if without_bank else meta["model"]
     return {"task": task.name, "model": model_name, "main_metric": task.main_metric, "source_student": str(student_dir),
             "keras_dev_metric": keras_metric, "variants": rows, "parity": parity,
-            "student_config": json.loads(json.dumps(meta.get("config"))), "command": command,
+            "student_config": meta.get("config"), "command": command,
             "seconds": round(time.perf_counter() - start, 1)}
 
 
@@ -394,7 +382,7 @@ def reference_report(task: GlueTask | str, run_dir, glue_dir=None, source: str =
     """
     import json
 
-    from refbert_tf.bank import ReferenceBank, reference_label_agreement
+    from refbert_tf.bank import ReferenceBank
     from refbert_tf.tokenization import BertWordPieceTokenizer
 
     task = get_task(task) if isinstance(task, str) else task
@@ -409,13 +397,27 @@ def reference_report(task: GlueTask | str, run_dir, glue_dir=None, source: str =
     from refbert_tf.models.student import load_student
 
     student, _ = load_student(run_dir)
+    return {"task": task.name, "run_dir": str(run_dir),
+            "bank": {"num_anchors": bank.num_anchors, "layer": bank.layer, "num_tokens": bank.num_tokens},
+            **reference_diagnostics(task, student, bank, train, dev, train_f, dev_f), "command": command}
+
+
+def reference_diagnostics(task: GlueTask, student, bank, train, dev, train_f: dict, dev_f: dict) -> dict:
+    """Agreement of the student's in-graph retrieval with the offline choice on dev and, for classification
+    tasks, how often train and dev references share the gold label.
+
+    Returns:
+        ``{"dev_retrieval_agreement" (fraction), "reference_label_agreement": {"train", "dev"}}`` (the second key
+        only for classification; see :func:`refbert_tf.bank.reference_label_agreement`).
+    """
+    from refbert_tf.bank import reference_label_agreement
+
     offline, _ = bank.references_for(dev_f)
     on_device = np.concatenate([np.asarray(student.bank.retrieve(b["token_ids"], b["padding_mask"]))
                                 for b in make_dataset(dev_f, None, batch_size=256)])
-    return {"task": task.name, "run_dir": str(run_dir),
-            "bank": {"num_anchors": bank.num_anchors, "layer": bank.layer, "num_tokens": bank.num_tokens},
-            "dev_retrieval_agreement": float(np.mean(on_device == offline)),
-            "reference_label_agreement": {
-                "train": reference_label_agreement(bank, train_f, train.labels, train.labels, exclude_self=True),
-                "dev": reference_label_agreement(bank, dev_f, dev.labels, train.labels)},
-            "command": command}
+    out = {"dev_retrieval_agreement": float(np.mean(on_device == offline))}
+    if not task.is_regression:
+        out["reference_label_agreement"] = {
+            "train": reference_label_agreement(bank, train_f, train.labels, train.labels, exclude_self=True),
+            "dev": reference_label_agreement(bank, dev_f, dev.labels, train.labels)}
+    return out
