@@ -1,10 +1,20 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from refbert_tf.bank import (BankError, ReferenceBank, build_bank, reference_label_agreement, resolve_layer,
-                             select_anchors, teacher_layer_model)
+from refbert_tf.bank import (BankError, Corpus, ReferenceBank, build_bank, corpus_counts, reference_label_agreement,
+                             resolve_layer, select_anchors, teacher_layer_model)
 from refbert_tf.data import read_glue_tsv
+from refbert_tf.retrieval import RetrievalIndex, hashed_counts
 from helpers import tiny_bert_backbone
+
+TESTS = Path(__file__).resolve().parent
+IGNORE = (101, 102, 0)  # MiniLM's [CLS], [SEP], [PAD]
 
 
 @pytest.fixture(scope="module")
@@ -12,8 +22,9 @@ def bank_and_features(glue_dir, minilm_tokenizer):
     tok = minilm_tokenizer
     train = read_glue_tsv("sst2", "train", glue_dir=glue_dir).take(200)
     feats = tok.encode(train.text_a, max_seq_len=64)
+    assert (tok.cls_id, tok.sep_id, tok.pad_id) == IGNORE
     bank = build_bank(tiny_bert_backbone(), feats, layer=1, num_tokens=6, max_anchors=50, batch_size=64,
-                      ignore_ids=(tok.cls_id, tok.sep_id, tok.pad_id), num_buckets=256,
+                      ignore_ids=IGNORE, num_buckets=256,
                       metadata={"task": "sst2", "teacher": "tiny", "vocab_sha256": tok.vocab_sha256},
                       progress=False)
     return bank, feats
@@ -65,8 +76,9 @@ def test_bad_banks(bank_and_features, tmp_path):
 def test_select_anchors():
     keys = np.random.default_rng(0).random((100, 8)).astype(np.float32)
     assert select_anchors(keys, 200).tolist() == list(range(100))
-    chosen = select_anchors(keys, 10)
-    assert 0 < len(chosen) <= 10 and len(set(chosen.tolist())) == len(chosen)
+    for passes in (100, 1):
+        chosen = select_anchors(keys, 10, kmeans_passes=passes)
+        assert 0 < len(chosen) <= 10 and len(set(chosen.tolist())) == len(chosen)
 
 
 def test_reference_label_agreement_by_hand(bank_and_features):
@@ -84,3 +96,152 @@ def test_negative_layers_count_from_the_top():
     assert [resolve_layer(backbone, x) for x in (-1, -3, 0, 2)] == [2, 0, 0, 2]
     with pytest.raises(ValueError, match="teacher layer must be in 0..2"):
         resolve_layer(backbone, 3)
+
+
+def _assert_same_bank(a, b, atol=0.0):
+    np.testing.assert_allclose(a.representations, b.representations, rtol=0, atol=atol)
+    for name in ("representation_mask", "keys", "anchor_ids"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    np.testing.assert_array_equal(a.index.idf, b.index.idf)
+    assert (a.layer, a.index.num_buckets, a.index.ignore_ids) == (b.layer, b.index.num_buckets, b.index.ignore_ids)
+
+
+def test_chunked_counts_index_and_keys_equal_in_memory(glue_dir, minilm_tokenizer):
+    train = read_glue_tsv("sst2", "train", glue_dir=glue_dir).take(300)
+    feats = minilm_tokenizer.encode(train.text_a, max_seq_len=64)
+    whole = hashed_counts(feats, 256, IGNORE)
+    from_features = corpus_counts(Corpus.from_features(feats), 256, IGNORE, chunk_size=37)  # 9 chunks, last short
+    from_texts = corpus_counts(Corpus.from_texts(train.text_a, minilm_tokenizer, 64), 256, IGNORE, chunk_size=64)
+    for counts in (from_features, from_texts):
+        assert counts.shape == whole.shape and (counts != whole).nnz == 0
+    index = RetrievalIndex.fit(feats, IGNORE, 256)
+    chunked = RetrievalIndex.fit_counts(from_features, IGNORE)
+    np.testing.assert_array_equal(chunked.idf, index.idf)
+    assert (chunked.num_buckets, chunked.ignore_ids) == (256, IGNORE)
+    assert (chunked.keys_from_counts(from_texts) != index.keys(feats)).nnz == 0
+
+
+def test_streamed_sharded_build_equals_in_memory_build(bank_and_features, minilm_tokenizer, glue_dir, tmp_path):
+    import keras
+
+    bank, feats = bank_and_features
+    texts = read_glue_tsv("sst2", "train", glue_dir=glue_dir).take(200).text_a
+    keras.utils.set_random_seed(1)
+    backbone = tiny_bert_backbone()
+    kwargs = dict(layer=1, num_tokens=6, max_anchors=50, ignore_ids=IGNORE, num_buckets=256,
+                  metadata=bank.metadata, progress=False)
+    in_memory = build_bank(backbone, feats, batch_size=64, **kwargs)
+    timings = {}
+    streamed = build_bank(backbone, Corpus.from_texts(texts, minilm_tokenizer, 64), batch_size=16,
+                          bank_dir=tmp_path / "bank", shard_size=8, chunk_size=45, timings=timings, **kwargs)
+    _assert_same_bank(streamed, in_memory, atol=1e-5)  # batches padded to other lengths: float rounding only
+    assert np.abs(in_memory.representations).max() > 0.1
+    np.testing.assert_array_equal(streamed.anchor_ids, bank.anchor_ids)
+    shards = sorted(p.name for p in (tmp_path / "bank").glob("representations-*.npy"))
+    num_shards = -(-bank.num_anchors // 8)
+    assert num_shards > 2 and shards == [f"representations-{i:05d}-of-{num_shards:05d}.npy" for i in range(num_shards)]
+    assert [len(np.load(tmp_path / "bank" / name)) for name in shards[:-1]] == [8] * (num_shards - 1)
+    assert set(timings) == {"encode", "anchors", "teacher"}
+    loaded = ReferenceBank.load(tmp_path / "bank")
+    _assert_same_bank(loaded, streamed)
+    assert loaded.metadata == streamed.metadata == in_memory.metadata == bank.metadata
+
+
+def test_sharded_save_load_round_trip_and_stale_shards(bank_and_features, tmp_path):
+    bank, _ = bank_and_features
+    bank.save(tmp_path / "bank", shard_size=7)
+    assert len(list((tmp_path / "bank").glob("representations-*.npy"))) == -(-bank.num_anchors // 7)
+    with np.load(tmp_path / "bank" / "bank.npz") as arrays:
+        assert "representations" not in arrays
+    loaded = ReferenceBank.load(bank.save(tmp_path / "bank", shard_size=1000))  # re-save: one shard, stale gone
+    assert [p.name for p in (tmp_path / "bank").glob("representations-*.npy")] == ["representations-00000-of-00001.npy"]
+    _assert_same_bank(loaded, bank)
+    assert loaded.metadata == bank.metadata
+    (tmp_path / "bank" / "representations-00000-of-00001.npy").unlink()
+    with pytest.raises(BankError, match="incomplete: missing representations-00000-of-00001.npy"):
+        ReferenceBank.load(tmp_path / "bank")
+    with pytest.raises(ValueError, match="shard_size must be >= 1"):
+        bank.save(tmp_path / "other", shard_size=0)
+
+
+def test_old_single_file_layout_still_loads(bank_and_features, tmp_path):
+    bank, _ = bank_and_features
+    old = tmp_path / "old"
+    old.mkdir()
+    np.savez(old / "bank.npz", representations=bank.representations, representation_mask=bank.representation_mask,
+             keys=bank.keys, anchor_ids=bank.anchor_ids, idf=bank.index.idf)  # the layout written before shards
+    (old / "bank.json").write_text(json.dumps({**bank.metadata, "layer": 1, "num_buckets": 256,
+                                               "ignore_ids": list(IGNORE), "num_anchors": bank.num_anchors,
+                                               "num_tokens": 6}))
+    loaded = ReferenceBank.load(old)
+    _assert_same_bank(loaded, bank)
+    assert loaded.metadata == bank.metadata
+
+
+def test_chunked_references_never_pick_self(bank_and_features, minilm_tokenizer, glue_dir):
+    bank, feats = bank_and_features
+    whole = bank.references_for(feats, exclude_self=True, chunk_size=10**6)
+    texts = read_glue_tsv("sst2", "train", glue_dir=glue_dir).take(200).text_a
+    chunked = bank.references_for(Corpus.from_texts(texts, minilm_tokenizer, 64), exclude_self=True, chunk_size=33)
+    np.testing.assert_array_equal(chunked[0], whole[0])
+    np.testing.assert_array_equal(chunked[1], whole[1])
+    assert not np.any(bank.anchor_ids[chunked[0]] == np.arange(200))
+    # without the exclusion every anchor is its own nearest anchor (a non-empty key has cosine 1 with itself)
+    free, _ = bank.references_for(feats, chunk_size=33)
+    nonempty = np.asarray(np.abs(bank.keys).sum(1) > 0)
+    assert np.all(free[bank.anchor_ids[nonempty]] == np.flatnonzero(nonempty))
+
+
+# a fresh process: logical devices must be configured before TensorFlow initialises (pytest's has)
+MIRRORED_BANK = r"""
+import json, sys
+import tensorflow as tf
+tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU")[0],
+                                           [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras, numpy as np
+from helpers import tiny_bert_backbone
+from refbert_tf.bank import build_bank, teacher_representations
+from refbert_tf.data import read_glue_tsv
+from refbert_tf.models.checkpoints import default_teacher_dir
+from refbert_tf.tokenization import BertWordPieceTokenizer
+
+tok = BertWordPieceTokenizer(default_teacher_dir() / "vocab.txt", lowercase=True)
+feats = tok.encode(read_glue_tsv("sst2", "train", glue_dir=sys.argv[1]).take(49).text_a, max_seq_len=64)
+mirrored = tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")])
+keras.utils.set_random_seed(0)
+backbone = tiny_bert_backbone()
+kwargs = dict(layer=1, num_tokens=6, max_anchors=64, batch_size=16, ignore_ids=(101, 102, 0), num_buckets=256,
+              progress=False)  # 16 = 2 replicas x 8; the last batch (1 anchor) leaves one replica empty
+single = build_bank(backbone, feats, **kwargs)
+dist = build_bank(backbone, feats, strategy=mirrored, bank_dir=sys.argv[2], shard_size=16, **kwargs)
+batches = [h.shape[0] for h, _ in teacher_representations(backbone, feats, 1, 6, 16, strategy=mirrored)]
+print("RESULT " + json.dumps({
+    "replicas": mirrored.num_replicas_in_sync, "num_anchors": single.num_anchors, "batches": batches,
+    "same_anchors": bool(np.array_equal(single.anchor_ids, dist.anchor_ids)),
+    "same_mask": bool(np.array_equal(single.representation_mask, dist.representation_mask)),
+    "max_diff": float(np.abs(single.representations - dist.representations).max()),
+    "max_abs": float(np.abs(single.representations).max())}))
+"""
+
+
+def test_mirrored_teacher_inference_equals_default_strategy(glue_dir, tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), str(TESTS.parent)]),
+           "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.run([sys.executable, "-c", MIRRORED_BANK, str(glue_dir), str(tmp_path / "bank")],
+                          capture_output=True, text=True, env=env, timeout=600)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, proc.stderr[-3000:]
+    r = json.loads(lines[-1][len("RESULT "):])
+    assert r["replicas"] == 2 and r["same_anchors"] and r["same_mask"]
+    assert r["num_anchors"] == 49 and r["batches"] == [16, 16, 16, 1]
+    assert r["max_diff"] <= 1e-5 and r["max_abs"] > 0.1
+    assert len(list((tmp_path / "bank").glob("representations-*.npy"))) == 4
+
+
+def test_benchmark_bank_help():
+    out = subprocess.run([sys.executable, "recipes/benchmark_bank.py", "--help"], cwd=TESTS.parent,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    for flag in ("--num-sentences", "--max-anchors", "--num-tokens", "--shard-size", "--batch-size",
+                 "--chunk-size", "--out-dir", "--strategy", "--cpu-devices", "--results", "--kmeans-passes"):
+        assert flag in out.stdout
