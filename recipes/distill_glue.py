@@ -20,7 +20,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from refbert_tf.cli import add_data_and_training_args, command_line  # noqa: E402
+from refbert_tf.cli import add_data_and_training_args, command_line, strategy_from_args  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -61,15 +61,17 @@ def main(argv=None):
         task.name, student=args.student, use_reference=not args.no_reference, bank_layer=args.bank_layer,
         bank_tokens=args.bank_tokens, max_anchors=args.max_anchors, num_buckets=args.num_buckets,
         intermediate_epochs=args.intermediate_epochs, prediction_epochs=args.prediction_epochs,
-        batch_size=args.batch_size, learning_rate=args.learning_rate, temperature=args.temperature,
-        max_seq_len=args.max_seq_len, seed=args.seed, init_from_teacher=args.init_from_teacher)
+        batch_size=args.batch_size, learning_rate=args.learning_rate, lr_scaling=args.lr_scaling,
+        temperature=args.temperature, max_seq_len=args.max_seq_len, seed=args.seed,
+        init_from_teacher=args.init_from_teacher)
     model = "refbert" if config.use_reference else "vanilla"
     command = command_line(argv)
     result = distill_glue(task, os.path.join(args.output_dir, task.name, model),
                           os.path.join(args.teacher_dir, task.name), config=config, glue_dir=args.glue_dir,
                           source=args.source, teacher_checkpoint=args.teacher_checkpoint,
                           finetune_missing_teacher=not args.no_finetune_teacher,
-                          max_train_examples=args.max_train_examples, bank_dir=args.bank_dir, command=command)
+                          max_train_examples=args.max_train_examples, bank_dir=args.bank_dir, command=command,
+                          strategy=strategy_from_args(args))
     path = args.results or os.path.join("results", "distill", f"{task.name}_{model}.json")
     write_json(path, result)
     metrics = ", ".join(f"{k} {v:.2f}" for k, v in result["metrics"].items())

@@ -15,7 +15,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from refbert_tf.cli import add_data_and_training_args, command_line  # noqa: E402
+from refbert_tf.cli import add_data_and_training_args, command_line, strategy_from_args  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -42,12 +42,14 @@ def main(argv=None):
 
     task = get_task(args.task)
     config = teacher_config(task.name, epochs=args.epochs, batch_size=args.batch_size,
-                            learning_rate=args.learning_rate, warmup_ratio=args.warmup_ratio,
-                            weight_decay=args.weight_decay, max_seq_len=args.max_seq_len, seed=args.seed)
+                            learning_rate=args.learning_rate, lr_scaling=args.lr_scaling,
+                            warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay,
+                            max_seq_len=args.max_seq_len, seed=args.seed)
     command = command_line(argv)
     result = finetune_teacher(task, os.path.join(args.output_dir, task.name), checkpoint=args.teacher_checkpoint,
                               config=config, glue_dir=args.glue_dir, source=args.source,
-                              max_train_examples=args.max_train_examples, command=command)
+                              max_train_examples=args.max_train_examples, command=command,
+                              strategy=strategy_from_args(args))
     results_path = args.results or os.path.join("results", "teacher", f"{task.name}.json")
     write_json(results_path, result)
     metrics = ", ".join(f"{k} {v:.2f}" for k, v in result["metrics"].items())

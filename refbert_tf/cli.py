@@ -9,21 +9,38 @@ import sys
 
 
 def add_data_and_training_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the options every training recipe has: task, data location, batch, learning rate, length, seed."""
+    """Add the options every training recipe has: task, data, batch, learning rate, length, seed, strategy."""
     from refbert_tf.data import TASKS
 
     parser.add_argument("--task", required=True, help=f"GLUE task: {', '.join(TASKS)}")
     parser.add_argument("--glue-dir", default=None, help="GLUE TSV directory (default: $GLUE_DIR)")
     parser.add_argument("--source", choices=["tsv", "tfds"], default="tsv",
                         help="read GLUE from the TSV directory or from tensorflow-datasets (online)")
-    parser.add_argument("--batch-size", type=int, default=None, help="examples per step (default 32)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="examples per step (default 32): the global batch, split over the replicas")
     parser.add_argument("--learning-rate", type=float, default=None, help="peak AdamW learning rate")
+    parser.add_argument("--lr-scaling", choices=["none", "linear", "sqrt"], default=None,
+                        help="scale the learning rate by (global batch / 32): linear (Goyal et al. 2017) or sqrt; "
+                             "default none")
     parser.add_argument("--max-seq-len", type=int, default=None,
                         help="max packed tokens (default 128); longer inputs are truncated")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default 42)")
     parser.add_argument("--max-train-examples", type=int, default=None,
                         help="use only the first N training rows (smoke runs)")
+    parser.add_argument("--strategy", choices=["default", "mirrored", "multi_worker", "tpu"], default="default",
+                        help="tf.distribute strategy: default (one device), mirrored (all local GPUs), multi_worker "
+                             "(TF_CONFIG cluster), tpu (see README 'Scale-out')")
+    parser.add_argument("--tpu", default=None, help="TPU name or grpc:// address for --strategy tpu")
+    parser.add_argument("--cpu-devices", type=int, default=None,
+                        help="with --strategy mirrored and no GPU, split the CPU into N logical devices (testing)")
     return parser
+
+
+def strategy_from_args(args):
+    """The ``tf.distribute`` strategy named by ``--strategy`` / ``--tpu`` / ``--cpu-devices``."""
+    from refbert_tf.distribute import make_strategy
+
+    return make_strategy(args.strategy, tpu=args.tpu, cpu_devices=args.cpu_devices)
 
 
 def command_line(argv=None) -> str:

@@ -10,6 +10,9 @@ student width to the teacher width (one matrix for embeddings and hidden states,
   MSE(z_S, z_T) for regression (STS-B)
 
 MSEs average over real tokens only (padding excluded); attention MSEs over (real query, real key) pairs.
+Every mean is over the *global* batch (:func:`refbert_tf.distribute.global_mean`): under a ``tf.distribute``
+strategy each replica divides its local sum by the all-replica count, so the summed replica gradients equal the
+single-device gradient of the same global batch.
 Training runs in two stages (Sec. 3.3): ``"intermediate"`` (embedding + attention + hidden) then
 ``"prediction"``. Conventions follow ``keras.distillation.Distiller``: teacher frozen, ``.student`` reachable for
 export, loss trackers ``student_loss``, ``distillation_loss``, ``total_loss``.
@@ -19,6 +22,8 @@ from __future__ import annotations
 
 import keras
 import tensorflow as tf
+
+from refbert_tf.distribute import global_mean, global_sum
 
 STAGES = ("intermediate", "prediction")
 
@@ -31,11 +36,12 @@ def masked_mse(student, teacher, mask):
         mask: 0/1 [B, T].
 
     Returns:
-        scalar: sum over real positions of mean_D (s - t)^2, divided by the number of real positions.
+        scalar: sum over real positions of mean_D (s - t)^2, divided by the number of real positions (of the
+        global batch under a distribution strategy).
     """
     mask = tf.cast(mask, student.dtype)
     per_position = tf.reduce_mean(tf.square(student - teacher), axis=-1)
-    return tf.reduce_sum(per_position * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
+    return global_mean(tf.reduce_sum(per_position * mask), tf.reduce_sum(mask))
 
 
 def attention_mse(student_logits, teacher_logits, mask):
@@ -52,13 +58,14 @@ def attention_mse(student_logits, teacher_logits, mask):
     pair = tf.expand_dims(tf.expand_dims(mask, 1), 3) * tf.expand_dims(tf.expand_dims(mask, 1), 2)  # [B,1,T,T]
     heads = tf.cast(tf.shape(student_logits)[1], student_logits.dtype)
     squared = tf.square(student_logits - teacher_logits) * pair
-    return tf.reduce_sum(squared) / tf.maximum(tf.reduce_sum(pair) * heads, 1.0)
+    return global_mean(tf.reduce_sum(squared), tf.reduce_sum(pair) * heads)
 
 
 def soft_cross_entropy(student_logits, teacher_logits, temperature: float = 1.0):
     """Prediction-layer distillation (Eq. 11): mean over the batch of -softmax(z_T/t) . log_softmax(z_S/t)."""
     target = tf.nn.softmax(teacher_logits / temperature, axis=-1)
-    return tf.reduce_mean(-tf.reduce_sum(target * tf.nn.log_softmax(student_logits / temperature, axis=-1), -1))
+    per_example = -tf.reduce_sum(target * tf.nn.log_softmax(student_logits / temperature, axis=-1), -1)
+    return global_mean(tf.reduce_sum(per_example), tf.shape(per_example)[0])
 
 
 def layer_map(num_student_layers: int, num_teacher_layers: int) -> list[int]:
@@ -170,7 +177,8 @@ class Distiller(keras.Model):
                                            teacher_out["attention_logits"][t - 1], mask)
             terms.update(hidden=hidden, attention=attention)
         elif self.regression:
-            terms = {"prediction": tf.reduce_mean(tf.square(student_out["logits"] - teacher_out["logits"]))}
+            squared = tf.square(student_out["logits"] - teacher_out["logits"])
+            terms = {"prediction": global_mean(tf.reduce_sum(squared), tf.size(squared))}
         else:
             terms = {"prediction": soft_cross_entropy(student_out["logits"], teacher_out["logits"],
                                                       self.temperature)}
@@ -180,22 +188,48 @@ class Distiller(keras.Model):
     def _hard_loss(self, labels, logits):
         """Loss against the gold labels (reported as ``student_loss``, not optimised)."""
         if self.regression:
-            return tf.reduce_mean(tf.square(tf.reshape(logits, [-1]) - tf.cast(tf.reshape(labels, [-1]), logits.dtype)))
-        return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.cast(labels, tf.int32),
-                                                                             logits=logits))
+            per_example = tf.square(tf.reshape(logits, [-1]) - tf.cast(tf.reshape(labels, [-1]), logits.dtype))
+        else:
+            per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.cast(labels, tf.int32),
+                                                                         logits=logits)
+        return global_mean(tf.reduce_sum(per_example), tf.size(per_example))
 
-    def train_step(self, data):
+    @property
+    def distilled_variables(self) -> list:
+        """The variables the distillation updates: the student's and the width map W's."""
+        return self.student.trainable_variables + self.fit_dense.trainable_variables
+
+    def compute_gradients(self, data):
+        """Losses and gradients of one replica's share of a global batch (no update).
+
+        Under a strategy, call it inside ``strategy.run``: each replica returns the gradient of its share of the
+        global-batch loss, so their SUM (what the optimizer all-reduces) is the single-device gradient.
+
+        Args:
+            data: ``(inputs, labels)``.
+
+        Returns:
+            ``(losses, grads)``: ``losses`` dict of scalars (``distillation_loss``, its terms and the hard-label
+            ``student_loss``, each the replica's share), ``grads`` a list aligned with
+            :attr:`distilled_variables` (None for unused variables).
+        """
         inputs, labels = data
         teacher_out = self.teacher_features(inputs)
-        variables = self.student.trainable_variables + self.fit_dense.trainable_variables
+        variables = self.distilled_variables
         with tf.GradientTape() as tape:
             student_out = self.student.call_with_features(inputs, training=True)
-            terms = self.distillation_losses(student_out, teacher_out, inputs["padding_mask"])
-            total = terms["distillation_loss"]
-        grads = tape.gradient(total, variables)
+            losses = self.distillation_losses(student_out, teacher_out, inputs["padding_mask"])
+        grads = tape.gradient(losses["distillation_loss"], variables)
+        losses["student_loss"] = self._hard_loss(labels, student_out["logits"])
+        return losses, grads
+
+    def train_step(self, data):
+        losses, grads = self.compute_gradients(data)
         self.optimizer.apply_gradients(
-            [(g, v) for g, v in zip(grads, variables) if g is not None])
+            [(g, v) for g, v in zip(grads, self.distilled_variables) if g is not None])
+        # each replica holds its share of the global-batch loss: track the all-replica sum, the global loss
+        total = global_sum(losses["distillation_loss"])
         self.total_loss_tracker.update_state(total)
-        self.distillation_loss_tracker.update_state(terms["distillation_loss"])
-        self.student_loss_tracker.update_state(self._hard_loss(labels, student_out["logits"]))
+        self.distillation_loss_tracker.update_state(total)
+        self.student_loss_tracker.update_state(global_sum(losses["student_loss"]))
         return {m.name: m.result() for m in self.metrics}

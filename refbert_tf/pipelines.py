@@ -43,8 +43,10 @@ class DistillConfig:
             is 10 MB in float32, about 15% of an exported tinybert4 student (issue 4 caps the bank at 20%).
         num_buckets: K, hash buckets of the retrieval key.
         intermediate_epochs, prediction_epochs: passes over the training set in each stage.
-        batch_size: examples per step.
-        learning_rate: peak AdamW learning rate (both stages).
+        batch_size: examples per step: the global batch, split over the replicas of a strategy.
+        learning_rate: peak AdamW learning rate (both stages), for ``batch_size`` (see ``lr_scaling``).
+        lr_scaling: ``none``, ``linear`` or ``sqrt`` scaling of ``learning_rate`` by ``batch_size / 32``
+            (see :func:`refbert_tf.distribute.scaled_learning_rate`).
         warmup_ratio, weight_decay: AdamW schedule.
         temperature: prediction-loss temperature.
         max_seq_len: packed length limit (tokens).
@@ -64,6 +66,7 @@ class DistillConfig:
     prediction_epochs: float = 1.0
     batch_size: int = 32
     learning_rate: float = 1e-4
+    lr_scaling: str = "none"
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
     temperature: float = 1.0
@@ -89,7 +92,7 @@ def _file_sha256(path: Path) -> str:
 
 
 def _load_or_finetune_teacher(task: GlueTask, teacher_dir: Path, finetune_missing: bool, glue_dir, source,
-                              teacher_checkpoint, verbose):
+                              teacher_checkpoint, verbose, strategy):
     from refbert_tf.models.teacher import TeacherNotFoundError, finetune_teacher, load_teacher
 
     if not (teacher_dir / "teacher.json").is_file():
@@ -97,14 +100,17 @@ def _load_or_finetune_teacher(task: GlueTask, teacher_dir: Path, finetune_missin
             raise TeacherNotFoundError(f"no fine-tuned {task.name} teacher in {teacher_dir}: run "
                                        f"recipes/finetune_teacher.py --task {task.name}, or drop --no-finetune-teacher")
         result = finetune_teacher(task, teacher_dir, checkpoint=teacher_checkpoint, glue_dir=glue_dir,
-                                  source=source, verbose=verbose, command="(fine-tuned by distill_glue)")
+                                  source=source, verbose=verbose, command="(fine-tuned by distill_glue)",
+                                  strategy=strategy)
         write_json(teacher_dir / "finetune_result.json", result)
-    return load_teacher(teacher_dir, task=task)
+    with strategy.scope():
+        return load_teacher(teacher_dir, task=task)
 
 
 def distill_glue(task: GlueTask | str, out_dir, teacher_dir, config: DistillConfig | None = None, glue_dir=None,
                  source: str = "tsv", teacher_checkpoint=None, finetune_missing_teacher: bool = True,
-                 max_train_examples: int | None = None, bank_dir=None, verbose="auto", command: str = "") -> dict:
+                 max_train_examples: int | None = None, bank_dir=None, verbose="auto", command: str = "",
+                 strategy=None) -> dict:
     """Distill a GLUE teacher into a RefBERT (or vanilla) student, end to end.
 
     Args:
@@ -120,6 +126,8 @@ def distill_glue(task: GlueTask | str, out_dir, teacher_dir, config: DistillConf
         bank_dir: reuse (or write) the bank here instead of ``out_dir/bank``.
         verbose: ``fit`` verbosity.
         command: command line recorded in the results.
+        strategy: a ``tf.distribute.Strategy`` (None: the default one): teacher, student, distiller and
+            optimizers are built under its scope; ``config.batch_size`` is the global batch.
 
     Returns:
         result dict: ``task``, ``model`` (``refbert`` | ``vanilla``), ``metrics`` {name: percent}, ``main_metric``,
@@ -134,18 +142,24 @@ def distill_glue(task: GlueTask | str, out_dir, teacher_dir, config: DistillConf
     import keras
 
     from refbert_tf.bank import BankError, ReferenceBank, build_bank, resolve_layer
+    import tensorflow as tf
+
     from refbert_tf.distillation import Distiller
+    from refbert_tf.distribute import check_global_batch, scaled_learning_rate, strategy_info
     from refbert_tf.models.student import build_student
     from refbert_tf.training import evaluate, make_adamw, peak_memory_mb, plan_steps, run_fit
 
     start = time.perf_counter()
     task = get_task(task) if isinstance(task, str) else task
     config = config or distill_config(task.name)
+    strategy = strategy or tf.distribute.get_strategy()
+    check_global_batch(config.batch_size, strategy)
     out_dir, teacher_dir = Path(out_dir), Path(teacher_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(config.seed)
     teacher, tokenizer, teacher_meta = _load_or_finetune_teacher(task, teacher_dir, finetune_missing_teacher,
-                                                                 glue_dir, source, teacher_checkpoint, verbose)
+                                                                 glue_dir, source, teacher_checkpoint, verbose,
+                                                                 strategy)
     teacher_id = _file_sha256(teacher_dir / "model.keras")[:16]
     max_len = min(config.max_seq_len, teacher.backbone.max_sequence_length)
     train, dev, train_f, dev_f = load_encoded_splits(task, tokenizer, max_len, source, glue_dir, max_train_examples)
@@ -173,27 +187,30 @@ def distill_glue(task: GlueTask | str, out_dir, teacher_dir, config: DistillConf
                               ignore_ids=(tokenizer.cls_id, tokenizer.sep_id, tokenizer.pad_id),
                               metadata={"task": task.name, "teacher": teacher_id,
                                         "vocab_sha256": tokenizer.vocab_sha256,
-                                        "max_anchors": config.max_anchors}, progress=verbose != 0)
+                                        "max_anchors": config.max_anchors}, progress=verbose != 0,
+                              strategy=strategy)
             bank.save(bank_dir)
         train_refs, _ = bank.references_for(train_f, exclude_self=True)
         features["reference_index"] = train_refs.astype(np.int32)
         timings["bank_seconds"] = round(time.perf_counter() - t0, 1)
 
-    student = build_student(config.student, task.num_classes, tokenizer.vocab_size, teacher.backbone.hidden_dim,
-                            bank=bank, max_sequence_length=teacher.backbone.max_sequence_length)
+    with strategy.scope():
+        student = build_student(config.student, task.num_classes, tokenizer.vocab_size,
+                                teacher.backbone.hidden_dim, bank=bank,
+                                max_sequence_length=teacher.backbone.max_sequence_length)
     if bank is not None:
         bank_info = {"num_anchors": bank.num_anchors, "num_tokens": bank.num_tokens, "layer": bank.layer,
                      "num_buckets": bank.index.num_buckets, "size_mb": round(bank.size_mb, 2),
                      **reference_diagnostics(task, student, bank, train, dev, train_f, dev_f),
                      "train_self_references": int(np.sum(bank.anchor_ids[train_refs] == np.arange(len(train_refs))))}
 
-    distiller = Distiller(teacher, student, regression=task.is_regression, temperature=config.temperature)
+    with strategy.scope():
+        distiller = Distiller(teacher, student, regression=task.is_regression, temperature=config.temperature)
     if config.init_from_teacher:
         from refbert_tf.models.student import init_student_from_teacher
 
         init_student_from_teacher(student, teacher.backbone, distiller.mapping)
-    import tensorflow as tf
-
+    learning_rate = scaled_learning_rate(config.learning_rate, config.batch_size, config.lr_scaling)
     ds = make_dataset({k: (tf.constant(v) if isinstance(v, np.ndarray) else v) for k, v in features.items()},
                       train.labels, batch_size=config.batch_size, shuffle=True, seed=config.seed, repeat=True)
     for stage, epochs in (("intermediate", config.intermediate_epochs), ("prediction", config.prediction_epochs)):
@@ -204,10 +221,11 @@ def distill_glue(task: GlueTask | str, out_dir, teacher_dir, config: DistillConf
         t0 = time.perf_counter()
         distiller.set_stage(stage)
         intervals, steps = plan_steps(len(train), config.batch_size, epochs, config.backup_every)
-        distiller.compile(optimizer=make_adamw(config.learning_rate, intervals * steps, config.warmup_ratio,
-                                               config.weight_decay))
-        if epochs > 0:
-            run_fit(distiller, ds, intervals, steps, out_dir / f"backup_{stage}", verbose=verbose)
+        with strategy.scope():
+            distiller.compile(optimizer=make_adamw(learning_rate, intervals * steps, config.warmup_ratio,
+                                                   config.weight_decay))
+            if epochs > 0:
+                run_fit(distiller, ds, intervals, steps, out_dir / f"backup_{stage}", verbose=verbose)
         with atomic_path(done) as tmp:
             distiller.save_weights(tmp)
         timings[f"{stage}_seconds"] = round(time.perf_counter() - t0, 1)
@@ -224,7 +242,7 @@ def distill_glue(task: GlueTask | str, out_dir, teacher_dir, config: DistillConf
         "command": command, "seconds": round(time.perf_counter() - start, 1),
         "peak_memory_mb": round(peak_memory_mb(), 1), "stage_seconds": timings, "bank": bank_info,
         "num_train": len(train), "num_dev": len(dev), "student_parameters": int(student.count_params()),
-        "config": dataclasses.asdict(config),
+        "config": dataclasses.asdict(config), "strategy": strategy_info(strategy),
     }
     write_json(out_dir / "student.json", {**result, "labels": list(task.labels), "lowercase": tokenizer.lowercase,
                                           "vocab_sha256": tokenizer.vocab_sha256, "max_seq_len": max_len})

@@ -61,8 +61,10 @@ def make_adamw(peak_learning_rate: float, total_steps: int, warmup_ratio: float 
         warmup_ratio: share of ``total_steps`` spent warming up.
         weight_decay: decoupled weight-decay coefficient.
     """
+    from refbert_tf.distribute import AdamW  # Keras' AdamW, clipping the global gradient under a strategy
+
     schedule = linear_warmup_decay(peak_learning_rate, total_steps, int(warmup_ratio * total_steps))
-    optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=weight_decay, beta_1=0.9,
+    optimizer = AdamW(learning_rate=schedule, weight_decay=weight_decay, beta_1=0.9,
                                        beta_2=0.999, epsilon=1e-6, clipnorm=1.0)
     optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
     return optimizer
@@ -74,8 +76,10 @@ class FinetuneConfig:
 
     Attributes:
         epochs: passes over the training set.
-        batch_size: examples per optimizer step.
-        learning_rate: peak learning rate.
+        batch_size: examples per optimizer step: the global batch, split over the replicas of a strategy.
+        learning_rate: peak learning rate (for ``batch_size``; see ``lr_scaling``).
+        lr_scaling: ``none``, ``linear`` or ``sqrt``: scale ``learning_rate`` by ``batch_size / 32``
+            (see :func:`refbert_tf.distribute.scaled_learning_rate`).
         warmup_ratio: share of steps spent warming up.
         weight_decay: AdamW decoupled weight decay.
         dropout: dropout before the task head.
@@ -88,6 +92,7 @@ class FinetuneConfig:
     epochs: float = 3.0
     batch_size: int = 32
     learning_rate: float = 5e-5
+    lr_scaling: str = "none"
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
     dropout: float = 0.1
@@ -213,9 +218,11 @@ def fit(model, task: GlueTask, train_features: dict, train_labels: np.ndarray, c
     Returns:
         the ``keras.callbacks.History``, with ``seconds`` and ``examples_per_second`` attributes.
     """
+    from refbert_tf.distribute import scaled_learning_rate
+
     intervals, steps = plan_steps(len(train_labels), config.batch_size, config.epochs, config.backup_every)
-    model.compile(optimizer=make_adamw(config.learning_rate, intervals * steps, config.warmup_ratio,
-                                       config.weight_decay),
+    learning_rate = scaled_learning_rate(config.learning_rate, config.batch_size, config.lr_scaling)
+    model.compile(optimizer=make_adamw(learning_rate, intervals * steps, config.warmup_ratio, config.weight_decay),
                   loss=task_loss(task),
                   metrics=[] if task.is_regression else ["sparse_categorical_accuracy"])
     ds = make_dataset(train_features, train_labels, batch_size=config.batch_size, shuffle=True,

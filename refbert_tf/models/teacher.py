@@ -116,7 +116,7 @@ def load_teacher(teacher_dir: str | os.PathLike, task: GlueTask | str | None = N
 
 def finetune_teacher(task: GlueTask | str, out_dir: str | os.PathLike, checkpoint=None, config=None,
                      glue_dir=None, source: str = "tsv", max_train_examples: int | None = None,
-                     backbone=None, tokenizer=None, verbose="auto", command: str = "") -> dict:
+                     backbone=None, tokenizer=None, verbose="auto", command: str = "", strategy=None) -> dict:
     """Fine-tune a teacher on a GLUE task end to end: load, tokenize, fit (resumable), evaluate on dev, save.
 
     Args:
@@ -130,6 +130,9 @@ def finetune_teacher(task: GlueTask | str, out_dir: str | os.PathLike, checkpoin
         backbone, tokenizer: use these instead of loading ``checkpoint`` (tiny configs in tests).
         verbose: ``model.fit`` verbosity.
         command: the command line, recorded in the result.
+        strategy: a ``tf.distribute.Strategy`` (None: the default one): the backbone, the classifier and its
+            optimizer are built under its scope; ``config.batch_size`` is the global batch (a multiple of the
+            replica count). Pass ``backbone`` only if it was built under the same scope.
 
     Returns:
         result dict: ``task``, ``metrics`` {name: percent}, ``command``, ``seconds`` (wall time of the whole run),
@@ -138,10 +141,14 @@ def finetune_teacher(task: GlueTask | str, out_dir: str | os.PathLike, checkpoin
 
     Raises:
         GlueDataError, CheckpointError: from the loaders.
+        ValueError: a global batch that does not split over the strategy's replicas.
     """
     import time
 
     import keras
+    import tensorflow as tf
+
+    from refbert_tf.distribute import check_global_batch, strategy_info
 
     from refbert_tf.data import load_glue
     from refbert_tf.models.checkpoints import load_backbone
@@ -150,21 +157,25 @@ def finetune_teacher(task: GlueTask | str, out_dir: str | os.PathLike, checkpoin
     start = time.perf_counter()
     task = get_task(task) if isinstance(task, str) else task
     config = config or teacher_config(task.name)
+    strategy = strategy or tf.distribute.get_strategy()
+    check_global_batch(config.batch_size, strategy)
     keras.utils.set_random_seed(config.seed)
     train = load_glue(task, "train", source=source, glue_dir=glue_dir)
     if max_train_examples:
         train = train.take(max_train_examples)
     dev = load_glue(task, "dev", source=source, glue_dir=glue_dir)
     checkpoint_name = "custom"
-    if backbone is None:
-        backbone, tokenizer, info = load_backbone(checkpoint, max_seq_len=config.max_seq_len)
-        checkpoint_name = info.spec
+    with strategy.scope():
+        if backbone is None:
+            backbone, tokenizer, info = load_backbone(checkpoint, max_seq_len=config.max_seq_len)
+            checkpoint_name = info.spec
+        model = build_teacher(backbone, task, dropout=config.dropout)
     train_features = tokenizer.encode(train.text_a, train.text_b, config.max_seq_len)
     dev_features = tokenizer.encode(dev.text_a, dev.text_b, config.max_seq_len)
-    model = build_teacher(backbone, task, dropout=config.dropout)
     out_dir = Path(out_dir)
-    history = fit(model, task, train_features, train.labels, config, backup_dir=out_dir / "backup",
-                  verbose=verbose)
+    with strategy.scope():
+        history = fit(model, task, train_features, train.labels, config, backup_dir=out_dir / "backup",
+                      verbose=verbose)
     metrics = evaluate(model, task, dev_features, dev.labels)
     result = {
         "task": task.name,
@@ -181,6 +192,7 @@ def finetune_teacher(task: GlueTask | str, out_dir: str | os.PathLike, checkpoin
         "num_truncated": {"train": train_features["num_truncated"], "dev": dev_features["num_truncated"]},
         "data_source": train.source,
         "config": dataclasses.asdict(config),
+        "strategy": strategy_info(strategy),
         "final_train_loss": float(history.history["loss"][-1]) if history.history.get("loss") else None,
     }
     save_teacher(model, tokenizer, out_dir, {k: result[k] for k in ("task", "metrics", "checkpoint", "config")}
