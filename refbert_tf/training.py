@@ -108,7 +108,7 @@ TEACHER_DEFAULTS: dict[str, dict] = {
     "sst2": dict(epochs=0.5, learning_rate=1e-4),
     "cola": dict(epochs=6, learning_rate=1e-4),
     "mrpc": dict(epochs=3, learning_rate=1e-4),
-    "rte": dict(epochs=6, learning_rate=1e-4),
+    "rte": dict(epochs=6, learning_rate=3e-5),  # 59.57; 1e-4 over-fitted (56.68), results/teacher/tuning
     "stsb": dict(epochs=3, learning_rate=1e-4),
     "wnli": dict(epochs=3, learning_rate=2e-5),
 }
