@@ -39,6 +39,7 @@ from refbert_tf.retrieval import DEFAULT_NUM_BUCKETS, RetrievalIndex, hashed_cou
 DEFAULT_CHUNK_SIZE = 65536  # examples tokenized, hashed or searched at once
 DEFAULT_SHARD_SIZE = 4096  # anchors per representation shard (25 MB at R=4, d=384)
 SHARD_PATTERN = "representations-{:05d}-of-{:05d}.npy"
+SHARD_GLOB = "representations-*-of-*.npy"  # every file SHARD_PATTERN names
 
 
 class BankError(ValueError):
@@ -215,7 +216,7 @@ class ReferenceBank:
                                             "ignore_ids": list(self.index.ignore_ids),
                                             "num_anchors": self.num_anchors, "num_tokens": self.num_tokens,
                                             "representation_shards": writer.names})
-        for stale in set(p.name for p in bank_dir.glob("representations-*-of-*.npy")) - set(writer.names):
+        for stale in set(p.name for p in bank_dir.glob(SHARD_GLOB)) - set(writer.names):
             (bank_dir / stale).unlink()
         return bank_dir
 
@@ -238,14 +239,18 @@ class ReferenceBank:
             missing = [name for name in shards if not (bank_dir / name).is_file()] if shards else ["representations"]
             if missing:
                 raise BankError(f"reference bank {bank_dir} is incomplete: missing {', '.join(missing)}")
-            arrays["representations"] = np.concatenate([np.load(bank_dir / name, mmap_mode="r")
-                                                        for name in shards])
+            arrays["representations"] = read_shards(bank_dir, shards)
         index = RetrievalIndex(int(meta.pop("num_buckets")), arrays["idf"], tuple(meta.pop("ignore_ids")))
         layer = int(meta.pop("layer"))
         for derived in ("num_anchors", "num_tokens"):
             meta.pop(derived, None)
         return cls(arrays["representations"], arrays["representation_mask"], arrays["keys"], arrays["anchor_ids"],
                    index, layer, meta)
+
+
+def read_shards(bank_dir: Path, names) -> np.ndarray:
+    """The representation shards ``names`` in ``bank_dir``, concatenated: float32 [M, R, d]."""
+    return np.concatenate([np.load(bank_dir / name, mmap_mode="r") for name in names])
 
 
 class ShardWriter:
@@ -523,7 +528,7 @@ def build_bank(backbone, features, index: RetrievalIndex | None = None, layer: i
             writer.add(hidden)
             done += len(mask)
         writer.close()
-        representations = np.concatenate([np.load(out / name, mmap_mode="r") for name in writer.names])
+        representations = read_shards(out, writer.names)
         bank = ReferenceBank(representations, masks, anchor_keys, anchor_ids, index, layer,
                              {**(metadata or {}), "num_train": n})
         if bank_dir is not None:

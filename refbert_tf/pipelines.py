@@ -145,9 +145,9 @@ def distill_glue(task: GlueTask | str, out_dir, teacher_dir, config: DistillConf
     import tensorflow as tf
 
     from refbert_tf.distillation import Distiller
-    from refbert_tf.distribute import check_global_batch, scaled_learning_rate, strategy_info
+    from refbert_tf.distribute import check_global_batch, strategy_info
     from refbert_tf.models.student import build_student
-    from refbert_tf.training import evaluate, make_adamw, peak_memory_mb, plan_steps, run_fit
+    from refbert_tf.training import evaluate, optimizer_for, peak_memory_mb, plan_steps, run_fit
 
     start = time.perf_counter()
     task = get_task(task) if isinstance(task, str) else task
@@ -210,7 +210,6 @@ def distill_glue(task: GlueTask | str, out_dir, teacher_dir, config: DistillConf
         from refbert_tf.models.student import init_student_from_teacher
 
         init_student_from_teacher(student, teacher.backbone, distiller.mapping)
-    learning_rate = scaled_learning_rate(config.learning_rate, config.batch_size, config.lr_scaling)
     ds = make_dataset({k: (tf.constant(v) if isinstance(v, np.ndarray) else v) for k, v in features.items()},
                       train.labels, batch_size=config.batch_size, shuffle=True, seed=config.seed, repeat=True)
     for stage, epochs in (("intermediate", config.intermediate_epochs), ("prediction", config.prediction_epochs)):
@@ -222,8 +221,7 @@ def distill_glue(task: GlueTask | str, out_dir, teacher_dir, config: DistillConf
         distiller.set_stage(stage)
         intervals, steps = plan_steps(len(train), config.batch_size, epochs, config.backup_every)
         with strategy.scope():
-            distiller.compile(optimizer=make_adamw(learning_rate, intervals * steps, config.warmup_ratio,
-                                                   config.weight_decay))
+            distiller.compile(optimizer=optimizer_for(config, intervals * steps))
             if epochs > 0:
                 run_fit(distiller, ds, intervals, steps, out_dir / f"backup_{stage}", verbose=verbose)
         with atomic_path(done) as tmp:

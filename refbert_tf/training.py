@@ -64,10 +64,23 @@ def make_adamw(peak_learning_rate: float, total_steps: int, warmup_ratio: float 
     from refbert_tf.distribute import AdamW  # Keras' AdamW, clipping the global gradient under a strategy
 
     schedule = linear_warmup_decay(peak_learning_rate, total_steps, int(warmup_ratio * total_steps))
-    optimizer = AdamW(learning_rate=schedule, weight_decay=weight_decay, beta_1=0.9,
-                                       beta_2=0.999, epsilon=1e-6, clipnorm=1.0)
+    optimizer = AdamW(learning_rate=schedule, weight_decay=weight_decay, beta_1=0.9, beta_2=0.999, epsilon=1e-6,
+                      clipnorm=1.0)
     optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
     return optimizer
+
+
+def optimizer_for(config, total_steps: int):
+    """:func:`make_adamw` for a run config (:class:`FinetuneConfig` or ``pipelines.DistillConfig``).
+
+    The peak learning rate is ``config.learning_rate`` scaled for the global ``config.batch_size`` by
+    ``config.lr_scaling`` (:func:`refbert_tf.distribute.scaled_learning_rate`); warm-up and weight decay come
+    from the config.
+    """
+    from refbert_tf.distribute import scaled_learning_rate
+
+    learning_rate = scaled_learning_rate(config.learning_rate, config.batch_size, config.lr_scaling)
+    return make_adamw(learning_rate, total_steps, config.warmup_ratio, config.weight_decay)
 
 
 @dataclasses.dataclass
@@ -218,11 +231,8 @@ def fit(model, task: GlueTask, train_features: dict, train_labels: np.ndarray, c
     Returns:
         the ``keras.callbacks.History``, with ``seconds`` and ``examples_per_second`` attributes.
     """
-    from refbert_tf.distribute import scaled_learning_rate
-
     intervals, steps = plan_steps(len(train_labels), config.batch_size, config.epochs, config.backup_every)
-    learning_rate = scaled_learning_rate(config.learning_rate, config.batch_size, config.lr_scaling)
-    model.compile(optimizer=make_adamw(learning_rate, intervals * steps, config.warmup_ratio, config.weight_decay),
+    model.compile(optimizer=optimizer_for(config, intervals * steps),
                   loss=task_loss(task),
                   metrics=[] if task.is_regression else ["sparse_categorical_accuracy"])
     ds = make_dataset(train_features, train_labels, batch_size=config.batch_size, shuffle=True,

@@ -165,15 +165,14 @@ def finetune_teacher(task: GlueTask | str, out_dir: str | os.PathLike, checkpoin
         train = train.take(max_train_examples)
     dev = load_glue(task, "dev", source=source, glue_dir=glue_dir)
     checkpoint_name = "custom"
-    with strategy.scope():
+    out_dir = Path(out_dir)
+    with strategy.scope():  # backbone, classifier and optimizer
         if backbone is None:
             backbone, tokenizer, info = load_backbone(checkpoint, max_seq_len=config.max_seq_len)
             checkpoint_name = info.spec
         model = build_teacher(backbone, task, dropout=config.dropout)
-    train_features = tokenizer.encode(train.text_a, train.text_b, config.max_seq_len)
-    dev_features = tokenizer.encode(dev.text_a, dev.text_b, config.max_seq_len)
-    out_dir = Path(out_dir)
-    with strategy.scope():
+        train_features = tokenizer.encode(train.text_a, train.text_b, config.max_seq_len)
+        dev_features = tokenizer.encode(dev.text_a, dev.text_b, config.max_seq_len)
         history = fit(model, task, train_features, train.labels, config, backup_dir=out_dir / "backup",
                       verbose=verbose)
     metrics = evaluate(model, task, dev_features, dev.labels)
