@@ -2,9 +2,9 @@
 
 The exported graph takes ``token_ids``, ``segment_ids``, ``padding_mask`` (int32 [1, T], T <= the card's
 ``max_seq_len``; the sequence dimension is dynamic, resize it per input) and returns ``logits`` (float32
-[1, num_classes]; a score [1, 1] for STS-B). A RefBERT student retrieves its reference inside the graph (retrieval
-key, matmul against the bank's constant keys, argmax, gather: :mod:`refbert_tf.retrieval`), so one file carries the
-bank and nothing else is needed on the device.
+[1, num_classes]; a score [1, 1] for STS-B). A RefBERT student retrieves its reference inside the graph (hashed
+bucket histogram of the input, exact int32 scores against the bank's sparse score table, argmax, gather:
+:mod:`refbert_tf.retrieval`), so one file carries the bank and nothing else is needed on the device.
 
 Path: Keras 3 model -> ``keras.export.ExportArchive`` SavedModel (one ``serve`` endpoint) ->
 ``tf.lite.TFLiteConverter.from_saved_model`` with ``TFLITE_BUILTINS`` only. Keras' own ``model.export(format=
@@ -62,6 +62,8 @@ def export_saved_model(model, directory: str | os.PathLike) -> Path:
     import keras
     import tensorflow as tf
 
+    if getattr(model, "bank", None) is not None:
+        model.bank.freeze_retrieval()  # sparse int32 score table instead of the dense [K, M] one
     archive = keras.export.ExportArchive()
     archive.track(model)
     spec = [tf.TensorSpec([1, None], tf.int32, name=name) for name in INPUT_NAMES]

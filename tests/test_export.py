@@ -13,7 +13,7 @@ def test_four_variants_with_builtin_ops_and_cards(exported):
     assert set(exported) == set(export.VARIANTS)
     for variant, card in exported.items():
         assert not [op for op in card["ops"] if op.startswith("Flex") or "CUSTOM" in op], variant
-        assert {"ARG_MAX", "FLOOR_MOD", "GATHER"} <= set(card["ops"])  # in-graph retrieval
+        assert {"ARG_MAX", "FLOOR_MOD", "GATHER", "UNSORTED_SEGMENT_SUM"} <= set(card["ops"])  # in-graph retrieval
         on_disk = json.loads(open(card["path"][:-len(".tflite")] + ".json").read())
         assert on_disk["task"] == "sst2" and on_disk["labels"] == ["negative", "positive"]
         assert on_disk["label_values"] == ["0", "1"]
@@ -95,3 +95,38 @@ def test_full_int8_retrieval_stays_in_exact_integer_arithmetic(exported):
     dtypes = {d["index"]: d["dtype"] for d in interpreter.get_tensor_details()}
     argmax = [op for op in interpreter._get_ops_details() if op["op_name"] == "ARG_MAX"]
     assert len(argmax) == 1 and dtypes[argmax[0]["inputs"][0]] == np.int32  # scores not quantized to int8
+
+
+def test_full_int8_attention_scores_keep_a_real_range_with_short_references(student_run, tmp_path):
+    """The first block's softmax input must not be calibrated on the mask's large negative number: masked
+    reference slots are trimmed away (ReferenceBankLayer). Before that, a masked slot set the int8 scale of the
+    scores to ~4e6."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from refbert_tf.models.student import load_student
+
+    run, _, feats, _ = student_run
+    student, meta = load_student(run)
+    mask = np.asarray(student.bank.representation_mask).copy()
+    mask[:, -1] = 0  # every anchor one slot short
+    student.bank.representation_mask.assign(mask)
+    card, = export.export_model(student, meta, tmp_path, ("full_int8",),
+                                export.representative_examples(feats, num_examples=10), progress=False)
+    interpreter = Interpreter(model_path=card["path"])
+    details = {d["index"]: d for d in interpreter.get_tensor_details()}
+    softmax_inputs = [details[op["inputs"][0]] for op in interpreter._get_ops_details() if op["op_name"] == "SOFTMAX"]
+    assert softmax_inputs
+    for tensor in softmax_inputs:
+        scale = tensor["quantization"][0]
+        assert 0 < scale < 1.0, (tensor["name"], scale)
+
+
+def test_exported_bank_has_no_dense_score_table(student_run, exported):
+    from ai_edge_litert.interpreter import Interpreter
+
+    _, student, _, _ = student_run
+    dense_shape = (student.bank.num_buckets + 1, student.bank.num_anchors)
+    for variant, card in exported.items():
+        interpreter = Interpreter(model_path=card["path"])
+        shapes = {tuple(int(x) for x in d["shape"]) for d in interpreter.get_tensor_details()}
+        assert dense_shape not in shapes, variant

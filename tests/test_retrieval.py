@@ -26,6 +26,17 @@ def test_on_device_scores_are_scaled_unnormalised_similarities(sst2):
     np.testing.assert_allclose(scores / SCORE_SCALE, weighted @ anchors.T, atol=2e-3)
 
 
+def test_frozen_sparse_table_gives_the_dense_scores_exactly(sst2):
+    tok, train_f, dev_f, index = sst2
+    anchors = index.keys({"token_ids": train_f["token_ids"][:300]}).toarray()
+    ids, mask = dev_f["token_ids"].to_tensor(0), np.asarray(dev_f["token_ids"].to_tensor(-1)) >= 0
+    scorer = index.scorer()
+    dense = np.asarray(scorer(ids, mask, anchors))
+    nnz = scorer.freeze(anchors)
+    assert 0 < nnz < 0.1 * anchors.size and nnz == np.count_nonzero(scorer.table(anchors))
+    np.testing.assert_array_equal(np.asarray(scorer(ids, mask, anchors)), dense)
+
+
 def test_on_device_choice_agrees_with_offline_choice(sst2):
     tok, train_f, dev_f, index = sst2
     anchors = index.keys(train_f)

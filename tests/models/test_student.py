@@ -52,6 +52,25 @@ def test_in_graph_retrieval_equals_offline_choice(small_bank):
     assert len(feats_out["hidden_states"]) == 4 and feats_out["attention_logits"][0].shape[1] == 12
 
 
+def test_reference_is_trimmed_to_the_longest_valid_prefix_without_changing_logits(small_bank):
+    import tensorflow as tf
+
+    bank, feats = small_bank
+    student = build_student("tinybert4", 2, 30522, teacher_dim=24, bank=bank, max_sequence_length=64)
+    lengths = bank.representation_mask.sum(axis=1).astype(int)
+    short = np.flatnonzero(lengths < bank.num_tokens)
+    assert short.size and np.all(bank.representation_mask[:, :1] == 1)  # the slice has short anchors
+    reference, mask = student.bank(tf.constant(short[:3], tf.int32))
+    assert reference.shape[1] == mask.shape[1] == lengths[short[:3]].max() < bank.num_tokens
+    x = _inputs(feats)
+    index = tf.constant(np.resize(short, 8), tf.int32)
+    trimmed = np.asarray(student({**x, "reference_index": index}, training=False))
+    layer = student.bank
+    layer.call = lambda i: (tf.gather(layer.representations, i), tf.gather(layer.representation_mask, i))
+    untrimmed = np.asarray(student({**x, "reference_index": index}, training=False))
+    np.testing.assert_allclose(trimmed, untrimmed, atol=1e-5)
+
+
 def test_student_save_load_round_trip(small_bank, tmp_path):
     bank, feats = small_bank
     student = build_student("tinybert4", 3, 30522, teacher_dim=24, bank=bank, max_sequence_length=64)
