@@ -24,6 +24,7 @@ max sequence length, input/output tensors, bank size, quantization, source stude
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -62,8 +63,6 @@ def export_saved_model(model, directory: str | os.PathLike) -> Path:
     import keras
     import tensorflow as tf
 
-    if getattr(model, "bank", None) is not None:
-        model.bank.freeze_retrieval()  # sparse int32 score table instead of the dense [K, M] one
     archive = keras.export.ExportArchive()
     archive.track(model)
     spec = [tf.TensorSpec([1, None], tf.int32, name=name) for name in INPUT_NAMES]
@@ -72,8 +71,11 @@ def export_saved_model(model, directory: str | os.PathLike) -> Path:
         inputs = {"token_ids": token_ids, "segment_ids": segment_ids, "padding_mask": padding_mask}
         return {OUTPUT_NAME: model(inputs, training=False)}
 
-    archive.add_endpoint("serve", serve, input_signature=spec)
-    archive.write_out(str(directory), verbose=False)
+    # a RefBERT student's bank as export constants: sparse retrieval table, projection folded in
+    constants = model.export_constants() if hasattr(model, "export_constants") else contextlib.nullcontext()
+    with constants:
+        archive.add_endpoint("serve", serve, input_signature=spec)
+        archive.write_out(str(directory), verbose=False)
     return Path(directory)
 
 
@@ -222,11 +224,16 @@ def strip_bank(student):
 
 
 def bank_size_mb(student) -> float:
-    """Float32 size of the constants a RefBERT student's bank adds (representations, mask, keys, idf), in MB."""
+    """Size of the constants a RefBERT student's bank adds to an exported float32 file, in MB: the projected
+    representations ``P(ref)`` float32 [M, R, d_student], the mask float32 [M, R] and the sparse retrieval table
+    (bucket, anchor, value: 3 int32 per non-zero), as :meth:`RefBertStudent.export_constants` traces them.
+    0 for a vanilla student."""
     if not student.uses_reference:
         return 0.0
-    bank = student.bank
-    values = sum(int(np.prod(w.shape)) for w in bank.weights) + bank.scorer.idf_values.size
+    with student.export_constants():
+        bank = student.bank
+        values = (bank.projected_representations.size + bank.num_anchors * bank.num_tokens
+                  + 3 * bank.scorer.sparse_table[0].size)
     return values * 4 / 2**20
 
 

@@ -121,12 +121,20 @@ def test_full_int8_attention_scores_keep_a_real_range_with_short_references(stud
         assert 0 < scale < 1.0, (tensor["name"], scale)
 
 
-def test_exported_bank_has_no_dense_score_table(student_run, exported):
+def test_exported_bank_is_projected_with_a_sparse_score_table(student_run, exported):
     from ai_edge_litert.interpreter import Interpreter
 
     _, student, _, _ = student_run
-    dense_shape = (student.bank.num_buckets + 1, student.bank.num_anchors)
+    bank = student.bank
+    dense_table = (bank.num_buckets + 1, bank.num_anchors)
+    teacher_width = (bank.num_anchors, bank.num_tokens, bank.teacher_dim)
+    projected = (bank.num_anchors, bank.num_tokens, student.config_values["hidden_dim"])
     for variant, card in exported.items():
         interpreter = Interpreter(model_path=card["path"])
         shapes = {tuple(int(x) for x in d["shape"]) for d in interpreter.get_tensor_details()}
-        assert dense_shape not in shapes, variant
+        assert dense_table not in shapes and teacher_width not in shapes and projected in shapes, variant
+    with student.export_constants():
+        assert bank.projected_representations.shape == projected and bank.scorer.sparse_table is not None
+    # undone on exit: the Keras student reads its weights again
+    assert bank.projected_representations is None and bank.scorer.sparse_table is None
+    assert 0 < export.bank_size_mb(student) < sum(np.asarray(w).size for w in bank.weights) * 4 / 2**20
