@@ -140,10 +140,9 @@ def distill_glue(task: GlueTask | str, out_dir, teacher_dir, config: DistillConf
         GlueDataError, CheckpointError: from the loaders.
     """
     import keras
-
-    from refbert_tf.bank import BankError, ReferenceBank, build_bank, resolve_layer
     import tensorflow as tf
 
+    from refbert_tf.bank import BankError, ReferenceBank, build_bank, resolve_layer
     from refbert_tf.distillation import Distiller
     from refbert_tf.distribute import check_global_batch, strategy_info
     from refbert_tf.models.student import build_student
@@ -198,14 +197,13 @@ def distill_glue(task: GlueTask | str, out_dir, teacher_dir, config: DistillConf
         student = build_student(config.student, task.num_classes, tokenizer.vocab_size,
                                 teacher.backbone.hidden_dim, bank=bank,
                                 max_sequence_length=teacher.backbone.max_sequence_length)
+        distiller = Distiller(teacher, student, regression=task.is_regression, temperature=config.temperature)
     if bank is not None:
         bank_info = {"num_anchors": bank.num_anchors, "num_tokens": bank.num_tokens, "layer": bank.layer,
                      "num_buckets": bank.index.num_buckets, "size_mb": round(bank.size_mb, 2),
                      **reference_diagnostics(task, student, bank, train, dev, train_f, dev_f),
                      "train_self_references": int(np.sum(bank.anchor_ids[train_refs] == np.arange(len(train_refs))))}
 
-    with strategy.scope():
-        distiller = Distiller(teacher, student, regression=task.is_regression, temperature=config.temperature)
     if config.init_from_teacher:
         from refbert_tf.models.student import init_student_from_teacher
 

@@ -186,11 +186,16 @@ class AnchorScorer(keras.layers.Layer):
         self.ignore_ids = tuple(int(i) for i in ignore_ids)
         self.sparse_table = None  # (bucket [nnz], anchor [nnz], value [nnz], num_anchors) after freeze()
 
+    def _dense_table(self, anchor_keys):
+        """int32 [K, M] ``round(SCORE_SCALE * idf_k * key_mk)`` for float32 anchor keys [M, K] (TF ops)."""
+        import tensorflow as tf
+
+        weighted = tf.transpose(anchor_keys) * tf.expand_dims(tf.constant(self.idf_values), 1)  # [K, M]
+        return tf.cast(tf.round(weighted * SCORE_SCALE), tf.int32)
+
     def table(self, anchor_keys) -> np.ndarray:
-        """The dense score table int32 [K, M] for float32 anchor keys [M, K] (NumPy; the same float32 arithmetic
-        and round-half-to-even as the graph)."""
-        weighted = np.asarray(anchor_keys, np.float32).T * self.idf_values[:, None]
-        return np.round(weighted * np.float32(SCORE_SCALE)).astype(np.int32)
+        """The dense score table int32 [K, M] for float32 anchor keys [M, K], as NumPy (the graph's own ops)."""
+        return np.asarray(self._dense_table(np.asarray(keras.ops.convert_to_numpy(anchor_keys), np.float32)))
 
     def freeze(self, anchor_keys) -> int:
         """Fold the anchor keys into the sparse score table that :meth:`call` then uses (for export).
@@ -201,7 +206,7 @@ class AnchorScorer(keras.layers.Layer):
         Returns:
             nnz, the number of non-zero table entries kept.
         """
-        table = self.table(keras.ops.convert_to_numpy(anchor_keys))
+        table = self.table(anchor_keys)
         bucket, anchor = np.nonzero(table)
         self.sparse_table = (bucket.astype(np.int32), anchor.astype(np.int32), table[bucket, anchor],
                              int(table.shape[1]))
@@ -221,8 +226,7 @@ class AnchorScorer(keras.layers.Layer):
             contributions = tf.gather(histogram, tf.constant(bucket), axis=1) * tf.constant(value)  # [B, nnz]
             return tf.transpose(tf.math.unsorted_segment_sum(tf.transpose(contributions), tf.constant(anchor),
                                                              num_anchors))  # [B, M]
-        weighted = tf.transpose(anchor_keys) * tf.expand_dims(tf.constant(self.idf_values), 1)  # [K, M]
-        table = tf.cast(tf.round(weighted * SCORE_SCALE), tf.int32)
+        table = self._dense_table(anchor_keys)
         table = tf.concat([table, tf.zeros_like(table[:1])], axis=0)  # row K: tokens not counted
         return tf.reduce_sum(tf.gather(table, buckets), axis=1)  # [B, M]
 

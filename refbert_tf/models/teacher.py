@@ -148,9 +148,8 @@ def finetune_teacher(task: GlueTask | str, out_dir: str | os.PathLike, checkpoin
     import keras
     import tensorflow as tf
 
-    from refbert_tf.distribute import check_global_batch, strategy_info
-
     from refbert_tf.data import load_glue
+    from refbert_tf.distribute import check_global_batch, strategy_info
     from refbert_tf.models.checkpoints import load_backbone
     from refbert_tf.training import evaluate, fit, peak_memory_mb, teacher_config
 
