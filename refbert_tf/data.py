@@ -351,6 +351,9 @@ def load_encoded_splits(task: str | GlueTask, tokenizer, max_seq_len: int, sourc
             tokenizer.encode(dev.text_a, dev.text_b, max_seq_len))
 
 
+EXTRA_INPUTS = ("reference_index",)  # per-example model inputs that make_dataset carries besides the tokens
+
+
 def make_dataset(features: dict, labels: np.ndarray | None = None, batch_size: int = 32, shuffle: bool = False,
                  seed: int = 0, bucket_boundaries: Sequence[int] | None = DEFAULT_BUCKET_BOUNDARIES,
                  repeat: bool = False):
@@ -358,7 +361,9 @@ def make_dataset(features: dict, labels: np.ndarray | None = None, batch_size: i
 
     Args:
         features: packed, unpadded features from :meth:`refbert_tf.tokenization.BertWordPieceTokenizer.encode`:
-            ``{"token_ids": RaggedTensor[N, (T)], "segment_ids": RaggedTensor[N, (T)]}``.
+            ``{"token_ids": RaggedTensor[N, (T)], "segment_ids": RaggedTensor[N, (T)]}``, plus optionally the
+            per-example inputs named in ``EXTRA_INPUTS`` (``reference_index`` int32 [N] or [N, k]: the offline
+            reference of each training example), which stay with their example through shuffling and bucketing.
         labels: array [N] (int class ids or float scores), or None for inference.
         batch_size: examples per batch.
         shuffle: shuffle examples each epoch (use for training).
@@ -371,12 +376,23 @@ def make_dataset(features: dict, labels: np.ndarray | None = None, batch_size: i
 
     Returns:
         dataset yielding ``({"token_ids", "segment_ids", "padding_mask"}: int32 [B, T], label [B])``, or the
-        inputs dict alone when ``labels`` is None. ``T`` varies from batch to batch.
+        inputs dict alone when ``labels`` is None. ``T`` varies from batch to batch. Extra inputs come batched
+        as ``[B, ...]``.
+
+    Raises:
+        ValueError: if an extra input's row count differs from the number of examples.
     """
     import tensorflow as tf
 
     ids, segs = features["token_ids"], features["segment_ids"]
     elements = {"token_ids": ids, "segment_ids": segs}
+    for name in EXTRA_INPUTS:  # fixed-shape per-example inputs ride along with their example
+        if name in features:
+            extra = features[name]
+            if int(extra.shape[0]) != int(ids.nrows()):
+                raise ValueError(f"features[{name!r}] has {int(extra.shape[0])} rows for {int(ids.nrows())} "
+                                 "examples")
+            elements[name] = extra
     ds = tf.data.Dataset.from_tensor_slices((elements, labels) if labels is not None else (elements,))
 
     def to_inputs(x, *y):

@@ -210,6 +210,9 @@ def distill_glue(task: GlueTask | str, out_dir, teacher_dir, config: DistillConf
         init_student_from_teacher(student, teacher.backbone, distiller.mapping)
     ds = make_dataset({k: (tf.constant(v) if isinstance(v, np.ndarray) else v) for k, v in features.items()},
                       train.labels, batch_size=config.batch_size, shuffle=True, seed=config.seed, repeat=True)
+    if config.use_reference and "reference_index" not in ds.element_spec[0]:
+        raise RuntimeError("the training batches lack reference_index: the student would retrieve in-graph, "
+                           "where an anchor is its own reference")
     for stage, epochs in (("intermediate", config.intermediate_epochs), ("prediction", config.prediction_epochs)):
         done = out_dir / f"stage_{stage}.weights.h5"
         if done.is_file():  # finished in an earlier, interrupted run

@@ -145,6 +145,26 @@ def test_tfds_source_gives_the_same_schema(monkeypatch):
         load_tfds("rte", "dev")
 
 
+@pytest.mark.parametrize("width", [None, 3])
+def test_make_dataset_keeps_reference_index_with_its_example(glue_dir, minilm_tokenizer, width):
+    """The offline reference of each training example must reach the student with that example (through the
+    shuffle and the length buckets), or training falls back to in-graph retrieval, where an anchor is its own
+    reference. (Before the fix, make_dataset dropped ``reference_index`` silently.)"""
+    ex = read_glue_tsv("mrpc", "dev", glue_dir=glue_dir)
+    feats = minilm_tokenizer.encode(ex.text_a, ex.text_b)
+    n = len(ex)
+    reference = (1000 + np.arange(n, dtype=np.int32)) if width is None else \
+        (1000 + np.arange(n * width, dtype=np.int32).reshape(n, width))
+    ds = make_dataset({**feats, "reference_index": reference}, np.arange(n), batch_size=16, shuffle=True, seed=3)
+    seen = 0
+    for x, y in ds:
+        np.testing.assert_array_equal(x["reference_index"].numpy(), reference[y.numpy()])
+        seen += len(y)
+    assert seen == n
+    with pytest.raises(ValueError, match="reference_index.*3 rows for 408 examples"):
+        make_dataset({**feats, "reference_index": reference[:3]}, np.arange(n))
+
+
 def test_make_dataset_buckets_and_keeps_every_example(glue_dir, minilm_tokenizer):
     ex = read_glue_tsv("mrpc", "dev", glue_dir=glue_dir)
     feats = minilm_tokenizer.encode(ex.text_a, ex.text_b)
