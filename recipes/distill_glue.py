@@ -44,6 +44,10 @@ def parse_args(argv=None):
     p.add_argument("--bank-tokens", type=int, default=None, help="tokens stored per anchor, R (4)")
     p.add_argument("--max-anchors", type=int, default=None, help="bank size cap M (1024); k-means picks anchors")
     p.add_argument("--num-buckets", type=int, default=None, help="hash buckets of the retrieval key, K (1024)")
+    p.add_argument("--top-k", type=int, default=None,
+                   help="references read per input (1, RefBERT); k > 1 puts the k best anchors' tokens side by side")
+    p.add_argument("--reference-projection", choices=("linear", "linear_norm"), default=None,
+                   help="P: teacher width -> student width: linear (default) or linear_norm (then a LayerNorm)")
     p.add_argument("--intermediate-epochs", type=float, default=None, help="passes in the intermediate stage")
     p.add_argument("--prediction-epochs", type=float, default=None, help="passes in the prediction stage")
     p.add_argument("--temperature", type=float, default=None, help="prediction-loss temperature (1.0)")
@@ -60,6 +64,7 @@ def main(argv=None):
     config = distill_config(
         task.name, student=args.student, use_reference=not args.no_reference, bank_layer=args.bank_layer,
         bank_tokens=args.bank_tokens, max_anchors=args.max_anchors, num_buckets=args.num_buckets,
+        top_k=args.top_k, reference_projection=args.reference_projection,
         intermediate_epochs=args.intermediate_epochs, prediction_epochs=args.prediction_epochs,
         batch_size=args.batch_size, learning_rate=args.learning_rate, lr_scaling=args.lr_scaling,
         temperature=args.temperature, max_seq_len=args.max_seq_len, seed=args.seed,

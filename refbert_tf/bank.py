@@ -162,8 +162,8 @@ class ReferenceBank:
                 raise BankError(f"{where} was built with {name}={self.metadata.get(name)!r}, but this run uses "
                                 f"{expected!r}: rebuild the bank")
 
-    def references_for(self, features, exclude_self: bool = False,
-                       chunk_size: int = DEFAULT_CHUNK_SIZE) -> tuple[np.ndarray, np.ndarray]:
+    def references_for(self, features, exclude_self: bool = False, chunk_size: int = DEFAULT_CHUNK_SIZE,
+                       top_k: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Pick the reference anchor of each example with the bank's similarity, a chunk of examples at a time.
 
         Time O(N * T) to encode plus :func:`~refbert_tf.retrieval.nearest_anchors`' O(N * nnz * M * nnz / K + N * M);
@@ -173,12 +173,13 @@ class ReferenceBank:
             features: encoded examples (``token_ids`` ragged [N, (T)]) or a :class:`Corpus`.
             exclude_self: the examples are the training set: an anchor may not be its own reference.
             chunk_size: examples encoded and searched at once.
+            top_k: references per example, best first (see :func:`~refbert_tf.retrieval.nearest_anchors`).
 
         Returns:
-            ``(anchor index [N] into the bank, similarity [N])``.
+            ``(anchor index [N] into the bank, similarity [N])``, or ``[N, top_k]`` arrays when ``top_k > 1``.
 
         Raises:
-            ValueError: if ``exclude_self`` and the bank has a single anchor.
+            ValueError: if ``exclude_self`` and the bank has a single anchor, or ``top_k`` exceeds the choices.
         """
         corpus = as_corpus(features)
         position_of_anchor = None
@@ -187,10 +188,12 @@ class ReferenceBank:
             inside = self.anchor_ids < corpus.size
             position_of_anchor[self.anchor_ids[inside]] = np.flatnonzero(inside)
         anchor_keys = sp.csr_matrix(self.keys)
-        index, similarity = np.empty(corpus.size, np.int64), np.empty(corpus.size, np.float32)
+        shape = (corpus.size,) if top_k == 1 else (corpus.size, top_k)
+        index, similarity = np.empty(shape, np.int64), np.empty(shape, np.float32)
         for ids, chunk in corpus.chunks(chunk_size):
             exclude = None if position_of_anchor is None else position_of_anchor[ids]
-            index[ids], similarity[ids] = nearest_anchors(self.index.keys(chunk), anchor_keys, exclude=exclude)
+            index[ids], similarity[ids] = nearest_anchors(self.index.keys(chunk), anchor_keys, exclude=exclude,
+                                                          top_k=top_k)
         return index, similarity
 
     def save(self, bank_dir: str | os.PathLike, shard_size: int = DEFAULT_SHARD_SIZE) -> Path:

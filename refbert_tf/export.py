@@ -216,7 +216,7 @@ def strip_bank(student):
     config = {**student.config_values, "bank_config": None}
     plain = RefBertStudent(**config)
     plain(dummy_inputs())
-    skip = {"reference_bank", "reference_projection"}
+    skip = {"reference_bank", "reference_projection", "reference_projection_norm"}
     for layer in student.layers:
         if layer.name not in skip and layer.weights:
             plain.get_layer(layer.name).set_weights(layer.get_weights())

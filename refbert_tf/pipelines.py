@@ -42,6 +42,9 @@ class DistillConfig:
         max_anchors: M, cap on the bank size. With R=4 and K=1024 a 1,024-anchor bank of a 384-wide teacher
             is 10 MB in float32, about 15% of an exported tinybert4 student (issue 4 caps the bank at 20%).
         num_buckets: K, hash buckets of the retrieval key.
+        top_k: references read per input (1: RefBERT; k > 1: the k best anchors' R tokens side by side, an
+            ablation).
+        reference_projection: P, ``linear`` or ``linear_norm`` (see :class:`~refbert_tf.models.student.RefBertStudent`).
         intermediate_epochs, prediction_epochs: passes over the training set in each stage.
         batch_size: examples per step: the global batch, split over the replicas of a strategy.
         learning_rate: peak AdamW learning rate (both stages), for ``batch_size`` (see ``lr_scaling``).
@@ -62,6 +65,8 @@ class DistillConfig:
     bank_tokens: int = 4
     max_anchors: int = 1024
     num_buckets: int = 1024
+    top_k: int = 1
+    reference_projection: str = "linear"
     intermediate_epochs: float = 1.0
     prediction_epochs: float = 1.0
     batch_size: int = 32
@@ -189,20 +194,22 @@ def distill_glue(task: GlueTask | str, out_dir, teacher_dir, config: DistillConf
                                         "max_anchors": config.max_anchors}, progress=verbose != 0,
                               strategy=strategy)
             bank.save(bank_dir)
-        train_refs, _ = bank.references_for(train_f, exclude_self=True)
+        train_refs, _ = bank.references_for(train_f, exclude_self=True, top_k=config.top_k)
         features["reference_index"] = train_refs.astype(np.int32)
         timings["bank_seconds"] = round(time.perf_counter() - t0, 1)
 
     with strategy.scope():
         student = build_student(config.student, task.num_classes, tokenizer.vocab_size,
                                 teacher.backbone.hidden_dim, bank=bank,
-                                max_sequence_length=teacher.backbone.max_sequence_length)
+                                max_sequence_length=teacher.backbone.max_sequence_length, top_k=config.top_k,
+                                reference_projection=config.reference_projection)
         distiller = Distiller(teacher, student, regression=task.is_regression, temperature=config.temperature)
     if bank is not None:
         bank_info = {"num_anchors": bank.num_anchors, "num_tokens": bank.num_tokens, "layer": bank.layer,
                      "num_buckets": bank.index.num_buckets, "size_mb": round(bank.size_mb, 2),
                      **reference_diagnostics(task, student, bank, train, dev, train_f, dev_f),
-                     "train_self_references": int(np.sum(bank.anchor_ids[train_refs] == np.arange(len(train_refs))))}
+                     "train_self_references": int(np.sum(bank.anchor_ids[train_refs].reshape(len(train_refs), -1)
+                                                         == np.arange(len(train_refs))[:, None]))}
 
     if config.init_from_teacher:
         from refbert_tf.models.student import init_student_from_teacher
@@ -424,12 +431,13 @@ def reference_diagnostics(task: GlueTask, student, bank, train, dev, train_f: di
     tasks, how often train and dev references share the gold label.
 
     Returns:
-        ``{"dev_retrieval_agreement" (fraction), "reference_label_agreement": {"train", "dev"}}`` (the second key
-        only for classification; see :func:`refbert_tf.bank.reference_label_agreement`).
+        ``{"dev_retrieval_agreement" (fraction; per reference slot with top-k), "reference_label_agreement":
+        {"train", "dev"}}`` (the second key only for classification, for the best reference; see
+        :func:`refbert_tf.bank.reference_label_agreement`).
     """
     from refbert_tf.bank import reference_label_agreement
 
-    offline, _ = bank.references_for(dev_f)
+    offline, _ = bank.references_for(dev_f, top_k=student.bank.top_k)
     on_device = np.concatenate([np.asarray(student.bank.retrieve(b["token_ids"], b["padding_mask"]))
                                 for b in make_dataset(dev_f, None, batch_size=256)])
     out = {"dev_retrieval_agreement": float(np.mean(on_device == offline))}

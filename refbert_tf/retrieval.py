@@ -101,9 +101,10 @@ class RetrievalIndex:
 SCORES_PER_CHUNK = 2**22  # query x anchor scores held at once by nearest_anchors (16 MB of float32)
 
 
-def nearest_anchors(query_keys, anchor_keys, exclude=None,
-                    batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Most similar anchor of every query (cosine on L2-normalised keys), optionally excluding one per query.
+def nearest_anchors(query_keys, anchor_keys, exclude=None, batch_size: int | None = None,
+                    top_k: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Most similar anchor (or ``top_k`` anchors) of every query (cosine on L2-normalised keys), optionally
+    excluding one per query.
 
     Exact brute force, in chunks of queries (see the module docstring): time O(N * nnz * M * nnz / K + N * M),
     memory O(batch_size * M) scores on top of the inputs and the O(N) outputs.
@@ -114,21 +115,24 @@ def nearest_anchors(query_keys, anchor_keys, exclude=None,
         exclude: int array [N]: anchor index each query may not pick (its own index when queries are the
             anchors themselves), or -1 for none.
         batch_size: queries scored per chunk (default ``SCORES_PER_CHUNK // M``, at least 1: 4096 for M=1024).
+        top_k: anchors per query, best first (1: the RefBERT reference; more: the top-k ablation).
 
     Returns:
-        ``(index [N] int64, similarity [N] float32)``. Ties go to the lowest anchor index, as ``argmax`` does in
-        the exported model.
+        ``(index [N] int64, similarity [N] float32)``, or ``[N, top_k]`` arrays when ``top_k > 1``. Ties go to the
+        lowest anchor index, as ``argmax`` and ``top_k`` do in the exported model.
 
     Raises:
-        ValueError: if there are no anchors, or fewer than 2 while excluding.
+        ValueError: if there are no anchors, fewer than 2 while excluding, or fewer than ``top_k`` to choose from.
     """
     m = anchor_keys.shape[0]
     if m == 0 or (exclude is not None and m < 2):
         raise ValueError(f"need at least {1 if exclude is None else 2} anchors, got {m}")
+    if top_k < 1 or top_k > m - (exclude is not None):
+        raise ValueError(f"top_k={top_k} needs 1 <= top_k <= {m - (exclude is not None)} anchors to choose from")
     batch_size = batch_size or max(1, SCORES_PER_CHUNK // m)
     anchors_t = anchor_keys.T.tocsr() if sp.issparse(anchor_keys) else np.asarray(anchor_keys).T
-    index = np.empty(query_keys.shape[0], np.int64)
-    best = np.empty(query_keys.shape[0], np.float32)
+    index = np.empty((query_keys.shape[0], top_k), np.int64)
+    best = np.empty((query_keys.shape[0], top_k), np.float32)
     for start in range(0, query_keys.shape[0], batch_size):
         q = query_keys[start:start + batch_size]
         scores = q @ anchors_t
@@ -139,9 +143,13 @@ def nearest_anchors(query_keys, anchor_keys, exclude=None,
             own = np.asarray(exclude[start:start + batch_size])
             valid = own >= 0
             scores[rows[valid], own[valid]] = -np.inf
-        index[start:start + len(scores)] = scores.argmax(axis=1)
-        best[start:start + len(scores)] = scores[np.arange(len(scores)), index[start:start + len(scores)]]
-    return index, best
+        if top_k == 1:
+            chosen = scores.argmax(axis=1)[:, None]
+        else:  # a stable sort keeps ties in index order, like tf.math.top_k
+            chosen = np.argsort(-scores, axis=1, kind="stable")[:, :top_k]
+        index[start:start + len(scores)] = chosen
+        best[start:start + len(scores)] = np.take_along_axis(scores, chosen, axis=1)
+    return (index[:, 0], best[:, 0]) if top_k == 1 else (index, best)
 
 
 SCORE_SCALE = 2**16  # fixed-point scale of the on-device anchor scores (see AnchorScorer)

@@ -138,3 +138,31 @@ def test_exported_bank_is_projected_with_a_sparse_score_table(student_run, expor
     # undone on exit: the Keras student reads its weights again
     assert bank.projected_representations is None and bank.scorer.sparse_table is None
     assert 0 < export.bank_size_mb(student) < sum(np.asarray(w).size for w in bank.weights) * 4 / 2**20
+
+
+def test_top_k_and_linear_norm_student_exports_with_builtins(student_run, tmp_path):
+    """The ablation options stay exportable: top-k retrieval lowers to the builtin TOPK_V2 and the LayerNorm'd
+    projection folds into the bank; the float32 file matches Keras."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from helpers import tiny_bert_backbone
+    from refbert_tf.bank import build_bank
+    from refbert_tf.models.student import build_student
+
+    _, _, feats, _ = student_run
+    bank = build_bank(tiny_bert_backbone(hidden_dim=24, intermediate_dim=48), feats, layer=-1, num_tokens=4,
+                      max_anchors=60, ignore_ids=(101, 102, 0), num_buckets=128, progress=False)
+    student = build_student("tiny", 2, 30522, teacher_dim=24, bank=bank, max_sequence_length=64, top_k=2,
+                            reference_projection="linear_norm")
+    flatbuffer, info = export.convert(export.export_saved_model(student, tmp_path / "saved"), "float32")
+    assert "TOPK_V2" in info["ops"] and not [op for op in info["ops"] if op.startswith("Flex")]
+    path = tmp_path / "topk.tflite"
+    path.write_bytes(flatbuffer)
+    runner = Interpreter(model_path=str(path))
+    runner.allocate_tensors()
+    signature = runner.get_signature_runner("serve")
+    for i in range(10):
+        ids = feats["token_ids"][i].numpy().astype(np.int32)[None]
+        x = {"token_ids": ids, "segment_ids": np.zeros_like(ids), "padding_mask": np.ones_like(ids)}
+        lite = signature(**x)["logits"]
+        np.testing.assert_allclose(lite, np.asarray(student(x, training=False)), atol=1e-4)

@@ -54,6 +54,30 @@ def test_distill_end_to_end_and_resume(tiny_teacher_dir, glue_dir, tmp_path, use
     assert "intermediate_seconds" not in again["stage_seconds"]
 
 
+@pytest.mark.parametrize("top_k", [1, 2])
+def test_distillation_batches_carry_the_offline_references(tiny_teacher_dir, glue_dir, tmp_path, monkeypatch,
+                                                           top_k):
+    """Training must read each example's offline reference (never itself), not retrieve in-graph, where a bank
+    anchor finds itself. The old pipeline lost ``reference_index`` on the way into the batches."""
+    from refbert_tf.distillation import Distiller
+
+    seen = []
+    original = Distiller.compute_gradients
+
+    def spy(self, data):
+        seen.append(tuple(data[0]["reference_index"].shape) if "reference_index" in data[0] else None)
+        return original(self, data)
+
+    monkeypatch.setattr(Distiller, "compute_gradients", spy)
+    config = DistillConfig(**{**CONFIG, "top_k": top_k, "reference_projection": "linear_norm",
+                              "prediction_epochs": 0})
+    result = distill_glue("sst2", tmp_path / "run", tiny_teacher_dir, config=config, glue_dir=glue_dir,
+                          max_train_examples=48, verbose=0)
+    assert seen and all(s is not None and s[1:] == (() if top_k == 1 else (top_k,)) for s in seen), seen
+    assert result["bank"]["train_self_references"] == 0 and result["config"]["top_k"] == top_k
+    assert result["bank"]["dev_retrieval_agreement"] >= 0.95
+
+
 def test_missing_teacher_and_foreign_bank(tiny_teacher_dir, glue_dir, tmp_path):
     config = DistillConfig(**CONFIG)
     with pytest.raises(TeacherNotFoundError, match="no fine-tuned sst2 teacher in"):

@@ -64,3 +64,33 @@ def test_ties_go_to_the_lowest_index():
     assert ref[1] == 2 and ref[2] == 1
     with pytest.raises(ValueError, match="need at least 2 anchors"):
         nearest_anchors(keys[:1], keys[:1], exclude=np.zeros(1, np.int64))
+
+
+def test_top_k_references_best_first_without_self(sst2):
+    tok, train_f, dev_f, index = sst2
+    keys = index.keys(train_f)
+    top1, _ = nearest_anchors(index.keys(dev_f), keys)
+    top3, sim3 = nearest_anchors(index.keys(dev_f), keys, top_k=3)
+    assert top3.shape == sim3.shape == (int(dev_f["token_ids"].nrows()), 3)
+    np.testing.assert_array_equal(top3[:, 0], top1)  # the first of the k is the RefBERT reference
+    assert np.all(np.diff(sim3, axis=1) <= 0)  # best first
+    by_hand = (index.keys(dev_f) @ keys.T).toarray()
+    np.testing.assert_allclose(sim3, np.take_along_axis(by_hand, top3, axis=1), atol=1e-6)
+    assert np.all(sim3[:, -1] >= np.sort(by_hand, axis=1)[:, -3] - 1e-6)  # nothing better was left out
+    self_ref, _ = nearest_anchors(keys, keys, exclude=np.arange(keys.shape[0]), top_k=2)
+    assert not np.any(self_ref == np.arange(keys.shape[0])[:, None])
+    with pytest.raises(ValueError, match="top_k=4 needs 1 <= top_k <= 3"):
+        nearest_anchors(keys[:1], keys[:4], exclude=np.zeros(1, np.int64), top_k=4)
+
+
+def test_on_device_top_k_agrees_with_offline_top_k(sst2):
+    import tensorflow as tf
+
+    tok, train_f, dev_f, index = sst2
+    anchors = index.keys(train_f)
+    offline, _ = nearest_anchors(index.keys(dev_f), anchors, top_k=2)
+    mask = np.asarray(dev_f["token_ids"].to_tensor(-1)) >= 0
+    scores = index.scorer()(dev_f["token_ids"].to_tensor(0), mask, anchors.toarray())
+    on_device = np.asarray(tf.math.top_k(scores, k=2).indices)
+    agreement = float(np.mean(on_device == offline))
+    assert agreement >= 0.95, agreement

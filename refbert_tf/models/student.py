@@ -2,12 +2,13 @@
 
 RefBERT (Wang et al. 2021; design note part 4): the first Transformer block's keys and values are extended with
 the reference tokens, ``K = [X W_K ; P(ref) W_K]``, ``V = [X W_V ; P(ref) W_V]``, queries from the input only;
-``P: d_teacher -> d_student`` is a learned linear projection (*our reading*). The reference is the bank anchor
-most similar to the input under :mod:`refbert_tf.retrieval`; the bank is a constant, non-trainable part of the
-model, so one exported file carries it.
+``P: d_teacher -> d_student`` is a learned linear projection (*our reading*; ``reference_projection="linear_norm"``
+adds a LayerNorm after it). The reference is the bank anchor most similar to the input under
+:mod:`refbert_tf.retrieval` (or, with ``top_k > 1``, the k best anchors' tokens side by side); the bank is a
+constant, non-trainable part of the model, so one exported file carries it.
 
 The student takes ``{"token_ids", "segment_ids", "padding_mask"}`` int32 [B, T] and, during training, an optional
-``"reference_index"`` int32 [B] (the anchor chosen offline, excluding the example itself). Without it the model
+``"reference_index"`` int32 [B] (or [B, k]; the anchors chosen offline, excluding the example itself). Without it the model
 retrieves the reference in-graph (``argmax`` of key similarities), as on the device.
 """
 
@@ -29,6 +30,9 @@ STUDENT_PRESETS = {
     # for tests and smoke runs only
     "tiny": dict(num_layers=2, hidden_dim=32, num_heads=2, intermediate_dim=64),
 }
+
+
+REFERENCE_PROJECTIONS = ("linear", "linear_norm")  # P: d_teacher -> d_student (see RefBertStudent)
 
 
 def _gelu(x):
@@ -112,8 +116,10 @@ class ReferenceBankLayer(keras.layers.Layer):
 
     Weights: ``representations`` [M, R, d_teacher], ``representation_mask`` [M, R], ``keys`` [M, K].
     ``retrieve(token_ids, padding_mask)`` -> anchor index int32 [B] (argmax of cosine similarity, ties to the
-    lowest index); ``call(index)`` -> (reference [B, R', d_teacher], reference_mask [B, R']). Gathers use
-    ``tf.gather`` (``keras.ops.take`` lowers to ops TFLite builtins lack).
+    lowest index), or [B, k] for ``top_k = k > 1`` (``tf.math.top_k``: best first, ties to the lower index, the
+    TFLite builtin ``TOPK_V2``); ``call(index)`` -> (reference [B, R', d_teacher], reference_mask [B, R']), the
+    k anchors' R tokens concatenated (R' <= k R). Gathers use ``tf.gather`` (``keras.ops.take`` lowers to ops
+    TFLite builtins lack).
 
     ``R' <= R`` is the batch's longest valid prefix: reference slots masked in every row are dropped. That changes
     no output (a masked key gets zero attention weight) but keeps the attention mask's large negative number out of
@@ -123,8 +129,11 @@ class ReferenceBankLayer(keras.layers.Layer):
     """
 
     def __init__(self, num_anchors: int, num_tokens: int, teacher_dim: int, num_buckets: int, idf, ignore_ids,
-                 **kwargs):
+                 top_k: int = 1, **kwargs):
         super().__init__(trainable=False, **kwargs)
+        if not 1 <= int(top_k) <= int(num_anchors):
+            raise ValueError(f"top_k={top_k} must be between 1 and the bank's {num_anchors} anchors")
+        self.top_k = int(top_k)
         self.num_anchors, self.num_tokens = int(num_anchors), int(num_tokens)
         self.teacher_dim, self.num_buckets = int(teacher_dim), int(num_buckets)
         self.scorer = AnchorScorer(num_buckets, idf, ignore_ids, name="retrieval_key")
@@ -141,6 +150,8 @@ class ReferenceBankLayer(keras.layers.Layer):
         import tensorflow as tf
 
         scores = self.scorer(token_ids, padding_mask, self.keys)  # [B, M] int32
+        if self.top_k > 1:
+            return tf.math.top_k(scores, k=self.top_k).indices  # [B, k] int32
         # tf.argmax, not keras.ops.argmax: Keras' negative-zero fix uses signbit -> BitwiseAnd, not a TFLite builtin
         return tf.argmax(scores, axis=-1, output_type=tf.int32)
 
@@ -155,7 +166,8 @@ class ReferenceBankLayer(keras.layers.Layer):
         bank"): the exported bank is d_student / d_teacher the size and the projection leaves the graph.
 
         Args:
-            projection: the student's ``reference_projection`` (a built ``Dense``).
+            projection: the student's P, a callable [M, R, d_teacher] -> [M, R, d_student]
+                (:meth:`RefBertStudent.project_reference`).
         """
         self.projected_representations = np.asarray(keras.ops.convert_to_numpy(projection(self.representations)),
                                                     np.float32)
@@ -165,18 +177,24 @@ class ReferenceBankLayer(keras.layers.Layer):
 
         representations = (self.representations if self.projected_representations is None
                            else tf.constant(self.projected_representations))
-        mask = tf.gather(self.representation_mask, index)  # [B, R] float 0/1
-        positions = tf.range(1, self.num_tokens + 1, dtype=tf.int32)
+        mask = tf.gather(self.representation_mask, index)  # [B, R] float 0/1 ([B, k, R] for top-k)
+        reference = tf.gather(representations, index)  # [B, R, d] ([B, k, R, d] for top-k)
+        slots = self.num_tokens
+        if self.top_k > 1:  # the k references side by side: [B, k R, d]
+            slots = self.top_k * self.num_tokens
+            mask = tf.reshape(mask, [-1, slots])
+            reference = tf.reshape(reference, [-1, slots, reference.shape[-1]])
+        positions = tf.range(1, slots + 1, dtype=tf.int32)
         # integer arithmetic, so that full-integer quantization cannot round the length
         length = tf.reduce_max(tf.cast(mask > 0.5, tf.int32) * positions)  # 1 + the batch's last valid slot
-        return tf.gather(representations, index)[:, :length], mask[:, :length]
+        return reference[:, :length], mask[:, :length]
 
     def get_config(self):
         config = super().get_config()
         config.pop("trainable", None)
         config.update(num_anchors=self.num_anchors, num_tokens=self.num_tokens, teacher_dim=self.teacher_dim,
                       num_buckets=self.num_buckets, idf=self.scorer.idf_values.tolist(),
-                      ignore_ids=list(self.scorer.ignore_ids))
+                      ignore_ids=list(self.scorer.ignore_ids), top_k=self.top_k)
         return config
 
 
@@ -192,6 +210,12 @@ class RefBertStudent(keras.Model):
         teacher_dim: hidden size of the teacher (the bank's width, input of the projection P).
         bank_config: ``ReferenceBankLayer`` config (None: a vanilla student without references).
         dropout: dropout rate.
+        reference_projection: P, ``"linear"`` (a Dense, *our reading* of the design note) or ``"linear_norm"``
+            (Dense, then LayerNorm: the projected reference on the scale of the student's normalised embeddings,
+            which it meets in the first block's keys and values).
+
+    Raises:
+        ValueError: for an unknown ``reference_projection``.
 
     ``call(inputs)`` returns logits [B, num_classes]; ``call_with_features(inputs)`` returns a dict with
     ``logits``, ``embeddings`` [B, T, H], ``hidden_states`` (list of L tensors [B, T, H]) and ``attention_logits``
@@ -200,12 +224,17 @@ class RefBertStudent(keras.Model):
 
     def __init__(self, vocabulary_size: int, num_classes: int, num_layers: int = 4, hidden_dim: int = 312,
                  num_heads: int = 12, intermediate_dim: int = 1200, max_sequence_length: int = 512,
-                 teacher_dim: int = 384, bank_config: dict | None = None, dropout: float = 0.1, **kwargs):
+                 teacher_dim: int = 384, bank_config: dict | None = None, dropout: float = 0.1,
+                 reference_projection: str = "linear", **kwargs):
         super().__init__(**kwargs)
+        if reference_projection not in REFERENCE_PROJECTIONS:
+            raise ValueError(f"unknown reference_projection {reference_projection!r}; use one of "
+                             f"{', '.join(REFERENCE_PROJECTIONS)}")
         self.config_values = dict(vocabulary_size=vocabulary_size, num_classes=num_classes, num_layers=num_layers,
                                   hidden_dim=hidden_dim, num_heads=num_heads, intermediate_dim=intermediate_dim,
                                   max_sequence_length=max_sequence_length, teacher_dim=teacher_dim,
-                                  bank_config=bank_config, dropout=dropout)
+                                  bank_config=bank_config, dropout=dropout,
+                                  reference_projection=reference_projection)
         init = keras.initializers.TruncatedNormal(stddev=0.02)
         self.token_embedding = keras.layers.Embedding(vocabulary_size, hidden_dim, embeddings_initializer=init,
                                                       name="token_embedding")
@@ -230,6 +259,17 @@ class RefBertStudent(keras.Model):
             self.bank = ReferenceBankLayer(**bank_config, name="reference_bank")
             self.reference_projection = keras.layers.Dense(hidden_dim, kernel_initializer=init,
                                                            name="reference_projection")
+            self.reference_projection_norm = None
+            if reference_projection == "linear_norm":
+                self.reference_projection_norm = keras.layers.LayerNormalization(
+                    epsilon=1e-12, name="reference_projection_norm")
+
+    def project_reference(self, reference):
+        """P(ref): teacher-width reference tokens [..., d_teacher] -> [..., d_student]."""
+        projected = self.reference_projection(reference)
+        if self.reference_projection_norm is not None:
+            projected = self.reference_projection_norm(projected)
+        return projected
 
     @property
     def uses_reference(self) -> bool:
@@ -250,7 +290,7 @@ class RefBertStudent(keras.Model):
                 index = self.bank.retrieve(token_ids, padding_mask)
             reference, reference_mask = self.bank(index)
             if self.bank.projected_representations is None:  # else P(ref) is folded into the bank (export)
-                reference = self.reference_projection(reference)
+                reference = self.project_reference(reference)
         for i, block in enumerate(self.blocks):
             block_input = x
             if i == 0 and reference is not None:
@@ -278,7 +318,7 @@ class RefBertStudent(keras.Model):
             yield self
             return
         self.bank.freeze_retrieval()
-        self.bank.fold_projection(self.reference_projection)
+        self.bank.fold_projection(self.project_reference)
         try:
             yield self
         finally:
@@ -297,7 +337,8 @@ class RefBertStudent(keras.Model):
 
 
 def build_student(preset: str, num_classes: int, vocabulary_size: int, teacher_dim: int, bank=None,
-                  max_sequence_length: int = 512, dropout: float = 0.1) -> RefBertStudent:
+                  max_sequence_length: int = 512, dropout: float = 0.1, top_k: int = 1,
+                  reference_projection: str = "linear") -> RefBertStudent:
     """Build a student from a preset name, with the bank's arrays loaded when ``bank`` is given.
 
     Args:
@@ -308,9 +349,12 @@ def build_student(preset: str, num_classes: int, vocabulary_size: int, teacher_d
         bank: a :class:`~refbert_tf.bank.ReferenceBank` (RefBERT) or None (vanilla student).
         max_sequence_length: position embeddings.
         dropout: dropout rate.
+        top_k: references read per input (RefBERT: 1).
+        reference_projection: P, see :class:`RefBertStudent`.
 
     Raises:
-        ValueError: unknown preset; a bank whose representation width differs from ``teacher_dim``.
+        ValueError: unknown preset or projection; a bank whose representation width differs from
+            ``teacher_dim``; ``top_k`` outside 1..M.
     """
     if preset not in STUDENT_PRESETS:
         raise ValueError(f"unknown student preset {preset!r}; known: {', '.join(STUDENT_PRESETS)}")
@@ -321,10 +365,10 @@ def build_student(preset: str, num_classes: int, vocabulary_size: int, teacher_d
                              f"teacher is {teacher_dim} wide: the bank was built with another teacher")
         bank_config = dict(num_anchors=bank.num_anchors, num_tokens=bank.num_tokens, teacher_dim=teacher_dim,
                            num_buckets=bank.index.num_buckets, idf=bank.index.idf.tolist(),
-                           ignore_ids=list(bank.index.ignore_ids))
+                           ignore_ids=list(bank.index.ignore_ids), top_k=top_k)
     student = RefBertStudent(vocabulary_size, num_classes, max_sequence_length=max_sequence_length,
                              teacher_dim=teacher_dim, bank_config=bank_config, dropout=dropout,
-                             **STUDENT_PRESETS[preset])
+                             reference_projection=reference_projection, **STUDENT_PRESETS[preset])
     student(dummy_inputs())  # build
     if bank is not None:
         student.bank.representations.assign(bank.representations)

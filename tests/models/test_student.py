@@ -112,3 +112,43 @@ def test_init_from_teacher_copies_mapped_layers():
     wide(x)
     with pytest.raises(ValueError, match="needs equal widths"):
         init_student_from_teacher(wide, teacher, [2, 4])
+
+
+def test_top_k_student_reads_the_k_best_references(small_bank):
+    bank, feats = small_bank
+    student = build_student("tinybert4", 2, 30522, teacher_dim=24, bank=bank, max_sequence_length=64, top_k=2)
+    x = _inputs(feats)
+    offline, _ = bank.references_for({"token_ids": feats["token_ids"][:8]}, top_k=2)
+    on_device = np.asarray(student.bank.retrieve(x["token_ids"], x["padding_mask"]))
+    assert on_device.shape == (8, 2)
+    np.testing.assert_array_equal(on_device, offline)
+    reference, mask = student.bank(on_device)
+    assert reference.shape[1] == mask.shape[1] <= 2 * bank.num_tokens
+    # slot r of reference j is token r of anchor j
+    np.testing.assert_allclose(np.asarray(reference)[:, :bank.num_tokens], bank.representations[offline[:, 0]])
+    with_index = np.asarray(student({**x, "reference_index": offline.astype(np.int32)}, training=False))
+    np.testing.assert_allclose(np.asarray(student(x, training=False)), with_index, atol=1e-6)
+    too_many = bank.num_anchors + 1
+    with pytest.raises(ValueError, match=f"top_k={too_many} must be between 1 and the bank's {bank.num_anchors} "):
+        build_student("tiny", 2, 30522, teacher_dim=24, bank=bank, max_sequence_length=64, top_k=too_many)
+
+
+def test_linear_norm_projection_folds_and_reloads(small_bank, tmp_path):
+    from refbert_tf import export
+
+    bank, feats = small_bank
+    student = build_student("tinybert4", 2, 30522, teacher_dim=24, bank=bank, max_sequence_length=64,
+                            reference_projection="linear_norm")
+    x = _inputs(feats)
+    logits = np.asarray(student(x, training=False))
+    projected = np.asarray(student.project_reference(bank.representations[:2]))
+    np.testing.assert_allclose(projected.mean(-1), 0.0, atol=1e-5)  # LayerNorm'd (gamma 1, beta 0 at init)
+    with student.export_constants():
+        np.testing.assert_allclose(np.asarray(student(x, training=False)), logits, atol=1e-5)
+    student.save(tmp_path / "student.keras")
+    loaded = keras.saving.load_model(tmp_path / "student.keras")
+    np.testing.assert_allclose(np.asarray(loaded(x, training=False)), logits, atol=1e-6)
+    assert loaded.config_values["reference_projection"] == "linear_norm"
+    assert not export.strip_bank(student).uses_reference
+    with pytest.raises(ValueError, match="unknown reference_projection 'mlp'"):
+        build_student("tiny", 2, 30522, teacher_dim=24, bank=bank, reference_projection="mlp")
