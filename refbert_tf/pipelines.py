@@ -283,11 +283,15 @@ def glue_summary(results_dir="results", tasks=SUMMARY_TASKS) -> tuple[list[dict]
     """Collect teacher / vanilla / RefBERT dev results into one table.
 
     Reads ``<results_dir>/teacher/<task>.json`` and ``<results_dir>/distill/<task>_{vanilla,refbert}.json``.
+    A student row gets a ``note`` (and its cell a footnote) when its result's ``teacher_metrics`` differ from the
+    teacher row (distilled from another teacher), or when it is a RefBERT run from before the reference fix
+    (commit 4e48621; recognised by a ``config`` without ``top_k``, a field added right after the fix): those
+    runs trained on in-graph references, where a bank anchor is its own reference.
 
     Returns:
-        ``(rows, markdown)``: rows ``{task, model, metric, value (percent), command}`` for every result found, and
-        a markdown table with each model's average over the tasks it has all of, and RefBERT's average as a
-        percentage of the teacher's.
+        ``(rows, markdown)``: rows ``{task, model, metric, value (percent), command[, note]}`` for every result
+        found, and a markdown table with each model's average over the tasks it has all of, and RefBERT's average
+        as a percentage of the teacher's.
     """
     import json
 
@@ -298,16 +302,31 @@ def glue_summary(results_dir="results", tasks=SUMMARY_TASKS) -> tuple[list[dict]
         paths = {"teacher": results_dir / "teacher" / f"{task.name}.json",
                  "vanilla": results_dir / "distill" / f"{task.name}_vanilla.json",
                  "refbert": results_dir / "distill" / f"{task.name}_refbert.json"}
+        teacher_value = None
         for model, path in paths.items():
             if path.is_file():
                 r = json.loads(path.read_text(encoding="utf-8"))
-                rows.append({"task": task.name, "model": model, "metric": task.main_metric,
-                             "value": round(float(r["metrics"][task.main_metric]), 2), "command": r["command"]})
+                row = {"task": task.name, "model": model, "metric": task.main_metric,
+                       "value": round(float(r["metrics"][task.main_metric]), 2), "command": r["command"]}
+                notes = []
+                if model == "teacher":
+                    teacher_value = row["value"]
+                elif teacher_value is not None and "teacher_metrics" in r and \
+                        round(float(r["teacher_metrics"][task.main_metric]), 2) != teacher_value:
+                    notes.append(f"distilled from a teacher scoring {r['teacher_metrics'][task.main_metric]:.2f}")
+                if model == "refbert" and "config" in r and "top_k" not in r["config"]:
+                    notes.append("distilled before the reference fix (4e48621): trained on in-graph references")
+                if notes:
+                    row["note"] = "; ".join(notes)
+                rows.append(row)
     table = {(r["task"], r["model"]): r["value"] for r in rows}
+    footnotes = [(r["task"], r["model"], r["note"]) for r in rows if "note" in r]
+    marks = {(t, m): f" [{i + 1}]" for i, (t, m, _) in enumerate(footnotes)}
     models = ("teacher", "vanilla", "refbert")
     lines = ["| task | metric | " + " | ".join(models) + " |", "|---|---|" + "---|" * len(models)]
     for task_name in tasks:
-        cells = [f"{table[(task_name, m)]:.2f}" if (task_name, m) in table else "-" for m in models]
+        cells = [f"{table[(task_name, m)]:.2f}{marks.get((task_name, m), '')}" if (task_name, m) in table else "-"
+                 for m in models]
         lines.append(f"| {task_name} | {get_task(task_name).main_metric} | " + " | ".join(cells) + " |")
     complete = [t for t in tasks if all((t, m) in table for m in models)]
     if complete:
@@ -315,6 +334,8 @@ def glue_summary(results_dir="results", tasks=SUMMARY_TASKS) -> tuple[list[dict]
         lines.append(f"| average ({len(complete)} tasks) | | " + " | ".join(f"{avg[m]:.2f}" for m in models) + " |")
         lines += ["", f"RefBERT keeps {100 * avg['refbert'] / avg['teacher']:.1f}% of the teacher's average and is "
                       f"{avg['refbert'] - avg['vanilla']:+.2f} points from the vanilla student."]
+    if footnotes:
+        lines += [""] + [f"{marks[(t, m)]} {t} {m}: {note}." for t, m, note in footnotes]
     return rows, "\n".join(lines) + "\n"
 
 

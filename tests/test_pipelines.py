@@ -107,3 +107,25 @@ def test_glue_summary(tmp_path):
                        "command": "cmd teacher"}
     assert len(rows) == 3 and "| mrpc | f1 | - | - | - |" in md
     assert "94.4% of the teacher's average" in md and "+5.00 points" in md
+
+
+def test_glue_summary_flags_students_of_another_teacher_and_pre_fix_runs(tmp_path):
+    from refbert_tf.io_utils import write_json
+    from refbert_tf.pipelines import glue_summary
+
+    write_json(tmp_path / "teacher/rte.json", {"metrics": {"accuracy": 60.65}, "command": "t"})
+    write_json(tmp_path / "distill/rte_vanilla.json", {"metrics": {"accuracy": 52.7}, "command": "v",
+                                                       "teacher_metrics": {"accuracy": 59.57},
+                                                       "config": {"use_reference": False}})
+    write_json(tmp_path / "distill/rte_refbert.json", {"metrics": {"accuracy": 55.0}, "command": "r",
+                                                       "teacher_metrics": {"accuracy": 60.65},
+                                                       "config": {"use_reference": True, "top_k": 1}})
+    rows, md = glue_summary(tmp_path, ("rte",))
+    notes = {r["model"]: r.get("note") for r in rows}
+    assert notes == {"teacher": None, "vanilla": "distilled from a teacher scoring 59.57", "refbert": None}
+    assert "| rte | accuracy | 60.65 | 52.70 [1] | 55.00 |" in md and "[1] rte vanilla: distilled from a teacher" in md
+    write_json(tmp_path / "distill/rte_refbert.json", {"metrics": {"accuracy": 55.0}, "command": "r",
+                                                       "teacher_metrics": {"accuracy": 60.65},
+                                                       "config": {"use_reference": True}})
+    rows, md = glue_summary(tmp_path, ("rte",))
+    assert "55.00 [2]" in md and "before the reference fix" in rows[2]["note"]
