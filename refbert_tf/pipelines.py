@@ -335,7 +335,7 @@ def glue_summary(results_dir="results", tasks=SUMMARY_TASKS) -> tuple[list[dict]
         lines += ["", f"RefBERT keeps {100 * avg['refbert'] / avg['teacher']:.1f}% of the teacher's average and is "
                       f"{avg['refbert'] - avg['vanilla']:+.2f} points from the vanilla student."]
     if footnotes:
-        lines += [""] + [f"{marks[(t, m)]} {t} {m}: {note}." for t, m, note in footnotes]
+        lines += [""] + [f"{marks[(t, m)].strip()} {t} {m}: {note}." for t, m, note in footnotes]
     return rows, "\n".join(lines) + "\n"
 
 
