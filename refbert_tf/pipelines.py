@@ -339,6 +339,107 @@ def glue_summary(results_dir="results", tasks=SUMMARY_TASKS) -> tuple[list[dict]
     return rows, "\n".join(lines) + "\n"
 
 
+ABLATION_KNOBS = ("use_reference", "bank_layer", "bank_tokens", "max_anchors", "num_buckets", "top_k",
+                  "reference_projection", "intermediate_epochs", "prediction_epochs", "temperature", "student",
+                  "init_from_teacher", "learning_rate", "batch_size")
+
+
+def ablation_summary(result_paths) -> tuple[list[dict], str]:
+    """Tabulate distillation runs that differ in a few knobs, each against the vanilla run of the same budget.
+
+    Every path is a ``recipes/distill_glue.py`` result JSON of one task. The first RefBERT run (in the given
+    order) is the baseline the knobs are described against; a run's vanilla partner is the ``--no-reference``
+    run with the same seed and number of training examples (so a change is read against the same budget).
+
+    Args:
+        result_paths: result JSON paths, all of one task.
+
+    Returns:
+        ``(rows, markdown)``: rows ``{run, model, changes (knob -> value, vs the baseline RefBERT run), seed,
+        num_train, metric, value (percent), minus_vanilla (points, or None without a partner), minutes,
+        command}``, and a markdown table of them with the mean and spread of the seeds where a setting has several.
+
+    Raises:
+        ValueError: no paths, paths of several tasks, or no RefBERT run among them.
+    """
+    import json
+
+    results = [(Path(p).stem, json.loads(Path(p).read_text(encoding="utf-8"))) for p in result_paths]
+    if not results:
+        raise ValueError("ablation_summary: no result files given")
+    tasks = {r["task"] for _, r in results}
+    if len(tasks) != 1:
+        raise ValueError(f"ablation_summary: results of several tasks {sorted(tasks)}; give one task's runs")
+    baseline = next((r["config"] for _, r in results if r["config"].get("use_reference")), None)
+    if baseline is None:
+        raise ValueError("ablation_summary: no RefBERT run (config.use_reference true) to describe changes against")
+    vanilla = {(r["config"]["seed"], r["num_train"]): r for _, r in results if not r["config"].get("use_reference")}
+    rows = []
+    for name, r in results:
+        cfg = r["config"]
+        metric = r["main_metric"]
+        value = round(float(r["metrics"][metric]), 2)
+        partner = vanilla.get((cfg["seed"], r["num_train"]))
+        changes = {k: cfg.get(k) for k in ABLATION_KNOBS if k != "use_reference" and cfg.get(k) != baseline.get(k)}
+        rows.append({"run": name, "model": r["model"], "changes": changes, "seed": cfg["seed"],
+                     "num_train": r["num_train"], "metric": metric, "value": value,
+                     "minus_vanilla": None if partner is None or partner is r
+                     else round(value - float(partner["metrics"][metric]), 2),
+                     "minutes": round(float(r["seconds"]) / 60, 1), "command": r["command"]})
+    lines = ["| run | model | change vs the baseline RefBERT run | seed | train examples | "
+             f"dev {rows[0]['metric']} | minus vanilla (same seed, budget) | minutes |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        change = ", ".join(f"{k}={v}" for k, v in r["changes"].items()) or ("baseline" if r["model"] == "refbert"
+                                                                             else "no reference")
+        delta = "" if r["minus_vanilla"] is None else f"{r['minus_vanilla']:+.2f}"
+        lines.append(f"| {r['run']} | {r['model']} | {change} | {r['seed']} | {r['num_train']} | {r['value']:.2f} | "
+                     f"{delta} | {r['minutes']:.1f} |")
+    groups: dict[tuple, list[float]] = {}
+    for r in rows:
+        groups.setdefault((r["model"], tuple(sorted(r["changes"].items(), key=lambda kv: kv[0])), r["num_train"]),
+                          []).append(r["value"])
+    repeated = {k: v for k, v in groups.items() if len(v) > 1}
+    if repeated:
+        lines.append("")
+        for (model, changes, num_train), values in repeated.items():
+            label = ", ".join(f"{k}={v}" for k, v in changes) or ("baseline" if model == "refbert" else "no reference")
+            lines.append(f"{model} ({label}, {num_train} train examples) over {len(values)} seeds: "
+                         f"mean {np.mean(values):.2f}, range {min(values):.2f}-{max(values):.2f}.")
+    return rows, "\n".join(lines) + "\n"
+
+
+def ablation_plot(rows: list[dict], path) -> None:
+    """Bar chart of an :func:`ablation_summary`'s runs (dev metric, %), vanilla runs in grey, as a PNG.
+
+    Raises:
+        ValueError: no rows.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not rows:
+        raise ValueError("ablation_plot: no rows to plot")
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(rows)), 4.0))
+    colors = ["tab:gray" if r["model"] == "vanilla" else "tab:green" for r in rows]
+    values = [r["value"] for r in rows]
+    ax.bar(range(len(rows)), values, color=colors)
+    ax.set_xticks(range(len(rows)), [r["run"] for r in rows], rotation=30, ha="right", fontsize=8)
+    low = min(values)
+    ax.set_ylim(max(0.0, low - 3.0), max(values) + 1.0)
+    for i, v in enumerate(values):
+        ax.text(i, v + 0.1, f"{v:.2f}", ha="center", fontsize=7)
+    ax.set_ylabel(f"dev {rows[0]['metric']} (%)")
+    ax.set_title("Distillation runs: RefBERT knobs (green) against vanilla (grey)")
+    ax.grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+
+
 def export_glue_student(task: GlueTask | str, student_dir, out_dir, variants=None, glue_dir=None,
                         source: str = "tsv", without_bank: bool = False, num_representative: int = 300,
                         parity_examples: int = 200, command: str = "") -> dict:

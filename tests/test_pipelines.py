@@ -129,3 +129,40 @@ def test_glue_summary_flags_students_of_another_teacher_and_pre_fix_runs(tmp_pat
                                                        "config": {"use_reference": True}})
     rows, md = glue_summary(tmp_path, ("rte",))
     assert "55.00 [2]" in md and "before the reference fix" in rows[2]["note"]
+
+
+def test_ablation_summary_pairs_each_run_with_the_vanilla_run_of_its_seed_and_budget(tmp_path):
+    from refbert_tf.io_utils import write_json
+    from refbert_tf.pipelines import ablation_plot, ablation_summary
+
+    base = {"use_reference": True, "bank_layer": -1, "bank_tokens": 4, "top_k": 1, "seed": 42}
+    runs = {"vanilla": ({**base, "use_reference": False}, 80.0, 20000),
+            "refbert": (base, 81.5, 20000),
+            "top4": ({**base, "top_k": 4}, 79.0, 20000),
+            "vanilla_seed1": ({**base, "use_reference": False, "seed": 1}, 82.0, 20000),
+            "refbert_seed1": ({**base, "seed": 1}, 81.0, 20000),
+            "refbert_small": (base, 70.0, 1000)}
+    paths = []
+    for name, (cfg, value, n) in runs.items():
+        paths.append(tmp_path / f"{name}.json")
+        write_json(paths[-1], {"task": "sst2", "model": "refbert" if cfg["use_reference"] else "vanilla",
+                               "main_metric": "accuracy", "metrics": {"accuracy": value}, "config": cfg,
+                               "num_train": n, "seconds": 600.0, "command": f"cmd {name}"})
+    rows, md = ablation_summary(paths)
+    by = {r["run"]: r for r in rows}
+    assert by["refbert"]["minus_vanilla"] == 1.5 and by["refbert"]["changes"] == {}
+    assert by["top4"]["minus_vanilla"] == -1.0 and by["top4"]["changes"] == {"top_k": 4}
+    assert by["refbert_seed1"]["minus_vanilla"] == -1.0 and by["refbert_seed1"]["changes"] == {}
+    assert by["vanilla"]["minus_vanilla"] is None and by["refbert_small"]["minus_vanilla"] is None
+    assert by["refbert_seed1"]["minutes"] == 10.0
+    assert "| top4 | refbert | top_k=4 | 42 | 20000 | 79.00 | -1.00 | 10.0 |" in md
+    assert "refbert (baseline, 20000 train examples) over 2 seeds: mean 81.25, range 81.00-81.50." in md
+    assert "vanilla (no reference, 20000 train examples) over 2 seeds: mean 81.00" in md
+    ablation_plot(rows, tmp_path / "a.png")
+    assert (tmp_path / "a.png").stat().st_size > 1000
+    write_json(paths[0], {"task": "cola", "model": "vanilla", "main_metric": "mcc", "metrics": {"mcc": 1.0},
+                          "config": {**base, "use_reference": False}, "num_train": 1, "seconds": 1, "command": ""})
+    with pytest.raises(ValueError, match="several tasks"):
+        ablation_summary(paths)
+    with pytest.raises(ValueError, match="no RefBERT run"):
+        ablation_summary(paths[:1])

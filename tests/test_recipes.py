@@ -38,3 +38,12 @@ def test_edge_recipes_help():
         assert out.returncode == 0, (recipe, out.stderr)
         for flag in flags:
             assert flag in out.stdout, (recipe, flag)
+
+
+def test_summary_recipes_help():
+    for recipe, flags in (("recipes/glue_summary.py", ("--results-dir", "--tasks")),
+                          ("recipes/ablation_summary.py", ("results", "--out"))):
+        out = _run(recipe, "--help")
+        assert out.returncode == 0, (recipe, out.stderr)
+        for flag in flags:
+            assert flag in out.stdout, (recipe, flag)
