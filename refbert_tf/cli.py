@@ -47,3 +47,22 @@ def command_line(argv=None) -> str:
     """The command as typed (``python recipes/x.py --flag ...``), recorded in result files."""
     args = argv if argv is not None else sys.argv[1:]
     return "python " + shlex.join([os.path.relpath(sys.argv[0])] + list(args))
+
+
+def code_version() -> str | None:
+    """The git commit of the running code (``git describe --always --dirty``), recorded in result files.
+
+    Recipes put their repository root first on ``sys.path``, so this is the commit of the code that ran, also from a
+    worktree. ``-dirty`` marks uncommitted changes. Returns None outside a git checkout or without git.
+    """
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        out = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"], cwd=root,
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() or None

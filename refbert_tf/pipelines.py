@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from refbert_tf.data import GlueTask, get_task, load_encoded_splits, make_dataset
+from refbert_tf.cli import code_version
 from refbert_tf.io_utils import atomic_path, write_json, write_text
 
 # Provisional per-task budgets (passes over the training set per stage); to be tuned on measured runs.
@@ -245,7 +246,7 @@ def distill_glue(task: GlueTask | str, out_dir, teacher_dir, config: DistillConf
     result = {
         "task": task.name, "model": model_name, "metrics": metrics, "main_metric": task.main_metric,
         "teacher_metrics": teacher_meta.get("metrics"), "teacher_dir": str(teacher_dir), "teacher_id": teacher_id,
-        "command": command, "seconds": round(time.perf_counter() - start, 1),
+        "command": command, "code_version": code_version(), "seconds": round(time.perf_counter() - start, 1),
         "peak_memory_mb": round(peak_memory_mb(), 1), "stage_seconds": timings, "bank": bank_info,
         "num_train": len(train), "num_dev": len(dev), "student_parameters": int(student.count_params()),
         "config": dataclasses.asdict(config), "strategy": strategy_info(strategy),

@@ -4,6 +4,7 @@ import keras
 import pytest
 
 from refbert_tf.bank import BankError
+from refbert_tf.cli import code_version
 from refbert_tf.data import read_glue_tsv
 from refbert_tf.models.teacher import TeacherNotFoundError, finetune_teacher
 from refbert_tf.pipelines import DistillConfig, distill_glue
@@ -34,6 +35,7 @@ def test_distill_end_to_end_and_resume(tiny_teacher_dir, glue_dir, tmp_path, use
                           verbose=0, command="pytest")
     assert result["model"] == ("refbert" if use_reference else "vanilla")
     assert list(result["metrics"]) == ["accuracy"] and result["num_dev"] == 872
+    assert result["code_version"] == code_version()
     if use_reference:
         assert result["bank"]["num_anchors"] <= 32 and result["bank"]["dev_retrieval_agreement"] >= 0.95
         assert result["bank"]["train_self_references"] == 0

@@ -17,6 +17,7 @@ import os
 import shutil
 from pathlib import Path
 
+from refbert_tf.cli import code_version
 from refbert_tf.data import GlueTask, get_task
 from refbert_tf.io_utils import atomic_path, write_json
 from refbert_tf.tokenization import BertWordPieceTokenizer
@@ -180,6 +181,7 @@ def finetune_teacher(task: GlueTask | str, out_dir: str | os.PathLike, checkpoin
         "metrics": metrics,
         "main_metric": task.main_metric,
         "command": command,
+        "code_version": code_version(),
         "seconds": round(time.perf_counter() - start, 1),
         "train_seconds": round(history.seconds, 1),
         "train_examples_per_second": round(history.examples_per_second, 1),
