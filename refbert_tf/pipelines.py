@@ -58,6 +58,12 @@ class DistillConfig:
         backup_every: steps between resume checkpoints.
         init_from_teacher: copy the teacher's embeddings and mapped blocks into the student (needs equal widths;
             the default MiniLM teacher (384) and tinybert4 (312) differ, so the default is random init).
+        init_embeddings_from_teacher: initialise only the student's embeddings from the teacher's, projected to
+            the student width by PCA (any widths; see
+            :func:`~refbert_tf.models.student.init_student_embeddings_from_teacher`).
+
+    Raises:
+        ValueError: ``init_from_teacher`` and ``init_embeddings_from_teacher`` both set.
     """
 
     student: str = "tinybert4"
@@ -80,6 +86,12 @@ class DistillConfig:
     seed: int = 42
     backup_every: int = 200
     init_from_teacher: bool = False
+    init_embeddings_from_teacher: bool = False
+
+    def __post_init__(self):
+        if self.init_from_teacher and self.init_embeddings_from_teacher:
+            raise ValueError("init_from_teacher already copies the embeddings: give init_from_teacher (equal widths) "
+                             "or init_embeddings_from_teacher (--init-embeddings-from-teacher), not both")
 
 
 def distill_config(task: str, **overrides) -> DistillConfig:
@@ -216,6 +228,10 @@ def distill_glue(task: GlueTask | str, out_dir, teacher_dir, config: DistillConf
         from refbert_tf.models.student import init_student_from_teacher
 
         init_student_from_teacher(student, teacher.backbone, distiller.mapping)
+    elif config.init_embeddings_from_teacher:
+        from refbert_tf.models.student import init_student_embeddings_from_teacher
+
+        init_student_embeddings_from_teacher(student, teacher.backbone)
     ds = make_dataset({k: (tf.constant(v) if isinstance(v, np.ndarray) else v) for k, v in features.items()},
                       train.labels, batch_size=config.batch_size, shuffle=True, seed=config.seed, repeat=True)
     if config.use_reference and "reference_index" not in ds.element_spec[0]:
@@ -342,7 +358,7 @@ def glue_summary(results_dir="results", tasks=SUMMARY_TASKS) -> tuple[list[dict]
 
 ABLATION_KNOBS = ("use_reference", "bank_layer", "bank_tokens", "max_anchors", "num_buckets", "top_k",
                   "reference_projection", "intermediate_epochs", "prediction_epochs", "temperature", "student",
-                  "init_from_teacher", "learning_rate", "batch_size")
+                  "init_from_teacher", "init_embeddings_from_teacher", "learning_rate", "batch_size")
 
 
 def ablation_summary(result_paths) -> tuple[list[dict], str]:

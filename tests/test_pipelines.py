@@ -168,3 +168,8 @@ def test_ablation_summary_pairs_each_run_with_the_vanilla_run_of_its_seed_and_bu
         ablation_summary(paths)
     with pytest.raises(ValueError, match="no RefBERT run"):
         ablation_summary(paths[:1])
+
+
+def test_distill_config_rejects_two_teacher_inits():
+    with pytest.raises(ValueError, match="not both"):
+        DistillConfig(init_from_teacher=True, init_embeddings_from_teacher=True)

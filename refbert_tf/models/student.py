@@ -406,6 +406,46 @@ def init_student_from_teacher(student: RefBertStudent, teacher_backbone, layer_m
     student.pooled_dense.set_weights(teacher_backbone.get_layer("pooled_dense").get_weights())
 
 
+def init_student_embeddings_from_teacher(student: RefBertStudent, teacher_backbone) -> np.ndarray:
+    """Initialise the student's token, position and segment embeddings from a wider (or equal) teacher's, by PCA.
+
+    The teacher's token-embedding matrix E_t [V, d_t] gives a PCA basis C [d_s, d_t] (scikit-learn ``PCA``, the
+    top d_s principal directions, orthonormal rows); the student gets E_t C^T for tokens, and the same map of the
+    teacher's position [:max_sequence_length] and segment embeddings, so their sum, which the embedding LayerNorm
+    sees, is mapped consistently. The LayerNorm and everything above the embeddings stay randomly initialised.
+    This gives a student narrower than the teacher (tinybert4: 312 < 384) the teacher's lexical geometry in its
+    d_s strongest directions, in place of TinyBERT's general distillation (Jiao et al. 2020, sec. 3.2), which this
+    machine cannot run. Our addition; not in the RefBERT design note.
+
+    Args:
+        student: a built :class:`RefBertStudent`.
+        teacher_backbone: the teacher's keras-hub ``BertBackbone`` (same vocabulary, hidden_dim >= the student's).
+
+    Returns:
+        The basis C, [d_s, d_t] float32.
+
+    Raises:
+        ValueError: if the vocabularies differ in size or the student is wider than the teacher.
+    """
+    from sklearn.decomposition import PCA
+
+    c = student.config_values
+    d_s, d_t = c["hidden_dim"], teacher_backbone.hidden_dim
+    if c["vocabulary_size"] != teacher_backbone.vocabulary_size:
+        raise ValueError(f"student vocabulary ({c['vocabulary_size']}) differs from the teacher's "
+                         f"({teacher_backbone.vocabulary_size}): embeddings cannot be initialised from the teacher")
+    if d_s > d_t:
+        raise ValueError(f"student width {d_s} exceeds the teacher's {d_t}: PCA cannot add directions")
+    tokens = np.asarray(teacher_backbone.get_layer("token_embedding").get_weights()[0], np.float64)
+    basis = PCA(n_components=d_s, svd_solver="full").fit(tokens).components_.astype(np.float32)
+    positions = teacher_backbone.get_layer("position_embedding").get_weights()[0][:c["max_sequence_length"]]
+    segments = teacher_backbone.get_layer("segment_embedding").get_weights()[0][:student.segment_embedding.input_dim]
+    student.token_embedding.set_weights([tokens.astype(np.float32) @ basis.T])
+    student.position_embedding.set_weights([positions @ basis.T])
+    student.segment_embedding.set_weights([segments @ basis.T])
+    return basis
+
+
 STUDENT_FILES = ("student.keras", "student.json", "vocab.txt")
 
 

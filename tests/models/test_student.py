@@ -114,6 +114,45 @@ def test_init_from_teacher_copies_mapped_layers():
         init_student_from_teacher(wide, teacher, [2, 4])
 
 
+def test_init_embeddings_from_teacher_projects_by_pca():
+    from sklearn.decomposition import PCA
+
+    from refbert_tf.models.student import RefBertStudent, init_student_embeddings_from_teacher
+
+    keras.utils.set_random_seed(3)
+    teacher = tiny_bert_backbone(num_layers=2, hidden_dim=16, intermediate_dim=32, vocabulary_size=100,
+                                 max_sequence_length=32)
+    # teacher token embeddings of rank 8: an 8-wide student keeps them exactly, up to the basis
+    rng = np.random.default_rng(0)
+    low_rank = (rng.normal(size=(100, 8)) @ rng.normal(size=(8, 16))).astype(np.float32)
+    teacher.get_layer("token_embedding").set_weights([low_rank])
+    student = RefBertStudent(100, 2, num_layers=1, hidden_dim=8, num_heads=2, intermediate_dim=16,
+                             max_sequence_length=24, teacher_dim=16, dropout=0.0)
+    x = {"token_ids": np.array([[1, 5, 7, 2]], np.int32), "segment_ids": np.zeros((1, 4), np.int32),
+         "padding_mask": np.ones((1, 4), np.int32)}
+    student(x)
+    basis = init_student_embeddings_from_teacher(student, teacher)
+    assert basis.shape == (8, 16)
+    np.testing.assert_allclose(basis @ basis.T, np.eye(8), atol=1e-5)
+    tokens = student.token_embedding.get_weights()[0]
+    np.testing.assert_allclose(tokens @ basis, low_rank, atol=1e-4)  # nothing lost: rank 8 in 8 directions
+    np.testing.assert_allclose(np.abs(basis), np.abs(PCA(8).fit(low_rank.astype(np.float64)).components_), atol=1e-4)
+    positions = teacher.get_layer("position_embedding").get_weights()[0]
+    np.testing.assert_allclose(student.position_embedding.get_weights()[0], positions[:24] @ basis.T, atol=1e-6)
+    segments = teacher.get_layer("segment_embedding").get_weights()[0]
+    np.testing.assert_allclose(student.segment_embedding.get_weights()[0], segments[:2] @ basis.T, atol=1e-6)
+    other_vocab = RefBertStudent(90, 2, num_layers=1, hidden_dim=8, num_heads=2, intermediate_dim=16,
+                                 max_sequence_length=24, teacher_dim=16)
+    other_vocab({**x})
+    with pytest.raises(ValueError, match="vocabulary"):
+        init_student_embeddings_from_teacher(other_vocab, teacher)
+    wider = RefBertStudent(100, 2, num_layers=1, hidden_dim=32, num_heads=2, intermediate_dim=16,
+                           max_sequence_length=24, teacher_dim=16)
+    wider(x)
+    with pytest.raises(ValueError, match="exceeds the teacher"):
+        init_student_embeddings_from_teacher(wider, teacher)
+
+
 def test_top_k_student_reads_the_k_best_references(small_bank):
     bank, feats = small_bank
     student = build_student("tinybert4", 2, 30522, teacher_dim=24, bank=bank, max_sequence_length=64, top_k=2)
