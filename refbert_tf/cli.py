@@ -49,20 +49,26 @@ def command_line(argv=None) -> str:
     return "python " + shlex.join([os.path.relpath(sys.argv[0])] + list(args))
 
 
+CODE_PATHS = ("refbert_tf", "recipes", "tflite", "setup.py", "requirements.lock")
+
+
 def code_version() -> str | None:
-    """The git commit of the running code (``git describe --always --dirty``), recorded in result files.
+    """The git commit of the running code, recorded in result files: ``<12-hex sha>``, plus ``-dirty`` when
+    :data:`CODE_PATHS` have uncommitted changes (other files, such as ``results/``, do not count).
 
     Recipes put their repository root first on ``sys.path``, so this is the commit of the code that ran, also from a
-    worktree. ``-dirty`` marks uncommitted changes. Returns None outside a git checkout or without git.
+    worktree. Returns None outside a git checkout or without git.
     """
     import subprocess
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     try:
-        out = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"], cwd=root,
-                             capture_output=True, text=True, timeout=10)
+        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True,
+                             timeout=10)
+        if sha.returncode != 0 or not sha.stdout.strip():
+            return None
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS],
+                                cwd=root, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
-    if out.returncode != 0:
-        return None
-    return out.stdout.strip() or None
+    return sha.stdout.strip() + ("-dirty" if status.stdout.strip() else "")

@@ -444,11 +444,11 @@ def ablation_plot(rows: list[dict], path) -> None:
     values = [r["value"] for r in rows]
     ax.bar(range(len(rows)), values, color=colors)
     ax.set_xticks(range(len(rows)), [r["run"] for r in rows], rotation=30, ha="right", fontsize=8)
-    low = min(values)
-    ax.set_ylim(max(0.0, low - 3.0), max(values) + 1.0)
+    bottom = max(0.0, min(values) - 3.0)
+    ax.set_ylim(bottom, max(values) + 1.0)
     for i, v in enumerate(values):
         ax.text(i, v + 0.1, f"{v:.2f}", ha="center", fontsize=7)
-    ax.set_ylabel(f"dev {rows[0]['metric']} (%)")
+    ax.set_ylabel(f"dev {rows[0]['metric']} (%)" + (f", axis from {bottom:.0f}" if bottom > 0 else ""))
     ax.set_title("Distillation runs: RefBERT knobs (green) against vanilla (grey)")
     ax.grid(True, axis="y", alpha=0.3)
     fig.tight_layout()
