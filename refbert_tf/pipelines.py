@@ -364,9 +364,11 @@ ABLATION_KNOBS = ("use_reference", "bank_layer", "bank_tokens", "max_anchors", "
 def ablation_summary(result_paths) -> tuple[list[dict], str]:
     """Tabulate distillation runs that differ in a few knobs, each against the vanilla run of the same budget.
 
-    Every path is a ``recipes/distill_glue.py`` result JSON of one task. The first RefBERT run (in the given
-    order) is the baseline the knobs are described against; a run's vanilla partner is the ``--no-reference``
-    run with the same seed and number of training examples (so a change is read against the same budget).
+    Every path is a ``recipes/distill_glue.py`` result JSON of one task; other JSON files (no ``config``, such as
+    an earlier summary caught by a glob) are skipped. The baseline the knobs are described against is the RefBERT
+    run closest to the task's defaults (fewest :data:`ABLATION_KNOBS` changed; the first such in the given order);
+    a run's vanilla partner is the ``--no-reference`` run with the same seed and number of training examples (so a
+    change is read against the same budget).
 
     Args:
         result_paths: result JSON paths, all of one task.
@@ -382,14 +384,17 @@ def ablation_summary(result_paths) -> tuple[list[dict], str]:
     import json
 
     results = [(Path(p).stem, json.loads(Path(p).read_text(encoding="utf-8"))) for p in result_paths]
+    results = [(name, r) for name, r in results if isinstance(r, dict) and "config" in r]
     if not results:
-        raise ValueError("ablation_summary: no result files given")
+        raise ValueError("ablation_summary: no distill_glue result files given")
     tasks = {r["task"] for _, r in results}
     if len(tasks) != 1:
         raise ValueError(f"ablation_summary: results of several tasks {sorted(tasks)}; give one task's runs")
-    baseline = next((r["config"] for _, r in results if r["config"].get("use_reference")), None)
-    if baseline is None:
+    defaults = dataclasses.asdict(distill_config(tasks.pop()))
+    refbert_configs = [r["config"] for _, r in results if r["config"].get("use_reference")]
+    if not refbert_configs:
         raise ValueError("ablation_summary: no RefBERT run (config.use_reference true) to describe changes against")
+    baseline = min(refbert_configs, key=lambda c: sum(c.get(k, defaults[k]) != defaults[k] for k in ABLATION_KNOBS))
     vanilla = {(r["config"]["seed"], r["num_train"]): r for _, r in results if not r["config"].get("use_reference")}
     rows = []
     for name, r in results:

@@ -137,7 +137,8 @@ def test_ablation_summary_pairs_each_run_with_the_vanilla_run_of_its_seed_and_bu
     from refbert_tf.io_utils import write_json
     from refbert_tf.pipelines import ablation_plot, ablation_summary
 
-    base = {"use_reference": True, "bank_layer": -1, "bank_tokens": 4, "top_k": 1, "seed": 42}
+    base = {"use_reference": True, "bank_layer": -1, "bank_tokens": 4, "top_k": 1, "seed": 42,
+            "intermediate_epochs": 1.0, "prediction_epochs": 1.0}
     runs = {"vanilla": ({**base, "use_reference": False}, 80.0, 20000),
             "refbert": (base, 81.5, 20000),
             "top4": ({**base, "top_k": 4}, 79.0, 20000),
@@ -150,8 +151,10 @@ def test_ablation_summary_pairs_each_run_with_the_vanilla_run_of_its_seed_and_bu
         write_json(paths[-1], {"task": "sst2", "model": "refbert" if cfg["use_reference"] else "vanilla",
                                "main_metric": "accuracy", "metrics": {"accuracy": value}, "config": cfg,
                                "num_train": n, "seconds": 600.0, "command": f"cmd {name}"})
-    rows, md = ablation_summary(paths)
+    write_json(tmp_path / "summary.json", {"rows": [], "command": "an earlier summary"})
+    rows, md = ablation_summary([paths[2], tmp_path / "summary.json", *paths[:2], *paths[3:]])  # top4 first
     by = {r["run"]: r for r in rows}
+    assert len(rows) == 6 and rows[0]["run"] == "top4"
     assert by["refbert"]["minus_vanilla"] == 1.5 and by["refbert"]["changes"] == {}
     assert by["top4"]["minus_vanilla"] == -1.0 and by["top4"]["changes"] == {"top_k": 4}
     assert by["refbert_seed1"]["minus_vanilla"] == -1.0 and by["refbert_seed1"]["changes"] == {}
