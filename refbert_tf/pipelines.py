@@ -361,6 +361,11 @@ ABLATION_KNOBS = ("use_reference", "bank_layer", "bank_tokens", "max_anchors", "
                   "init_from_teacher", "init_embeddings_from_teacher", "learning_rate", "batch_size")
 
 
+def _change_label(model: str, changes) -> str:
+    """``knob=value, ...`` for an ablation row, or ``baseline`` / ``no reference`` when it changes nothing."""
+    return ", ".join(f"{k}={v}" for k, v in changes) or ("baseline" if model == "refbert" else "no reference")
+
+
 def ablation_summary(result_paths) -> tuple[list[dict], str]:
     """Tabulate distillation runs that differ in a few knobs, each against the vanilla run of the same budget.
 
@@ -412,8 +417,7 @@ def ablation_summary(result_paths) -> tuple[list[dict], str]:
              f"dev {rows[0]['metric']} | minus vanilla (same seed, budget) | minutes |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        change = ", ".join(f"{k}={v}" for k, v in r["changes"].items()) or ("baseline" if r["model"] == "refbert"
-                                                                             else "no reference")
+        change = _change_label(r["model"], r["changes"].items())
         delta = "" if r["minus_vanilla"] is None else f"{r['minus_vanilla']:+.2f}"
         lines.append(f"| {r['run']} | {r['model']} | {change} | {r['seed']} | {r['num_train']} | {r['value']:.2f} | "
                      f"{delta} | {r['minutes']:.1f} |")
@@ -425,8 +429,7 @@ def ablation_summary(result_paths) -> tuple[list[dict], str]:
     if repeated:
         lines.append("")
         for (model, changes, num_train), values in repeated.items():
-            label = ", ".join(f"{k}={v}" for k, v in changes) or ("baseline" if model == "refbert" else "no reference")
-            lines.append(f"{model} ({label}, {num_train} train examples) over {len(values)} seeds: "
+            lines.append(f"{model} ({_change_label(model, changes)}, {num_train} train examples) over {len(values)} seeds: "
                          f"mean {np.mean(values):.2f}, range {min(values):.2f}-{max(values):.2f}.")
     return rows, "\n".join(lines) + "\n"
 
