@@ -42,6 +42,9 @@ def parse_args(argv=None):
     p.add_argument("--init-embeddings-from-teacher", action="store_true", default=None,
                    help="initialise only the student's token, position and segment embeddings from the teacher's, "
                         "projected to the student width by PCA (any widths)")
+    p.add_argument("--student-init", default=None, metavar="DIR",
+                   help="start from the encoder of a general-distilled student (recipes/general_distill.py), as "
+                        "TinyBERT does; same --student preset and vocabulary")
     p.add_argument("--bank-dir", default=None, help="reuse or write the reference bank here")
     p.add_argument("--bank-layer", type=int, default=None, help="teacher layer stored in the bank (-1 = last, the default; 0 = embeddings)")
     p.add_argument("--bank-tokens", type=int, default=None, help="tokens stored per anchor, R (4)")
@@ -71,7 +74,8 @@ def main(argv=None):
         intermediate_epochs=args.intermediate_epochs, prediction_epochs=args.prediction_epochs,
         batch_size=args.batch_size, learning_rate=args.learning_rate, lr_scaling=args.lr_scaling,
         temperature=args.temperature, max_seq_len=args.max_seq_len, seed=args.seed,
-        init_from_teacher=args.init_from_teacher, init_embeddings_from_teacher=args.init_embeddings_from_teacher)
+        init_from_teacher=args.init_from_teacher, init_embeddings_from_teacher=args.init_embeddings_from_teacher,
+        student_init=args.student_init)
     model = "refbert" if config.use_reference else "vanilla"
     command = command_line(argv)
     result = distill_glue(task, os.path.join(args.output_dir, task.name, model),

@@ -27,6 +27,11 @@ def add_data_and_training_args(parser: argparse.ArgumentParser) -> argparse.Argu
     parser.add_argument("--seed", type=int, default=None, help="random seed (default 42)")
     parser.add_argument("--max-train-examples", type=int, default=None,
                         help="use only the first N training rows (smoke runs)")
+    return add_strategy_args(parser)
+
+
+def add_strategy_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add ``--strategy``, ``--tpu`` and ``--cpu-devices`` (read back with :func:`strategy_from_args`)."""
     parser.add_argument("--strategy", choices=["default", "mirrored", "multi_worker", "tpu"], default="default",
                         help="tf.distribute strategy: default (one device), mirrored (all local GPUs), multi_worker "
                              "(TF_CONFIG cluster), tpu (see README 'Scale-out')")

@@ -351,6 +351,57 @@ def load_encoded_splits(task: str | GlueTask, tokenizer, max_seq_len: int, sourc
             tokenizer.encode(dev.text_a, dev.text_b, max_seq_len))
 
 
+def load_text_corpus(tokenizer, max_seq_len: int, tasks: Sequence[str] | None = None, source: str = "tsv",
+                     glue_dir=None, max_examples: int | None = None, seed: int = 0):
+    """Unlabeled text for general distillation: the *training* splits of GLUE tasks, encoded as each task's inputs
+    (single sentences or segment-A/segment-B pairs). Dev and test splits are never read, so students distilled
+    from this corpus are still evaluated on text they have not seen.
+
+    Args:
+        tokenizer: a :class:`~refbert_tf.tokenization.BertWordPieceTokenizer`.
+        max_seq_len: packed length limit (tokens; longer inputs are truncated, as ``encode`` documents).
+        tasks: task names; None means every task in ``TASKS`` whose training split is present (with the local
+            GLUE copy: CoLA, SST-2, MRPC, STS-B, RTE, WNLI; MNLI, QQP and QNLI when their train files exist).
+        source, glue_dir: see :func:`load_glue`.
+        max_examples: keep a random subset of this many rows (seeded by ``seed``), in corpus order.
+        seed: subset seed.
+
+    Returns:
+        ``(features, counts)``: ``encode`` outputs for the N rows (``token_ids``, ``segment_ids``: RaggedTensor
+        [N, (T)]; ``num_truncated``: rows cut to ``max_seq_len``, None for a subset) and ``{task: rows used}``.
+
+    Raises:
+        GlueDataError: an unknown task or a missing file among explicitly named ``tasks``, no task found, a
+            malformed row (from :func:`load_glue`).
+    """
+    import tensorflow as tf
+
+    names = [get_task(t).name for t in tasks] if tasks else list(TASKS)
+    parts, counts = [], {}
+    for name in names:
+        try:
+            examples = load_glue(name, "train", source=source, glue_dir=glue_dir)
+        except GlueDataError as exc:
+            if tasks or "not found" not in str(exc):
+                raise
+            continue  # this GLUE copy lacks the task's training file
+        parts.append(tokenizer.encode(examples.text_a, examples.text_b, max_seq_len))
+        counts[name] = len(examples)
+    if not parts:
+        raise GlueDataError(f"no GLUE training split found under {resolve_glue_dir(glue_dir)} for {names}")
+    features = {key: tf.concat([p[key] for p in parts], axis=0) for key in ("token_ids", "segment_ids")}
+    features["num_truncated"] = int(sum(p["num_truncated"] for p in parts))
+    total = sum(counts.values())
+    if max_examples and max_examples < total:
+        keep = np.sort(np.random.default_rng(seed).choice(total, size=max_examples, replace=False))
+        features = {**{key: tf.gather(features[key], keep) for key in ("token_ids", "segment_ids")},
+                    "num_truncated": None}  # not tracked for a subset
+        bounds = np.cumsum([0, *counts.values()])
+        counts = {name: int(np.sum((keep >= lo) & (keep < hi)))
+                  for name, lo, hi in zip(counts, bounds[:-1], bounds[1:])}
+    return features, counts
+
+
 EXTRA_INPUTS = ("reference_index",)  # per-example model inputs that make_dataset carries besides the tokens
 
 

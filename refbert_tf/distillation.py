@@ -14,7 +14,9 @@ Every mean is over the *global* batch (:func:`refbert_tf.distribute.global_mean`
 strategy each replica divides its local sum by the all-replica count, so the summed replica gradients equal the
 single-device gradient of the same global batch.
 Training runs in two stages (Sec. 3.3): ``"intermediate"`` (embedding + attention + hidden) then
-``"prediction"``. Conventions follow ``keras.distillation.Distiller``: teacher frozen, ``.student`` reachable for
+``"prediction"``. With a pre-trained backbone as the teacher and unlabeled text, the intermediate stage alone is
+TinyBERT's *general* distillation (Sec. 3.3), which gives task distillation a pre-trained student to start from
+(``pipelines.general_distill``). Conventions follow ``keras.distillation.Distiller``: teacher frozen, ``.student`` reachable for
 export, loss trackers ``student_loss``, ``distillation_loss``, ``total_loss``.
 """
 
@@ -78,15 +80,22 @@ def layer_map(num_student_layers: int, num_teacher_layers: int) -> list[int]:
     return [math.ceil(m * num_teacher_layers / num_student_layers) for m in range(1, num_student_layers + 1)]
 
 
-class TeacherFeatures:
-    """Frozen teacher outputs needed by the losses, from a keras-hub ``BertTextClassifier``.
+def is_backbone(teacher) -> bool:
+    """True for a bare encoder (a keras-hub ``BertBackbone``: general distillation), False for a fine-tuned
+    classifier that has ``.backbone`` (task distillation)."""
+    return not hasattr(teacher, "backbone")
 
-    ``__call__(inputs)`` -> dict ``logits`` [B, C], ``embeddings`` [B, T, D], ``hidden_states`` (L tensors
-    [B, T, D]), ``attention_logits`` (L tensors [B, heads, T, T]).
+
+class TeacherFeatures:
+    """Frozen teacher outputs needed by the losses, from a keras-hub ``BertTextClassifier`` or a bare
+    ``BertBackbone`` (general distillation: no logits).
+
+    ``__call__(inputs)`` -> dict ``logits`` [B, C] (None for a backbone), ``embeddings`` [B, T, D],
+    ``hidden_states`` (L tensors [B, T, D]), ``attention_logits`` (L tensors [B, heads, T, T]).
     """
 
     def __init__(self, teacher):
-        backbone = teacher.backbone
+        backbone = teacher if is_backbone(teacher) else teacher.backbone
         self.teacher = teacher
         self.num_layers = backbone.num_layers
         outputs = {"embeddings": backbone.get_layer("embeddings_layer_norm").output,
@@ -106,7 +115,7 @@ class TeacherFeatures:
         layer_inputs = [out["embeddings"]] + hidden[:-1]
         attention = [attention_logits(self.model.get_layer(f"transformer_layer_{i}"), h)
                      for i, h in enumerate(layer_inputs)]
-        logits = self.teacher.output_dense(out["pooled"])
+        logits = None if is_backbone(self.teacher) else self.teacher.output_dense(out["pooled"])
         return {"logits": logits, "embeddings": out["embeddings"], "hidden_states": hidden,
                 "attention_logits": attention}
 
@@ -115,7 +124,9 @@ class Distiller(keras.Model):
     """Two-stage TinyBERT task distillation with a custom ``train_step``; works with ``model.fit``.
 
     Args:
-        teacher: fine-tuned keras-hub ``BertTextClassifier`` (frozen here).
+        teacher: fine-tuned keras-hub ``BertTextClassifier`` (frozen here), or a pre-trained ``BertBackbone``
+            for TinyBERT's *general* distillation (Sec. 3.3: the intermediate-stage losses on unlabeled text
+            with the pre-trained teacher; only the ``"intermediate"`` stage, and batches without labels).
         student: :class:`~refbert_tf.models.student.RefBertStudent`.
         regression: True for STS-B (MSE prediction loss).
         temperature: softmax temperature t of the prediction loss.
@@ -126,7 +137,7 @@ class Distiller(keras.Model):
     task distillation uses the teacher alone).
 
     Raises:
-        ValueError: for an unknown stage.
+        ValueError: for an unknown stage, or the ``"prediction"`` stage with a backbone teacher (no logits).
     """
 
     def __init__(self, teacher, student, regression: bool = False, temperature: float = 1.0,
@@ -138,7 +149,7 @@ class Distiller(keras.Model):
         self.temperature = float(temperature)
         self.stage = None
         self.set_stage(stage)
-        teacher_dim = teacher.backbone.hidden_dim
+        teacher_dim = (teacher if is_backbone(teacher) else teacher.backbone).hidden_dim
         self.fit_dense = keras.layers.Dense(teacher_dim, name="fit_dense")  # W: student width -> teacher width
         self.fit_dense.build((None, None, student.config_values["hidden_dim"]))
         self.mapping = layer_map(len(student.blocks), self.teacher_features.num_layers)
@@ -155,11 +166,17 @@ class Distiller(keras.Model):
         """Select ``"intermediate"`` or ``"prediction"`` losses."""
         if stage not in STAGES:
             raise ValueError(f"unknown distillation stage {stage!r}; use one of {STAGES}")
+        if stage == "prediction" and is_backbone(self.teacher_features.teacher):
+            raise ValueError("a backbone teacher has no logits: general distillation has only the "
+                             "'intermediate' stage; distill from a fine-tuned classifier for 'prediction'")
         self.stage = stage
 
     @property
     def metrics(self):
-        return [self.total_loss_tracker, self.distillation_loss_tracker, self.student_loss_tracker]
+        trackers = [self.total_loss_tracker, self.distillation_loss_tracker]
+        if not is_backbone(self.teacher_features.teacher):  # unlabeled text has no hard-label loss
+            trackers.append(self.student_loss_tracker)
+        return trackers
 
     def call(self, inputs, training=None):
         return self.student(inputs, training=training)
@@ -206,21 +223,22 @@ class Distiller(keras.Model):
         global-batch loss, so their SUM (what the optimizer all-reduces) is the single-device gradient.
 
         Args:
-            data: ``(inputs, labels)``.
+            data: ``(inputs, labels)``, or the ``inputs`` dict alone (unlabeled text: general distillation).
 
         Returns:
-            ``(losses, grads)``: ``losses`` dict of scalars (``distillation_loss``, its terms and the hard-label
-            ``student_loss``, each the replica's share), ``grads`` a list aligned with
+            ``(losses, grads)``: ``losses`` dict of scalars (``distillation_loss``, its terms and, given labels,
+            the hard-label ``student_loss``, each the replica's share), ``grads`` a list aligned with
             :attr:`distilled_variables` (None for unused variables).
         """
-        inputs, labels = data
+        inputs, labels = (data, None) if isinstance(data, dict) else data
         teacher_out = self.teacher_features(inputs)
         variables = self.distilled_variables
         with tf.GradientTape() as tape:
             student_out = self.student.call_with_features(inputs, training=True)
             losses = self.distillation_losses(student_out, teacher_out, inputs["padding_mask"])
         grads = tape.gradient(losses["distillation_loss"], variables)
-        losses["student_loss"] = self._hard_loss(labels, student_out["logits"])
+        if labels is not None:
+            losses["student_loss"] = self._hard_loss(labels, student_out["logits"])
         return losses, grads
 
     def train_step(self, data):
@@ -231,5 +249,6 @@ class Distiller(keras.Model):
         total = global_sum(losses["distillation_loss"])
         self.total_loss_tracker.update_state(total)
         self.distillation_loss_tracker.update_state(total)
-        self.student_loss_tracker.update_state(global_sum(losses["student_loss"]))
+        if "student_loss" in losses:
+            self.student_loss_tracker.update_state(global_sum(losses["student_loss"]))
         return {m.name: m.result() for m in self.metrics}

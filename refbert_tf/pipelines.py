@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from refbert_tf.data import GlueTask, get_task, load_encoded_splits, make_dataset
+from refbert_tf.data import GlueTask, get_task, load_encoded_splits, load_text_corpus, make_dataset
 from refbert_tf.cli import code_version
 from refbert_tf.io_utils import atomic_path, write_json, write_text
 
@@ -61,9 +61,12 @@ class DistillConfig:
         init_embeddings_from_teacher: initialise only the student's embeddings from the teacher's, projected to
             the student width by PCA (any widths; see
             :func:`~refbert_tf.models.student.init_student_embeddings_from_teacher`).
+        student_init: directory of a general-distilled student (``recipes/general_distill.py``) whose encoder
+            the student starts from (:func:`~refbert_tf.models.student.init_student_from_general`), as TinyBERT's
+            task distillation starts from general TinyBERT. None: no general distillation.
 
     Raises:
-        ValueError: ``init_from_teacher`` and ``init_embeddings_from_teacher`` both set.
+        ValueError: more than one of ``init_from_teacher``, ``init_embeddings_from_teacher``, ``student_init``.
     """
 
     student: str = "tinybert4"
@@ -87,11 +90,15 @@ class DistillConfig:
     backup_every: int = 200
     init_from_teacher: bool = False
     init_embeddings_from_teacher: bool = False
+    student_init: str | None = None
 
     def __post_init__(self):
-        if self.init_from_teacher and self.init_embeddings_from_teacher:
-            raise ValueError("init_from_teacher already copies the embeddings: give init_from_teacher (equal widths) "
-                             "or init_embeddings_from_teacher (--init-embeddings-from-teacher), not both")
+        chosen = [name for name, value in (("init_from_teacher (--init-from-teacher)", self.init_from_teacher),
+                                           ("init_embeddings_from_teacher (--init-embeddings-from-teacher)",
+                                            self.init_embeddings_from_teacher),
+                                           ("student_init (--student-init)", self.student_init)) if value]
+        if len(chosen) > 1:
+            raise ValueError(f"choose one way to initialise the student, not {' and '.join(chosen)}")
 
 
 def distill_config(task: str, **overrides) -> DistillConfig:
@@ -232,6 +239,10 @@ def distill_glue(task: GlueTask | str, out_dir, teacher_dir, config: DistillConf
         from refbert_tf.models.student import init_student_embeddings_from_teacher
 
         init_student_embeddings_from_teacher(student, teacher.backbone)
+    elif config.student_init:
+        from refbert_tf.models.student import init_student_from_general
+
+        init_student_from_general(student, config.student_init, tokenizer.vocab_sha256)
     ds = make_dataset({k: (tf.constant(v) if isinstance(v, np.ndarray) else v) for k, v in features.items()},
                       train.labels, batch_size=config.batch_size, shuffle=True, seed=config.seed, repeat=True)
     if config.use_reference and "reference_index" not in ds.element_spec[0]:
@@ -270,6 +281,120 @@ def distill_glue(task: GlueTask | str, out_dir, teacher_dir, config: DistillConf
     write_json(out_dir / "student.json", {**result, "labels": list(task.labels), "lowercase": tokenizer.lowercase,
                                           "vocab_sha256": tokenizer.vocab_sha256, "max_seq_len": max_len})
     write_text(out_dir / "summary.md", summary_markdown(result))
+    return result
+
+
+@dataclasses.dataclass
+class GeneralDistillConfig:
+    """Hyper-parameters of one general-distillation run (see :func:`general_distill`).
+
+    Attributes:
+        student: student preset (``tinybert4``, ``tinybert6``).
+        tasks: GLUE tasks whose training text forms the corpus (None: every task present).
+        max_examples: cap on corpus rows (a seeded random subset).
+        epochs: passes over the corpus (TinyBERT: 3 over English Wikipedia).
+        batch_size, learning_rate, lr_scaling, warmup_ratio, weight_decay: AdamW and its schedule, as in
+            :class:`DistillConfig`.
+        max_seq_len: packed length limit (tokens).
+        seed: initialisation, dropout, shuffling and subset seed.
+        backup_every: steps between resume checkpoints.
+    """
+
+    student: str = "tinybert4"
+    tasks: tuple | None = None
+    max_examples: int | None = None
+    epochs: float = 3.0
+    batch_size: int = 32
+    learning_rate: float = 1e-4
+    lr_scaling: str = "none"
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    max_seq_len: int = 128
+    seed: int = 42
+    backup_every: int = 200
+
+
+def general_distill(out_dir, checkpoint=None, config: GeneralDistillConfig | None = None, glue_dir=None,
+                    source: str = "tsv", backbone=None, tokenizer=None, verbose="auto", command: str = "",
+                    strategy=None) -> dict:
+    """General distillation (TinyBERT, Jiao et al. 2020, sec. 3.3): a task-agnostic student for task distillation.
+
+    The pre-trained (not fine-tuned) teacher encoder teaches the student its embeddings, attention scores and
+    hidden states (Eq. 7-10, the intermediate stage of :class:`~refbert_tf.distillation.Distiller`) on unlabeled
+    text: here the training splits of the GLUE tasks (:func:`refbert_tf.data.load_text_corpus`), the in-domain text
+    on disk, in place of TinyBERT's Wikipedia. The student has no task head worth keeping; pass the run directory
+    to ``distill_glue.py --student-init`` (:attr:`DistillConfig.student_init`). Resumable, like ``distill_glue``.
+
+    Args:
+        out_dir: run directory: ``student.keras``, ``student.json``, ``vocab.txt``, the resume checkpoint.
+        checkpoint: teacher checkpoint spec for :func:`~refbert_tf.models.checkpoints.load_backbone` (None: the
+            default MiniLM); ignored when ``backbone`` and ``tokenizer`` are given.
+        config: :class:`GeneralDistillConfig` (None: defaults).
+        glue_dir, source: where the corpus is read (see :func:`refbert_tf.data.load_glue`).
+        backbone, tokenizer: a ready teacher encoder and its tokenizer (tests).
+        verbose: ``fit`` verbosity.
+        command: command line recorded in the result.
+        strategy: a ``tf.distribute.Strategy`` (None: the default one).
+
+    Returns:
+        result dict: ``model`` (``general``), ``teacher`` (checkpoint spec), ``corpus`` {task: rows},
+        ``num_examples``, ``loss`` (first and last interval's mean distillation loss), ``seconds``,
+        ``examples_per_second``, ``peak_memory_mb``, ``student_parameters``, ``config``, ``command``,
+        ``code_version``.
+
+    Raises:
+        CheckpointError: from the checkpoint loader; GlueDataError: from the corpus loader.
+    """
+    import keras
+    import tensorflow as tf
+
+    from refbert_tf.distillation import Distiller
+    from refbert_tf.distribute import check_global_batch, strategy_info
+    from refbert_tf.models.checkpoints import load_backbone
+    from refbert_tf.models.student import build_student
+    from refbert_tf.training import optimizer_for, peak_memory_mb, plan_steps, run_fit
+
+    start = time.perf_counter()
+    config = config or GeneralDistillConfig()
+    strategy = strategy or tf.distribute.get_strategy()
+    check_global_batch(config.batch_size, strategy)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(config.seed)
+    teacher_spec = "(given)" if backbone is not None else str(checkpoint or "default")
+    with strategy.scope():
+        if backbone is None or tokenizer is None:
+            backbone, tokenizer, _ = load_backbone(checkpoint, config.max_seq_len)
+    max_len = min(config.max_seq_len, backbone.max_sequence_length)
+    features, counts = load_text_corpus(tokenizer, max_len, config.tasks, source, glue_dir, config.max_examples,
+                                        config.seed)
+    num_examples = int(features["token_ids"].nrows())
+    with strategy.scope():
+        student = build_student(config.student, 1, tokenizer.vocab_size, backbone.hidden_dim,
+                                max_sequence_length=backbone.max_sequence_length)
+        distiller = Distiller(backbone, student, stage="intermediate")
+    ds = make_dataset(features, None, batch_size=config.batch_size, shuffle=True, seed=config.seed, repeat=True)
+    intervals, steps = plan_steps(num_examples, config.batch_size, config.epochs, config.backup_every)
+    with strategy.scope():
+        distiller.compile(optimizer=optimizer_for(config, intervals * steps))
+        history = run_fit(distiller, ds, intervals, steps, out_dir / "backup", verbose=verbose)
+    losses = history.history.get("distillation_loss", [])
+    with atomic_path(out_dir / "student.keras") as tmp:
+        student.save(tmp)
+    with atomic_path(out_dir / "vocab.txt") as tmp:
+        shutil.copyfile(tokenizer.vocab_path, tmp)
+    result = {
+        "model": "general", "teacher": teacher_spec, "corpus": counts, "num_examples": num_examples,
+        "num_truncated": features["num_truncated"],
+        "loss": {"first_interval": round(float(losses[0]), 4) if losses else None,
+                 "last_interval": round(float(losses[-1]), 4) if losses else None, "intervals_run": len(losses)},
+        "command": command, "code_version": code_version(), "seconds": round(time.perf_counter() - start, 1),
+        "examples_per_second": round(intervals * steps * config.batch_size / max(history.seconds, 1e-9), 1),
+        "peak_memory_mb": round(peak_memory_mb(), 1), "student_parameters": int(student.count_params()),
+        "config": dataclasses.asdict(config), "strategy": strategy_info(strategy),
+    }
+    write_json(out_dir / "student.json", {**result, "lowercase": tokenizer.lowercase,
+                                          "vocab_sha256": tokenizer.vocab_sha256, "max_seq_len": max_len})
     return result
 
 

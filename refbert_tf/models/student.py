@@ -446,6 +446,53 @@ def init_student_embeddings_from_teacher(student: RefBertStudent, teacher_backbo
     return basis
 
 
+ENCODER_SHAPE = ("vocabulary_size", "num_layers", "hidden_dim", "num_heads", "intermediate_dim")
+
+
+def init_student_from_general(student: RefBertStudent, general_dir, vocab_sha256: str | None = None) -> dict:
+    """Start task distillation from a general-distilled student (TinyBERT, Jiao et al. 2020, sec. 3.3: task
+    distillation starts from the general TinyBERT).
+
+    Copies the encoder: token, position (first ``max_sequence_length`` rows) and segment embeddings, the embedding
+    LayerNorm and every Transformer block. The pooler, the classifier and the reference projection P are task
+    parts that general distillation does not train; they keep their random initialisation.
+
+    Args:
+        student: a built :class:`RefBertStudent` (vanilla or RefBERT; the blocks have the same weights).
+        general_dir: a directory written by ``recipes/general_distill.py`` (``student.keras``, ``student.json``,
+            ``vocab.txt``); any student directory with the same encoder shape works.
+        vocab_sha256: the task tokenizer's vocabulary hash; must equal the one the general student was trained with.
+
+    Returns:
+        the general student's ``student.json``.
+
+    Raises:
+        FileNotFoundError: a file of ``general_dir`` is missing.
+        ValueError: another vocabulary, or an encoder shape (vocabulary size, layers, width, heads, FFN) that
+            differs from ``student``'s (the message names the directory and both shapes).
+    """
+    general, meta = load_student(general_dir)
+    if vocab_sha256 is not None and meta.get("vocab_sha256") != vocab_sha256:
+        raise ValueError(f"{general_dir}/vocab.txt is not the teacher's vocabulary (sha256 "
+                         f"{str(meta.get('vocab_sha256'))[:12]}... vs {vocab_sha256[:12]}...): general-distil with "
+                         "the same checkpoint's tokenizer")
+    mine = {k: student.config_values[k] for k in ENCODER_SHAPE}
+    theirs = {k: general.config_values[k] for k in ENCODER_SHAPE}
+    if mine != theirs:
+        raise ValueError(f"{general_dir} holds a student of shape {theirs}, this run builds {mine}: pass the same "
+                         "--student preset to general_distill.py and distill_glue.py")
+    for name in ("token_embedding", "segment_embedding", "embeddings_layer_norm"):
+        getattr(student, name).set_weights(getattr(general, name).get_weights())
+    positions = general.position_embedding.get_weights()[0]
+    length = student.config_values["max_sequence_length"]
+    if positions.shape[0] < length:
+        raise ValueError(f"{general_dir} has {positions.shape[0]} positions, this run needs {length}")
+    student.position_embedding.set_weights([positions[:length]])
+    for mine_block, their_block in zip(student.blocks, general.blocks):
+        mine_block.set_weights(their_block.get_weights())
+    return meta
+
+
 STUDENT_FILES = ("student.keras", "student.json", "vocab.txt")
 
 
