@@ -180,3 +180,28 @@ def test_make_dataset_buckets_and_keeps_every_example(glue_dir, minilm_tokenizer
     assert sorted(seen) == list(range(len(ex)))
     ordered = list(make_dataset(feats, np.arange(len(ex)), batch_size=50))
     assert np.concatenate([y.numpy() for _, y in ordered]).tolist() == list(range(len(ex)))
+
+
+def test_text_corpus_is_the_training_text_of_the_tasks_present(glue_dir, minilm_tokenizer, tmp_path):
+    from refbert_tf.data import load_text_corpus
+
+    feats, counts = load_text_corpus(minilm_tokenizer, 64, ("cola", "stsb"), glue_dir=glue_dir)
+    assert counts == {"cola": 8551, "stsb": 5749}  # training rows only: dev and test are never read
+    assert int(feats["token_ids"].nrows()) == 8551 + 5749
+    segments = feats["segment_ids"].row_lengths().numpy(), feats["segment_ids"].flat_values.numpy()
+    assert segments[1].max() == 1  # STS-B rows are pairs: segment B is there
+    stsb = read_glue_tsv("stsb", "train", glue_dir=glue_dir)
+    first = minilm_tokenizer.encode(stsb.text_a[:1], stsb.text_b[:1], 64)["token_ids"][0].numpy()
+    np.testing.assert_array_equal(feats["token_ids"][8551].numpy(), first)
+
+    sub, sub_counts = load_text_corpus(minilm_tokenizer, 64, ("cola", "stsb"), glue_dir=glue_dir, max_examples=100)
+    assert int(sub["token_ids"].nrows()) == 100 == sum(sub_counts.values()) and set(sub_counts) == {"cola", "stsb"}
+
+    every, every_counts = load_text_corpus(minilm_tokenizer, 32, None, glue_dir=glue_dir, max_examples=10)
+    assert set(every_counts) == {"cola", "sst2", "mrpc", "stsb", "rte", "wnli"}  # QNLI/MNLI/QQP train absent here
+    with pytest.raises(GlueDataError, match="not found"):
+        load_text_corpus(minilm_tokenizer, 32, ("mnli",), glue_dir=glue_dir)  # named explicitly: an error
+    with pytest.raises(GlueDataError, match="no GLUE training split"):
+        load_text_corpus(minilm_tokenizer, 32, None, glue_dir=tmp_path)
+    with pytest.raises(GlueDataError, match="unknown GLUE task"):
+        load_text_corpus(minilm_tokenizer, 32, ("sst3",), glue_dir=glue_dir)

@@ -115,3 +115,26 @@ def test_interrupted_distillation_resumes(tiny_setup, tmp_path):
     # checkpoints after steps 3 and 6: the resumed run restores step 6 and does the remaining 6
     assert int(resumed.optimizer.iterations) == 12 and counter.seen == 6
     np.testing.assert_array_equal(np.asarray(resumed.student.bank.keys), bank.keys)
+
+
+def test_general_distillation_with_a_backbone_teacher_on_unlabeled_batches(tiny_setup):
+    ex, feats, teacher, _ = tiny_setup
+    keras.utils.set_random_seed(1)
+    ds = make_dataset({"token_ids": feats["token_ids"], "segment_ids": feats["segment_ids"]}, None, batch_size=64,
+                      shuffle=False).cache()  # inputs only: no labels
+    distiller = Distiller(teacher.backbone, _student(None), stage="intermediate")
+    assert [m.name for m in distiller.metrics] == ["total_loss", "distillation_loss"]
+    distiller.compile(optimizer=keras.optimizers.Adam(3e-3))
+    hist = distiller.fit(ds, epochs=15, verbose=0).history
+    assert "student_loss" not in hist
+    assert hist["distillation_loss"][-1] < 0.5 * hist["distillation_loss"][0], hist
+    # same losses as task distillation's intermediate stage from the classifier that wraps this backbone
+    batch = next(iter(ds))
+    student_out = distiller.student.call_with_features(batch, training=False)
+    general = distiller.distillation_losses(student_out, distiller.teacher_features(batch), batch["padding_mask"])
+    task = Distiller(teacher, distiller.student, stage="intermediate")
+    task.fit_dense.set_weights(distiller.fit_dense.get_weights())
+    expected = task.distillation_losses(student_out, task.teacher_features(batch), batch["padding_mask"])
+    assert float(general["distillation_loss"]) == pytest.approx(float(expected["distillation_loss"]), rel=1e-6)
+    with pytest.raises(ValueError, match="no logits"):
+        distiller.set_stage("prediction")

@@ -1,13 +1,14 @@
 import json
 
 import keras
+import numpy as np
 import pytest
 
 from refbert_tf.bank import BankError
 from refbert_tf.cli import code_version
 from refbert_tf.data import read_glue_tsv
 from refbert_tf.models.teacher import TeacherNotFoundError, finetune_teacher
-from refbert_tf.pipelines import DistillConfig, distill_glue
+from refbert_tf.pipelines import DistillConfig, GeneralDistillConfig, distill_glue, general_distill
 from refbert_tf.training import FinetuneConfig, predict_outputs
 from helpers import tiny_bert_backbone
 
@@ -173,6 +174,32 @@ def test_ablation_summary_pairs_each_run_with_the_vanilla_run_of_its_seed_and_bu
         ablation_summary(paths[:1])
 
 
-def test_distill_config_rejects_two_teacher_inits():
-    with pytest.raises(ValueError, match="not both"):
+def test_distill_config_rejects_two_student_inits():
+    with pytest.raises(ValueError, match="choose one way"):
         DistillConfig(init_from_teacher=True, init_embeddings_from_teacher=True)
+    with pytest.raises(ValueError, match="student_init"):
+        DistillConfig(init_embeddings_from_teacher=True, student_init="artifacts/general/tinybert4")
+
+
+def test_general_distill_then_task_distill_from_it(glue_dir, minilm_tokenizer, tiny_teacher_dir, tmp_path):
+    from refbert_tf.models.student import load_student
+
+    keras.utils.set_random_seed(0)
+    teacher = tiny_bert_backbone(hidden_dim=24, intermediate_dim=48)  # a "pre-trained" encoder
+    config = GeneralDistillConfig(student="tiny", tasks=("sst2", "rte"), max_examples=48, epochs=2, batch_size=16,
+                                  max_seq_len=32, backup_every=2)
+    general = general_distill(tmp_path / "general", config=config, glue_dir=glue_dir, backbone=teacher,
+                              tokenizer=minilm_tokenizer, verbose=0, command="pytest")
+    assert general["model"] == "general" and general["num_examples"] == 48 == sum(general["corpus"].values())
+    assert general["loss"]["intervals_run"] == 3 and general["loss"]["last_interval"] < general["loss"]["first_interval"]
+    assert general["code_version"] == code_version() and general["command"] == "pytest"
+    assert not (tmp_path / "general" / "backup").exists()  # the resume checkpoint is gone after a finished run
+    student, meta = load_student(tmp_path / "general")
+    assert meta["vocab_sha256"] == minilm_tokenizer.vocab_sha256 and student.bank is None
+    run = distill_glue("sst2", tmp_path / "task", tiny_teacher_dir, glue_dir=glue_dir, max_train_examples=32,
+                       verbose=0, config=DistillConfig(use_reference=False, student_init=str(tmp_path / "general"),
+                                                       **{**CONFIG, "intermediate_epochs": 0, "prediction_epochs": 0}))
+    task_student = keras.saving.load_model(tmp_path / "task" / "student.keras")
+    for a, b in zip(task_student.blocks[-1].get_weights(), student.blocks[-1].get_weights()):
+        np.testing.assert_array_equal(a, b)  # no training steps: the encoder is the general student's
+    assert run["config"]["student_init"] == str(tmp_path / "general")

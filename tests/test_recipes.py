@@ -30,6 +30,16 @@ def test_distill_glue_help():
         assert flag in out.stdout
 
 
+def test_general_distill_help():
+    out = _run("recipes/general_distill.py", "--help")
+    assert out.returncode == 0, out.stderr
+    for flag in ("--teacher-checkpoint", "--glue-dir", "--tasks", "--max-examples", "--student", "--epochs",
+                 "--output-dir", "--results"):
+        assert flag in out.stdout
+    out = _run("recipes/distill_glue.py", "--help")
+    assert "--student-init" in out.stdout
+
+
 def test_edge_recipes_help():
     for recipe, flags in (("recipes/export_tflite.py", ("--task", "--variants", "--without-bank", "--num-representative")),
                           ("recipes/benchmark.py", ("--seq-lens", "--threads", "--models", "--variants", "--plot")),

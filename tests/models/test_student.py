@@ -114,6 +114,44 @@ def test_init_from_teacher_copies_mapped_layers():
         init_student_from_teacher(wide, teacher, [2, 4])
 
 
+def test_init_from_general_student_copies_the_encoder_and_checks_shape_and_vocabulary(tmp_path):
+    import json
+
+    from refbert_tf.io_utils import write_json
+    from refbert_tf.models.student import RefBertStudent, init_student_from_general
+
+    x = {"token_ids": np.array([[1, 5, 7, 2]], np.int32), "segment_ids": np.zeros((1, 4), np.int32),
+         "padding_mask": np.ones((1, 4), np.int32)}
+    shape = dict(num_layers=2, hidden_dim=16, num_heads=2, intermediate_dim=32, teacher_dim=16, dropout=0.0)
+    general = RefBertStudent(100, 1, max_sequence_length=64, **shape)
+    general(x)
+    general.save(tmp_path / "student.keras")
+    (tmp_path / "vocab.txt").write_text("x\n")
+    write_json(tmp_path / "student.json", {"model": "general", "vocab_sha256": "a" * 64})
+    student = RefBertStudent(100, 3, max_sequence_length=32, **shape)
+    student(x)
+    head = student.classifier.get_weights()
+    meta = init_student_from_general(student, tmp_path, "a" * 64)
+    assert meta["model"] == "general"
+    for mine, theirs in zip(student.blocks, general.blocks):
+        for a, b in zip(mine.get_weights(), theirs.get_weights()):
+            np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(student.token_embedding.get_weights()[0], general.token_embedding.get_weights()[0])
+    np.testing.assert_array_equal(student.position_embedding.get_weights()[0],
+                                  general.position_embedding.get_weights()[0][:32])
+    for a, b in zip(student.classifier.get_weights(), head):  # the task head stays as it was
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="not the teacher's vocabulary"):
+        init_student_from_general(student, tmp_path, "b" * 64)
+    narrow = RefBertStudent(100, 3, max_sequence_length=32, **{**shape, "intermediate_dim": 16})
+    narrow(x)
+    with pytest.raises(ValueError, match="same --student preset"):
+        init_student_from_general(narrow, tmp_path, "a" * 64)
+    with pytest.raises(FileNotFoundError, match="missing student.keras"):
+        init_student_from_general(student, tmp_path / "nothing", "a" * 64)
+    assert json.loads((tmp_path / "student.json").read_text())["model"] == "general"
+
+
 def test_init_embeddings_from_teacher_projects_by_pca():
     from sklearn.decomposition import PCA
 
