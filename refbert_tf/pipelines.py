@@ -19,6 +19,7 @@ import numpy as np
 from refbert_tf.data import GlueTask, get_task, load_encoded_splits, load_text_corpus, make_dataset
 from refbert_tf.cli import code_version
 from refbert_tf.io_utils import atomic_path, write_json, write_text
+from refbert_tf.config import TrainingConfig
 
 # Provisional per-task budgets (passes over the training set per stage); to be tuned on measured runs.
 DISTILL_DEFAULTS: dict[str, dict] = {
@@ -31,8 +32,9 @@ DISTILL_DEFAULTS: dict[str, dict] = {
 
 
 @dataclasses.dataclass
-class DistillConfig:
-    """Hyper-parameters of one distillation run.
+class DistillConfig(TrainingConfig):
+    """Hyper-parameters of one distillation run: :class:`~refbert_tf.config.TrainingConfig` (batch, AdamW
+    schedule with ``learning_rate`` 1e-4 in both stages, length, seed, checkpoints) plus
 
     Attributes:
         student: student preset (``tinybert4``, ``tinybert6``).
@@ -47,15 +49,7 @@ class DistillConfig:
             ablation).
         reference_projection: P, ``linear`` or ``linear_norm`` (see :class:`~refbert_tf.models.student.RefBertStudent`).
         intermediate_epochs, prediction_epochs: passes over the training set in each stage.
-        batch_size: examples per step: the global batch, split over the replicas of a strategy.
-        learning_rate: peak AdamW learning rate (both stages), for ``batch_size`` (see ``lr_scaling``).
-        lr_scaling: ``none``, ``linear`` or ``sqrt`` scaling of ``learning_rate`` by ``batch_size / 32``
-            (see :func:`refbert_tf.distribute.scaled_learning_rate`).
-        warmup_ratio, weight_decay: AdamW schedule.
         temperature: prediction-loss temperature.
-        max_seq_len: packed length limit (tokens).
-        seed: seed for initialisation, dropout and shuffling.
-        backup_every: steps between resume checkpoints.
         init_from_teacher: copy the teacher's embeddings and mapped blocks into the student (needs equal widths;
             the default MiniLM teacher (384) and tinybert4 (312) differ, so the default is random init).
         init_embeddings_from_teacher: initialise only the student's embeddings from the teacher's, projected to
@@ -79,15 +73,7 @@ class DistillConfig:
     reference_projection: str = "linear"
     intermediate_epochs: float = 1.0
     prediction_epochs: float = 1.0
-    batch_size: int = 32
-    learning_rate: float = 1e-4
-    lr_scaling: str = "none"
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
     temperature: float = 1.0
-    max_seq_len: int = 128
-    seed: int = 42
-    backup_every: int = 200
     init_from_teacher: bool = False
     init_embeddings_from_teacher: bool = False
     student_init: str | None = None
@@ -285,33 +271,21 @@ def distill_glue(task: GlueTask | str, out_dir, teacher_dir, config: DistillConf
 
 
 @dataclasses.dataclass
-class GeneralDistillConfig:
-    """Hyper-parameters of one general-distillation run (see :func:`general_distill`).
+class GeneralDistillConfig(TrainingConfig):
+    """Hyper-parameters of one general-distillation run (see :func:`general_distill`):
+    :class:`~refbert_tf.config.TrainingConfig` (``seed`` also picks the corpus subset) plus
 
     Attributes:
         student: student preset (``tinybert4``, ``tinybert6``).
         tasks: GLUE tasks whose training text forms the corpus (None: every task present).
         max_examples: cap on corpus rows (a seeded random subset).
         epochs: passes over the corpus (TinyBERT: 3 over English Wikipedia).
-        batch_size, learning_rate, lr_scaling, warmup_ratio, weight_decay: AdamW and its schedule, as in
-            :class:`DistillConfig`.
-        max_seq_len: packed length limit (tokens).
-        seed: initialisation, dropout, shuffling and subset seed.
-        backup_every: steps between resume checkpoints.
     """
 
     student: str = "tinybert4"
     tasks: tuple | None = None
     max_examples: int | None = None
     epochs: float = 3.0
-    batch_size: int = 32
-    learning_rate: float = 1e-4
-    lr_scaling: str = "none"
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    max_seq_len: int = 128
-    seed: int = 42
-    backup_every: int = 200
 
 
 def general_distill(out_dir, checkpoint=None, config: GeneralDistillConfig | None = None, glue_dir=None,

@@ -16,6 +16,7 @@ import time
 import keras
 import numpy as np
 
+from refbert_tf.config import TrainingConfig
 from refbert_tf.data import GlueTask, make_dataset
 from refbert_tf.metrics import compute_metrics, predictions_from_outputs
 
@@ -84,34 +85,18 @@ def optimizer_for(config, total_steps: int):
 
 
 @dataclasses.dataclass
-class FinetuneConfig:
-    """Hyper-parameters of one fine-tuning run.
+class FinetuneConfig(TrainingConfig):
+    """Hyper-parameters of one fine-tuning run: :class:`TrainingConfig` plus
 
     Attributes:
         epochs: passes over the training set.
-        batch_size: examples per optimizer step: the global batch, split over the replicas of a strategy.
-        learning_rate: peak learning rate (for ``batch_size``; see ``lr_scaling``).
-        lr_scaling: ``none``, ``linear`` or ``sqrt``: scale ``learning_rate`` by ``batch_size / 32``
-            (see :func:`refbert_tf.distribute.scaled_learning_rate`).
-        warmup_ratio: share of steps spent warming up.
-        weight_decay: AdamW decoupled weight decay.
+        learning_rate: peak learning rate (default 5e-5, BERT's).
         dropout: dropout before the task head.
-        max_seq_len: packed sequence length limit (tokens).
-        seed: seed for weights init, dropout and shuffling.
-        backup_every: optimizer steps between resume checkpoints (each is one Keras "epoch" of the progress
-            bar; the number of passes over the data is ``epochs``).
     """
 
     epochs: float = 3.0
-    batch_size: int = 32
     learning_rate: float = 5e-5
-    lr_scaling: str = "none"
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
     dropout: float = 0.1
-    max_seq_len: int = 128
-    seed: int = 42
-    backup_every: int = 200
 
 
 # Per-task defaults for the MiniLM-L6-H384 teacher. On this 2-core CPU one fine-tuning step (batch 32) costs
