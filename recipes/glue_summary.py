@@ -6,6 +6,7 @@ Reads results/teacher/<task>.json (recipes/finetune_teacher.py) and results/dist
 
 Example:
     python recipes/glue_summary.py
+    python recipes/glue_summary.py --distill-dir results/distill/gd --out results/glue_summary_gd
 """
 
 import argparse
@@ -19,13 +20,17 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--results-dir", default="results", help="where the per-run JSON files are (results)")
     p.add_argument("--tasks", nargs="+", default=None, help="tasks (default: sst2 mrpc rte cola stsb)")
+    p.add_argument("--distill-dir", default=None,
+                   help="student result files <task>_<vanilla|refbert>.json (default <results-dir>/distill)")
+    p.add_argument("--out", default=None, help="output path without suffix (default <results-dir>/glue_summary)")
     args = p.parse_args(argv)
     from refbert_tf.io_utils import write_json, write_text
     from refbert_tf.pipelines import SUMMARY_TASKS, glue_summary
 
-    rows, markdown = glue_summary(args.results_dir, args.tasks or SUMMARY_TASKS)
-    write_json(os.path.join(args.results_dir, "glue_summary.json"), rows)
-    write_text(os.path.join(args.results_dir, "glue_summary.md"), markdown)
+    rows, markdown = glue_summary(args.results_dir, args.tasks or SUMMARY_TASKS, args.distill_dir)
+    out = args.out or os.path.join(args.results_dir, "glue_summary")
+    write_json(out + ".json", rows)
+    write_text(out + ".md", markdown)
     print(markdown)
 
 

@@ -395,10 +395,12 @@ def summary_markdown(result: dict) -> str:
 SUMMARY_TASKS = ("sst2", "mrpc", "rte", "cola", "stsb")
 
 
-def glue_summary(results_dir="results", tasks=SUMMARY_TASKS) -> tuple[list[dict], str]:
+def glue_summary(results_dir="results", tasks=SUMMARY_TASKS, distill_dir=None) -> tuple[list[dict], str]:
     """Collect teacher / vanilla / RefBERT dev results into one table.
 
-    Reads ``<results_dir>/teacher/<task>.json`` and ``<results_dir>/distill/<task>_{vanilla,refbert}.json``.
+    Reads ``<results_dir>/teacher/<task>.json`` and ``<distill_dir>/<task>_{vanilla,refbert}.json``
+    (``distill_dir`` defaults to ``<results_dir>/distill``; another one holds another family of student runs, such
+    as ``results/distill/gd``, students started from general distillation).
     A student row gets a ``note`` (and its cell a footnote) when its result's ``teacher_metrics`` differ from the
     teacher row (distilled from another teacher), or when it is a RefBERT run from before the reference fix
     (commit 4e48621; recognised by a ``config`` without ``top_k``, a field added right after the fix): those
@@ -412,12 +414,13 @@ def glue_summary(results_dir="results", tasks=SUMMARY_TASKS) -> tuple[list[dict]
     import json
 
     results_dir = Path(results_dir)
+    distill_dir = Path(distill_dir) if distill_dir else results_dir / "distill"
     rows = []
     for task_name in tasks:
         task = get_task(task_name)
         paths = {"teacher": results_dir / "teacher" / f"{task.name}.json",
-                 "vanilla": results_dir / "distill" / f"{task.name}_vanilla.json",
-                 "refbert": results_dir / "distill" / f"{task.name}_refbert.json"}
+                 "vanilla": distill_dir / f"{task.name}_vanilla.json",
+                 "refbert": distill_dir / f"{task.name}_refbert.json"}
         teacher_value = None
         for model, path in paths.items():
             if path.is_file():

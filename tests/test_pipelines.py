@@ -110,6 +110,10 @@ def test_glue_summary(tmp_path):
                        "command": "cmd teacher"}
     assert len(rows) == 3 and "| mrpc | f1 | - | - | - |" in md
     assert "94.4% of the teacher's average" in md and "+5.00 points" in md
+    write_json(tmp_path / "distill/gd/sst2_refbert.json", {"metrics": {"accuracy": 88.0}, "command": "cmd gd"})
+    rows, md = glue_summary(tmp_path, ("sst2",), distill_dir=tmp_path / "distill/gd")  # another family of runs
+    assert [(r["model"], r["value"]) for r in rows] == [("teacher", 90.0), ("refbert", 88.0)]
+    assert "| sst2 | accuracy | 90.00 | - | 88.00 |" in md
 
 
 def test_glue_summary_flags_students_of_another_teacher_and_pre_fix_runs(tmp_path):

@@ -51,7 +51,7 @@ def test_edge_recipes_help():
 
 
 def test_summary_recipes_help():
-    for recipe, flags in (("recipes/glue_summary.py", ("--results-dir", "--tasks")),
+    for recipe, flags in (("recipes/glue_summary.py", ("--results-dir", "--tasks", "--distill-dir", "--out")),
                           ("recipes/ablation_summary.py", ("results", "--out"))):
         out = _run(recipe, "--help")
         assert out.returncode == 0, (recipe, out.stderr)
