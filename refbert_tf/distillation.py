@@ -92,11 +92,14 @@ class TeacherFeatures:
 
     ``__call__(inputs)`` -> dict ``logits`` [B, C] (None for a backbone), ``embeddings`` [B, T, D],
     ``hidden_states`` (L tensors [B, T, D]), ``attention_logits`` (L tensors [B, heads, T, T]).
+    Attributes ``backbone`` (the encoder) and ``has_logits`` (False for a bare backbone) are resolved once here.
     """
 
     def __init__(self, teacher):
         backbone = teacher if is_backbone(teacher) else teacher.backbone
         self.teacher = teacher
+        self.backbone = backbone
+        self.has_logits = not is_backbone(teacher)
         self.num_layers = backbone.num_layers
         outputs = {"embeddings": backbone.get_layer("embeddings_layer_norm").output,
                    "pooled": backbone.output["pooled_output"]}
@@ -115,7 +118,7 @@ class TeacherFeatures:
         layer_inputs = [out["embeddings"]] + hidden[:-1]
         attention = [attention_logits(self.model.get_layer(f"transformer_layer_{i}"), h)
                      for i, h in enumerate(layer_inputs)]
-        logits = None if is_backbone(self.teacher) else self.teacher.output_dense(out["pooled"])
+        logits = self.teacher.output_dense(out["pooled"]) if self.has_logits else None
         return {"logits": logits, "embeddings": out["embeddings"], "hidden_states": hidden,
                 "attention_logits": attention}
 
@@ -149,7 +152,7 @@ class Distiller(keras.Model):
         self.temperature = float(temperature)
         self.stage = None
         self.set_stage(stage)
-        teacher_dim = (teacher if is_backbone(teacher) else teacher.backbone).hidden_dim
+        teacher_dim = self.teacher_features.backbone.hidden_dim
         self.fit_dense = keras.layers.Dense(teacher_dim, name="fit_dense")  # W: student width -> teacher width
         self.fit_dense.build((None, None, student.config_values["hidden_dim"]))
         self.mapping = layer_map(len(student.blocks), self.teacher_features.num_layers)
@@ -166,7 +169,7 @@ class Distiller(keras.Model):
         """Select ``"intermediate"`` or ``"prediction"`` losses."""
         if stage not in STAGES:
             raise ValueError(f"unknown distillation stage {stage!r}; use one of {STAGES}")
-        if stage == "prediction" and is_backbone(self.teacher_features.teacher):
+        if stage == "prediction" and not self.teacher_features.has_logits:
             raise ValueError("a backbone teacher has no logits: general distillation has only the "
                              "'intermediate' stage; distill from a fine-tuned classifier for 'prediction'")
         self.stage = stage
@@ -174,7 +177,7 @@ class Distiller(keras.Model):
     @property
     def metrics(self):
         trackers = [self.total_loss_tracker, self.distillation_loss_tracker]
-        if not is_backbone(self.teacher_features.teacher):  # unlabeled text has no hard-label loss
+        if self.teacher_features.has_logits:  # unlabeled text (general distillation) has no hard-label loss
             trackers.append(self.student_loss_tracker)
         return trackers
 
