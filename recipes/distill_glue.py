@@ -45,6 +45,14 @@ def parse_args(argv=None):
     p.add_argument("--student-init", default=None, metavar="DIR",
                    help="start from the encoder of a general-distilled student (recipes/general_distill.py), as "
                         "TinyBERT does; same --student preset and vocabulary")
+    p.add_argument("--augment", type=int, default=None, metavar="N",
+                   help="add N word-replaced copies of each training example, relabelled by the teacher (TinyBERT "
+                        "data augmentation with teacher-embedding neighbours; 0 = off, the default). Epochs then "
+                        "count passes over the (1 + N)x larger set")
+    p.add_argument("--augment-prob", type=float, default=None,
+                   help="probability of replacing each one-piece word (0.4, TinyBERT's p_t)")
+    p.add_argument("--augment-candidates", type=int, default=None,
+                   help="nearest neighbours a word may become (15, TinyBERT's K)")
     p.add_argument("--bank-dir", default=None, help="reuse or write the reference bank here")
     p.add_argument("--bank-layer", type=int, default=None, help="teacher layer stored in the bank (-1 = last, the default; 0 = embeddings)")
     p.add_argument("--bank-tokens", type=int, default=None, help="tokens stored per anchor, R (4)")
@@ -75,7 +83,8 @@ def main(argv=None):
         batch_size=args.batch_size, learning_rate=args.learning_rate, lr_scaling=args.lr_scaling,
         temperature=args.temperature, max_seq_len=args.max_seq_len, seed=args.seed,
         init_from_teacher=args.init_from_teacher, init_embeddings_from_teacher=args.init_embeddings_from_teacher,
-        student_init=args.student_init)
+        student_init=args.student_init, augment=args.augment, augment_prob=args.augment_prob,
+        augment_candidates=args.augment_candidates)
     model = "refbert" if config.use_reference else "vanilla"
     command = command_line(argv)
     result = distill_glue(task, os.path.join(args.output_dir, task.name, model),

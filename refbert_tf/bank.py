@@ -163,7 +163,7 @@ class ReferenceBank:
                                 f"{expected!r}: rebuild the bank")
 
     def references_for(self, features, exclude_self: bool = False, chunk_size: int = DEFAULT_CHUNK_SIZE,
-                       top_k: int = 1) -> tuple[np.ndarray, np.ndarray]:
+                       top_k: int = 1, exclude_rows=None) -> tuple[np.ndarray, np.ndarray]:
         """Pick the reference anchor of each example with the bank's similarity, a chunk of examples at a time.
 
         Time O(N * T) to encode plus :func:`~refbert_tf.retrieval.nearest_anchors`' O(N * nnz * M * nnz / K + N * M);
@@ -174,19 +174,31 @@ class ReferenceBank:
             exclude_self: the examples are the training set: an anchor may not be its own reference.
             chunk_size: examples encoded and searched at once.
             top_k: references per example, best first (see :func:`~refbert_tf.retrieval.nearest_anchors`).
+            exclude_rows: int array [N], for each example the training row whose anchor it may not pick (for
+                augmented copies, their source example: :mod:`refbert_tf.augmentation`); ``exclude_self`` is
+                ``exclude_rows=arange(N)``.
 
         Returns:
             ``(anchor index [N] into the bank, similarity [N])``, or ``[N, top_k]`` arrays when ``top_k > 1``.
 
         Raises:
-            ValueError: if ``exclude_self`` and the bank has a single anchor, or ``top_k`` exceeds the choices.
+            ValueError: if rows are excluded and the bank has a single anchor, ``top_k`` exceeds the choices, both
+                ``exclude_self`` and ``exclude_rows`` are given, or ``exclude_rows`` is not [N].
         """
         corpus = as_corpus(features)
-        position_of_anchor = None
+        if exclude_self and exclude_rows is not None:
+            raise ValueError("pass exclude_self or exclude_rows, not both")
         if exclude_self:
-            position_of_anchor = np.full(corpus.size, -1, np.int64)
-            inside = self.anchor_ids < corpus.size
-            position_of_anchor[self.anchor_ids[inside]] = np.flatnonzero(inside)
+            exclude_rows = np.arange(corpus.size)
+        position_of_anchor = None
+        if exclude_rows is not None:
+            exclude_rows = np.asarray(exclude_rows, np.int64)
+            if exclude_rows.shape != (corpus.size,):
+                raise ValueError(f"exclude_rows has shape {exclude_rows.shape}, expected ({corpus.size},)")
+            num_rows = int(max(exclude_rows.max(initial=-1), self.anchor_ids.max(initial=-1))) + 1
+            anchor_of_row = np.full(num_rows, -1, np.int64)
+            anchor_of_row[self.anchor_ids] = np.arange(self.num_anchors)
+            position_of_anchor = np.where(exclude_rows >= 0, anchor_of_row[np.maximum(exclude_rows, 0)], -1)
         anchor_keys = sp.csr_matrix(self.keys)
         shape = (corpus.size,) if top_k == 1 else (corpus.size, top_k)
         index, similarity = np.empty(shape, np.int64), np.empty(shape, np.float32)

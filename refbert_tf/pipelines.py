@@ -58,9 +58,15 @@ class DistillConfig(TrainingConfig):
         student_init: directory of a general-distilled student (``recipes/general_distill.py``) whose encoder
             the student starts from (:func:`~refbert_tf.models.student.init_student_from_general`), as TinyBERT's
             task distillation starts from general TinyBERT. None: no general distillation.
+        augment: N_a, word-replaced copies of each training example added to the training set
+            (:mod:`refbert_tf.augmentation`, TinyBERT sec. 3.1); 0: no augmentation. Epochs count passes over the
+            augmented set (``1 + augment`` times the rows), so keep steps equal by dividing them by ``1 + augment``.
+        augment_prob: p_t, probability of replacing each one-piece word.
+        augment_candidates: K, nearest teacher-embedding neighbours a word is replaced by.
 
     Raises:
-        ValueError: more than one of ``init_from_teacher``, ``init_embeddings_from_teacher``, ``student_init``.
+        ValueError: more than one of ``init_from_teacher``, ``init_embeddings_from_teacher``, ``student_init``;
+            ``augment`` < 0.
     """
 
     student: str = "tinybert4"
@@ -77,8 +83,13 @@ class DistillConfig(TrainingConfig):
     init_from_teacher: bool = False
     init_embeddings_from_teacher: bool = False
     student_init: str | None = None
+    augment: int = 0
+    augment_prob: float = 0.4
+    augment_candidates: int = 15
 
     def __post_init__(self):
+        if self.augment < 0:
+            raise ValueError(f"augment (--augment) must be >= 0, got {self.augment}")
         chosen = [name for name, value in (("init_from_teacher (--init-from-teacher)", self.init_from_teacher),
                                            ("init_embeddings_from_teacher (--init-embeddings-from-teacher)",
                                             self.init_embeddings_from_teacher),
@@ -176,7 +187,18 @@ def distill_glue(task: GlueTask | str, out_dir, teacher_dir, config: DistillConf
 
     bank, bank_info, features = None, None, {"token_ids": train_f["token_ids"],
                                              "segment_ids": train_f["segment_ids"]}
-    timings = {}
+    labels, aug_source, timings = train.labels, None, {}
+    if config.augment:
+        from refbert_tf.augmentation import augment_features, word_candidates
+
+        t0 = time.perf_counter()
+        candidates = word_candidates(tokenizer.vocab, teacher.backbone.get_layer("token_embedding").get_weights()[0],
+                                     config.augment_candidates)
+        augmented, aug_source = augment_features(train_f, candidates, config.augment, config.augment_prob,
+                                                 seed=config.seed)
+        features = {k: tf.concat([v, augmented[k]], axis=0) for k, v in features.items()}
+        labels = np.concatenate([train.labels, train.labels[aug_source]])  # student_loss metric only
+        timings["augment_seconds"] = round(time.perf_counter() - t0, 1)
     if config.use_reference:
         t0 = time.perf_counter()
         bank_dir = Path(bank_dir) if bank_dir else out_dir / "bank"
@@ -201,7 +223,11 @@ def distill_glue(task: GlueTask | str, out_dir, teacher_dir, config: DistillConf
                               strategy=strategy)
             bank.save(bank_dir)
         train_refs, _ = bank.references_for(train_f, exclude_self=True, top_k=config.top_k)
-        features["reference_index"] = train_refs.astype(np.int32)
+        all_refs = train_refs
+        if aug_source is not None:  # a copy may not read its source example, as an example may not read itself
+            aug_refs, _ = bank.references_for(augmented, top_k=config.top_k, exclude_rows=aug_source)
+            all_refs = np.concatenate([train_refs, aug_refs])
+        features["reference_index"] = all_refs.astype(np.int32)
         timings["bank_seconds"] = round(time.perf_counter() - t0, 1)
 
     with strategy.scope():
@@ -216,6 +242,9 @@ def distill_glue(task: GlueTask | str, out_dir, teacher_dir, config: DistillConf
                      **reference_diagnostics(task, student, bank, train, dev, train_f, dev_f),
                      "train_self_references": int(np.sum(bank.anchor_ids[train_refs].reshape(len(train_refs), -1)
                                                          == np.arange(len(train_refs))[:, None]))}
+        if aug_source is not None:
+            bank_info["augmented_source_references"] = int(np.sum(
+                bank.anchor_ids[aug_refs].reshape(len(aug_refs), -1) == aug_source[:, None]))
 
     if config.init_from_teacher:
         from refbert_tf.models.student import init_student_from_teacher
@@ -230,7 +259,7 @@ def distill_glue(task: GlueTask | str, out_dir, teacher_dir, config: DistillConf
 
         init_student_from_general(student, config.student_init, tokenizer.vocab_sha256)
     ds = make_dataset({k: (tf.constant(v) if isinstance(v, np.ndarray) else v) for k, v in features.items()},
-                      train.labels, batch_size=config.batch_size, shuffle=True, seed=config.seed, repeat=True)
+                      labels, batch_size=config.batch_size, shuffle=True, seed=config.seed, repeat=True)
     if config.use_reference and "reference_index" not in ds.element_spec[0]:
         raise RuntimeError("the training batches lack reference_index: the student would retrieve in-graph, "
                            "where an anchor is its own reference")
@@ -241,7 +270,7 @@ def distill_glue(task: GlueTask | str, out_dir, teacher_dir, config: DistillConf
             continue
         t0 = time.perf_counter()
         distiller.set_stage(stage)
-        intervals, steps = plan_steps(len(train), config.batch_size, epochs, config.backup_every)
+        intervals, steps = plan_steps(len(labels), config.batch_size, epochs, config.backup_every)
         with strategy.scope():
             distiller.compile(optimizer=optimizer_for(config, intervals * steps))
             if epochs > 0:
@@ -261,7 +290,8 @@ def distill_glue(task: GlueTask | str, out_dir, teacher_dir, config: DistillConf
         "teacher_metrics": teacher_meta.get("metrics"), "teacher_dir": str(teacher_dir), "teacher_id": teacher_id,
         "command": command, "code_version": code_version(), "seconds": round(time.perf_counter() - start, 1),
         "peak_memory_mb": round(peak_memory_mb(), 1), "stage_seconds": timings, "bank": bank_info,
-        "num_train": len(train), "num_dev": len(dev), "student_parameters": int(student.count_params()),
+        "num_train": len(train), "num_augmented": 0 if aug_source is None else len(aug_source),
+        "num_dev": len(dev), "student_parameters": int(student.count_params()),
         "config": dataclasses.asdict(config), "strategy": strategy_info(strategy),
     }
     write_json(out_dir / "student.json", {**result, "labels": list(task.labels), "lowercase": tokenizer.lowercase,
@@ -460,7 +490,8 @@ def glue_summary(results_dir="results", tasks=SUMMARY_TASKS, distill_dir=None) -
 
 ABLATION_KNOBS = ("use_reference", "bank_layer", "bank_tokens", "max_anchors", "num_buckets", "top_k",
                   "reference_projection", "intermediate_epochs", "prediction_epochs", "temperature", "student",
-                  "init_from_teacher", "init_embeddings_from_teacher", "learning_rate", "batch_size")
+                  "init_from_teacher", "init_embeddings_from_teacher", "student_init", "augment", "augment_prob",
+                  "learning_rate", "batch_size")
 
 
 def _change_label(model: str, changes) -> str:
@@ -474,8 +505,8 @@ def ablation_summary(result_paths) -> tuple[list[dict], str]:
     Every path is a ``recipes/distill_glue.py`` result JSON of one task; other JSON files (no ``config``, such as
     an earlier summary caught by a glob) are skipped. The baseline the knobs are described against is the RefBERT
     run closest to the task's defaults (fewest :data:`ABLATION_KNOBS` changed; the first such in the given order);
-    a run's vanilla partner is the ``--no-reference`` run with the same seed and number of training examples (so a
-    change is read against the same budget).
+    a run's vanilla partner is the ``--no-reference`` run with the same seed, number of training examples,
+    augmentation and student init (so a change is read against the same budget).
 
     Args:
         result_paths: result JSON paths, all of one task.
@@ -502,14 +533,18 @@ def ablation_summary(result_paths) -> tuple[list[dict], str]:
     if not refbert_configs:
         raise ValueError("ablation_summary: no RefBERT run (config.use_reference true) to describe changes against")
     baseline = min(refbert_configs, key=lambda c: sum(c.get(k, defaults[k]) != defaults[k] for k in ABLATION_KNOBS))
-    vanilla = {(r["config"]["seed"], r["num_train"]): r for _, r in results if not r["config"].get("use_reference")}
+    def budget(r):  # what a vanilla partner must share: seed, rows, augmentation and starting point
+        return (r["config"]["seed"], r["num_train"], r["config"].get("augment", 0), r["config"].get("student_init"))
+
+    vanilla = {budget(r): r for _, r in results if not r["config"].get("use_reference")}
     rows = []
     for name, r in results:
         cfg = r["config"]
         metric = r["main_metric"]
         value = round(float(r["metrics"][metric]), 2)
-        partner = vanilla.get((cfg["seed"], r["num_train"]))
-        changes = {k: cfg.get(k) for k in ABLATION_KNOBS if k != "use_reference" and cfg.get(k) != baseline.get(k)}
+        partner = vanilla.get(budget(r))
+        changes = {k: cfg.get(k, defaults[k]) for k in ABLATION_KNOBS
+                   if k != "use_reference" and cfg.get(k, defaults[k]) != baseline.get(k, defaults[k])}
         rows.append({"run": name, "model": r["model"], "changes": changes, "seed": cfg["seed"],
                      "num_train": r["num_train"], "metric": metric, "value": value,
                      "minus_vanilla": None if partner is None or partner is r

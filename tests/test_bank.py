@@ -55,6 +55,25 @@ def test_training_references_exclude_self(bank_and_features):
     assert not np.any(bank.anchor_ids[ref] == np.arange(len(ref)))
 
 
+def test_excluded_rows_are_never_picked(bank_and_features):
+    """An augmented copy of example i may not read anchor i; exclude_self is exclude_rows=arange(N)."""
+    bank, feats = bank_and_features
+    n = int(feats["token_ids"].nrows())
+    source = np.random.default_rng(0).permutation(n)  # each example stands for a copy of another one
+    ref, _ = bank.references_for(feats, exclude_rows=source)
+    assert not np.any(bank.anchor_ids[ref] == source)
+    self_ref, self_sim = bank.references_for(feats, exclude_self=True)
+    rows_ref, rows_sim = bank.references_for(feats, exclude_rows=np.arange(n))
+    np.testing.assert_array_equal(self_ref, rows_ref)
+    np.testing.assert_array_equal(self_sim, rows_sim)
+    top, _ = bank.references_for(feats, exclude_rows=source, top_k=3)
+    assert not np.any(bank.anchor_ids[top] == source[:, None])
+    with pytest.raises(ValueError, match="not both"):
+        bank.references_for(feats, exclude_self=True, exclude_rows=source)
+    with pytest.raises(ValueError, match="exclude_rows has shape"):
+        bank.references_for(feats, exclude_rows=source[:-1])
+
+
 def test_bad_banks(bank_and_features, tmp_path):
     bank, feats = bank_and_features
     with pytest.raises(BankError, match="empty"):

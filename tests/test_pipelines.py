@@ -81,6 +81,29 @@ def test_distillation_batches_carry_the_offline_references(tiny_teacher_dir, glu
     assert result["bank"]["dev_retrieval_agreement"] >= 0.95
 
 
+def test_augmented_distillation_reads_copies_with_references_other_than_their_source(tiny_teacher_dir, glue_dir,
+                                                                                      tmp_path, monkeypatch):
+    import refbert_tf.training
+
+    planned = []
+    original = refbert_tf.training.plan_steps
+
+    def spy(num_examples, *args):
+        planned.append(num_examples)
+        return original(num_examples, *args)
+
+    monkeypatch.setattr(refbert_tf.training, "plan_steps", spy)
+    config = DistillConfig(**{**CONFIG, "augment": 2, "prediction_epochs": 0})
+    result = distill_glue("sst2", tmp_path / "run", tiny_teacher_dir, config=config, glue_dir=glue_dir,
+                          max_train_examples=48, verbose=0)
+    assert result["num_train"] == 48 and result["num_augmented"] == 96
+    assert planned == [3 * 48, 3 * 48]  # epochs are passes over the originals and their two copies
+    assert result["bank"]["train_self_references"] == 0 and result["bank"]["augmented_source_references"] == 0
+    assert result["stage_seconds"]["augment_seconds"] > 0
+    with pytest.raises(ValueError, match="--augment"):
+        DistillConfig(augment=-1)
+
+
 def test_missing_teacher_and_foreign_bank(tiny_teacher_dir, glue_dir, tmp_path):
     config = DistillConfig(**CONFIG)
     with pytest.raises(TeacherNotFoundError, match="no fine-tuned sst2 teacher in"):
