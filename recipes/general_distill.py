@@ -11,7 +11,8 @@ with the intermediate-stage losses (embeddings, attention scores, hidden states)
 that student. Here the unlabeled text is the training splits of the GLUE tasks in --glue-dir (never dev or test),
 read as each task's inputs, and the teacher is the pre-trained checkpoint (not a fine-tuned one). Writes
 <output-dir>/student.keras, student.json, vocab.txt and the --results JSON. Re-running an interrupted command
-resumes it.
+resumes it; re-running a finished one returns its stored result (another configuration in the same --output-dir
+is an error).
 """
 
 import argparse

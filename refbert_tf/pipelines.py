@@ -327,7 +327,9 @@ def general_distill(out_dir, checkpoint=None, config: GeneralDistillConfig | Non
     hidden states (Eq. 7-10, the intermediate stage of :class:`~refbert_tf.distillation.Distiller`) on unlabeled
     text: here the training splits of the GLUE tasks (:func:`refbert_tf.data.load_text_corpus`), the in-domain text
     on disk, in place of TinyBERT's Wikipedia. The student has no task head worth keeping; pass the run directory
-    to ``distill_glue.py --student-init`` (:attr:`DistillConfig.student_init`). Resumable, like ``distill_glue``.
+    to ``distill_glue.py --student-init`` (:attr:`DistillConfig.student_init`). Resumable, like ``distill_glue``:
+    an interrupted run resumes from its last checkpoint, and a finished one is not trained again (its stored result
+    is returned) when the same configuration and teacher are asked for.
 
     Args:
         out_dir: run directory: ``student.keras``, ``student.json``, ``vocab.txt``, the resume checkpoint.
@@ -348,7 +350,10 @@ def general_distill(out_dir, checkpoint=None, config: GeneralDistillConfig | Non
 
     Raises:
         CheckpointError: from the checkpoint loader; GlueDataError: from the corpus loader.
+        ValueError: ``out_dir`` holds a finished student of another configuration or teacher.
     """
+    import json
+
     import keras
     import tensorflow as tf
 
@@ -366,6 +371,15 @@ def general_distill(out_dir, checkpoint=None, config: GeneralDistillConfig | Non
     out_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(config.seed)
     teacher_spec = "(given)" if backbone is not None else str(checkpoint or "default")
+    card_path = out_dir / "student.json"
+    if card_path.is_file() and (out_dir / "student.keras").is_file():  # finished earlier
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+        wanted = json.loads(json.dumps(dataclasses.asdict(config)))
+        if card.get("config") != wanted or card.get("teacher") != teacher_spec:
+            raise ValueError(f"{out_dir} holds a finished general student of teacher {card.get('teacher')!r} and "
+                             f"config {card.get('config')}; this run asks for teacher {teacher_spec!r} and config "
+                             f"{wanted}: pass another --output-dir or delete it")
+        return {k: v for k, v in card.items() if k not in ("lowercase", "vocab_sha256", "max_seq_len")}
     with strategy.scope():
         if backbone is None or tokenizer is None:
             backbone, tokenizer, _ = load_backbone(checkpoint, config.max_seq_len)

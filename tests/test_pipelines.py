@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import keras
@@ -223,6 +224,14 @@ def test_general_distill_then_task_distill_from_it(glue_dir, minilm_tokenizer, t
     assert not (tmp_path / "general" / "backup").exists()  # the resume checkpoint is gone after a finished run
     student, meta = load_student(tmp_path / "general")
     assert meta["vocab_sha256"] == minilm_tokenizer.vocab_sha256 and student.bank is None
+    # run again: the finished student is kept and its result returned; another config is refused
+    again = general_distill(tmp_path / "general", config=config, glue_dir=glue_dir, backbone=teacher,
+                            tokenizer=minilm_tokenizer, verbose=0)
+    assert again == json.loads(json.dumps(general))
+    with pytest.raises(ValueError, match="holds a finished general student .* pass another --output-dir"):
+        general_distill(tmp_path / "general", config=GeneralDistillConfig(**{**dataclasses.asdict(config),
+                                                                             "epochs": 3}),
+                        glue_dir=glue_dir, backbone=teacher, tokenizer=minilm_tokenizer, verbose=0)
     run = distill_glue("sst2", tmp_path / "task", tiny_teacher_dir, glue_dir=glue_dir, max_train_examples=32,
                        verbose=0, config=DistillConfig(use_reference=False, student_init=str(tmp_path / "general"),
                                                        **{**CONFIG, "intermediate_epochs": 0, "prediction_epochs": 0}))
