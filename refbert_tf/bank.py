@@ -175,8 +175,8 @@ class ReferenceBank:
             chunk_size: examples encoded and searched at once.
             top_k: references per example, best first (see :func:`~refbert_tf.retrieval.nearest_anchors`).
             exclude_rows: int array [N], for each example the training row whose anchor it may not pick (for
-                augmented copies, their source example: :mod:`refbert_tf.augmentation`); ``exclude_self`` is
-                ``exclude_rows=arange(N)``.
+                augmented copies, their source example: :mod:`refbert_tf.augmentation`), -1 for none;
+                ``exclude_self`` is ``exclude_rows=arange(N)``.
 
         Returns:
             ``(anchor index [N] into the bank, similarity [N])``, or ``[N, top_k]`` arrays when ``top_k > 1``.

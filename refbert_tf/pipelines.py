@@ -105,6 +105,12 @@ def distill_config(task: str, **overrides) -> DistillConfig:
     return task_config(DistillConfig, DISTILL_DEFAULTS, task, **overrides)
 
 
+def _references_to_rows(bank, references, rows) -> int:
+    """How many of ``references`` (anchor indices [N] or [N, k]) are the anchor of training row ``rows`` [N]: the
+    rows an example may not read (itself; an augmented copy's source). 0 in a correct run."""
+    return int(np.sum(bank.anchor_ids[references].reshape(len(references), -1) == np.asarray(rows)[:, None]))
+
+
 def _file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -240,11 +246,9 @@ def distill_glue(task: GlueTask | str, out_dir, teacher_dir, config: DistillConf
         bank_info = {"num_anchors": bank.num_anchors, "num_tokens": bank.num_tokens, "layer": bank.layer,
                      "num_buckets": bank.index.num_buckets, "size_mb": round(bank.size_mb, 2),
                      **reference_diagnostics(task, student, bank, train, dev, train_f, dev_f),
-                     "train_self_references": int(np.sum(bank.anchor_ids[train_refs].reshape(len(train_refs), -1)
-                                                         == np.arange(len(train_refs))[:, None]))}
+                     "train_self_references": _references_to_rows(bank, train_refs, np.arange(len(train_refs)))}
         if aug_source is not None:
-            bank_info["augmented_source_references"] = int(np.sum(
-                bank.anchor_ids[aug_refs].reshape(len(aug_refs), -1) == aug_source[:, None]))
+            bank_info["augmented_source_references"] = _references_to_rows(bank, aug_refs, aug_source)
 
     if config.init_from_teacher:
         from refbert_tf.models.student import init_student_from_teacher
@@ -547,6 +551,7 @@ def ablation_summary(result_paths) -> tuple[list[dict], str]:
     if not refbert_configs:
         raise ValueError("ablation_summary: no RefBERT run (config.use_reference true) to describe changes against")
     baseline = min(refbert_configs, key=lambda c: sum(c.get(k, defaults[k]) != defaults[k] for k in ABLATION_KNOBS))
+
     def budget(r):  # what a vanilla partner must share: seed, rows, augmentation and starting point
         return (r["config"]["seed"], r["num_train"], r["config"].get("augment", 0), r["config"].get("student_init"))
 
