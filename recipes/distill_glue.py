@@ -42,6 +42,10 @@ def parse_args(argv=None):
     p.add_argument("--init-embeddings-from-teacher", action="store_true", default=None,
                    help="initialise only the student's token, position and segment embeddings from the teacher's, "
                         "projected to the student width by PCA (any widths)")
+    p.add_argument("--init-by-pruning", action="store_true", default=None,
+                   help="initialise the student from a width-pruned slice of the fine-tuned teacher (its most "
+                        "active hidden coordinates, head dimensions and FFN units in the mapped layers; any student "
+                        "no wider than the teacher)")
     p.add_argument("--student-init", default=None, metavar="DIR",
                    help="start from the encoder of a general-distilled student (recipes/general_distill.py), as "
                         "TinyBERT does; same --student preset and vocabulary")
@@ -83,7 +87,7 @@ def main(argv=None):
         batch_size=args.batch_size, learning_rate=args.learning_rate, lr_scaling=args.lr_scaling,
         temperature=args.temperature, max_seq_len=args.max_seq_len, seed=args.seed,
         init_from_teacher=args.init_from_teacher, init_embeddings_from_teacher=args.init_embeddings_from_teacher,
-        student_init=args.student_init, augment=args.augment, augment_prob=args.augment_prob,
+        init_by_pruning=args.init_by_pruning, student_init=args.student_init, augment=args.augment, augment_prob=args.augment_prob,
         augment_candidates=args.augment_candidates)
     model = "refbert" if config.use_reference else "vanilla"
     command = command_line(argv)

@@ -55,6 +55,11 @@ class DistillConfig(TrainingConfig):
         init_embeddings_from_teacher: initialise only the student's embeddings from the teacher's, projected to
             the student width by PCA (any widths; see
             :func:`~refbert_tf.models.student.init_student_embeddings_from_teacher`).
+        init_by_pruning: initialise the student from a width-pruned slice of the fine-tuned teacher: its most
+            active hidden coordinates, head dimensions and FFN units in the mapped blocks, pooler and classifier
+            (any student no wider than the teacher; :mod:`refbert_tf.models.pruning`), copying and then learning
+            the teacher layers :func:`~refbert_tf.distillation.pruning_layer_map`. ``fit_dense`` starts as the
+            matching 0/1 map back to teacher width.
         student_init: directory of a general-distilled student (``recipes/general_distill.py``) whose encoder
             the student starts from (:func:`~refbert_tf.models.student.init_student_from_general`), as TinyBERT's
             task distillation starts from general TinyBERT. None: no general distillation.
@@ -65,7 +70,8 @@ class DistillConfig(TrainingConfig):
         augment_candidates: K, nearest teacher-embedding neighbours a word is replaced by.
 
     Raises:
-        ValueError: more than one of ``init_from_teacher``, ``init_embeddings_from_teacher``, ``student_init``;
+        ValueError: more than one of ``init_from_teacher``, ``init_embeddings_from_teacher``,
+            ``init_by_pruning``, ``student_init``;
             ``augment`` < 0.
     """
 
@@ -82,6 +88,7 @@ class DistillConfig(TrainingConfig):
     temperature: float = 1.0
     init_from_teacher: bool = False
     init_embeddings_from_teacher: bool = False
+    init_by_pruning: bool = False
     student_init: str | None = None
     augment: int = 0
     augment_prob: float = 0.4
@@ -93,6 +100,7 @@ class DistillConfig(TrainingConfig):
         chosen = [name for name, value in (("init_from_teacher (--init-from-teacher)", self.init_from_teacher),
                                            ("init_embeddings_from_teacher (--init-embeddings-from-teacher)",
                                             self.init_embeddings_from_teacher),
+                                           ("init_by_pruning (--init-by-pruning)", self.init_by_pruning),
                                            ("student_init (--student-init)", self.student_init)) if value]
         if len(chosen) > 1:
             raise ValueError(f"choose one way to initialise the student, not {' and '.join(chosen)}")
@@ -171,7 +179,7 @@ def distill_glue(task: GlueTask | str, out_dir, teacher_dir, config: DistillConf
     import tensorflow as tf
 
     from refbert_tf.bank import BankError, ReferenceBank, build_bank, resolve_layer
-    from refbert_tf.distillation import Distiller
+    from refbert_tf.distillation import Distiller, pruning_layer_map
     from refbert_tf.distribute import check_global_batch, strategy_info
     from refbert_tf.models.student import build_student
     from refbert_tf.training import evaluate, optimizer_for, peak_memory_mb, plan_steps, run_fit
@@ -241,7 +249,10 @@ def distill_glue(task: GlueTask | str, out_dir, teacher_dir, config: DistillConf
                                 teacher.backbone.hidden_dim, bank=bank,
                                 max_sequence_length=teacher.backbone.max_sequence_length, top_k=config.top_k,
                                 reference_projection=config.reference_projection)
-        distiller = Distiller(teacher, student, regression=task.is_regression, temperature=config.temperature)
+        mapping = (pruning_layer_map(len(student.blocks), teacher.backbone.num_layers) if config.init_by_pruning
+                   else None)
+        distiller = Distiller(teacher, student, regression=task.is_regression, temperature=config.temperature,
+                              layer_mapping=mapping)
     if bank is not None:
         bank_info = {"num_anchors": bank.num_anchors, "num_tokens": bank.num_tokens, "layer": bank.layer,
                      "num_buckets": bank.index.num_buckets, "size_mb": round(bank.size_mb, 2),
@@ -258,6 +269,17 @@ def distill_glue(task: GlueTask | str, out_dir, teacher_dir, config: DistillConf
         from refbert_tf.models.student import init_student_embeddings_from_teacher
 
         init_student_embeddings_from_teacher(student, teacher.backbone)
+    elif config.init_by_pruning:
+        from refbert_tf.models.pruning import init_student_by_pruning, pruning_statistics, selection_matrix
+
+        rows = np.random.default_rng(config.seed).permutation(int(train_f["token_ids"].nrows()))[:PRUNING_SAMPLE]
+        sample_inputs = {k: tf.gather(train_f[k], rows) for k in ("token_ids", "segment_ids")}
+        sample_inputs["padding_mask"] = tf.ones_like(sample_inputs["token_ids"])
+        sample_inputs = {k: v.to_tensor().numpy() for k, v in sample_inputs.items()}
+        kept = init_student_by_pruning(student, teacher, pruning_statistics(distiller.teacher_features,
+                                                                            sample_inputs), distiller.mapping)
+        distiller.fit_dense.set_weights([selection_matrix(kept, teacher.backbone.hidden_dim),
+                                         np.zeros(teacher.backbone.hidden_dim, np.float32)])
     elif config.student_init:
         from refbert_tf.models.student import init_student_from_general
 
@@ -440,6 +462,7 @@ def summary_markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
+PRUNING_SAMPLE = 512  # training examples whose teacher activations rank the units kept by --init-by-pruning
 SUMMARY_TASKS = ("sst2", "mrpc", "rte", "cola", "stsb")
 
 
@@ -508,8 +531,8 @@ def glue_summary(results_dir="results", tasks=SUMMARY_TASKS, distill_dir=None) -
 
 ABLATION_KNOBS = ("use_reference", "bank_layer", "bank_tokens", "max_anchors", "num_buckets", "top_k",
                   "reference_projection", "intermediate_epochs", "prediction_epochs", "temperature", "student",
-                  "init_from_teacher", "init_embeddings_from_teacher", "student_init", "augment", "augment_prob",
-                  "learning_rate", "batch_size")
+                  "init_from_teacher", "init_embeddings_from_teacher", "init_by_pruning", "student_init", "augment",
+                  "augment_prob", "learning_rate", "batch_size")
 
 
 def _change_label(model: str, changes) -> str:
@@ -553,7 +576,8 @@ def ablation_summary(result_paths) -> tuple[list[dict], str]:
     baseline = min(refbert_configs, key=lambda c: sum(c.get(k, defaults[k]) != defaults[k] for k in ABLATION_KNOBS))
 
     def budget(r):  # what a vanilla partner must share: seed, rows, augmentation and starting point
-        return (r["config"]["seed"], r["num_train"], r["config"].get("augment", 0), r["config"].get("student_init"))
+        return (r["config"]["seed"], r["num_train"], r["config"].get("augment", 0), r["config"].get("student_init"),
+                r["config"].get("init_by_pruning", False))
 
     vanilla = {budget(r): r for _, r in results if not r["config"].get("use_reference")}
     rows = []

@@ -105,6 +105,29 @@ def test_augmented_distillation_reads_copies_with_references_other_than_their_so
         DistillConfig(augment=-1)
 
 
+def test_pruned_initialisation_starts_from_the_teacher(tiny_teacher_dir, glue_dir, tmp_path, monkeypatch):
+    """With no training at all, a student pruned to the teacher's own width is the teacher: same dev metric."""
+    import refbert_tf.models.student as student_module
+    from refbert_tf.distillation import pruning_layer_map
+    from refbert_tf.models.teacher import load_teacher
+
+    backbone = load_teacher(tiny_teacher_dir)[0].backbone
+    monkeypatch.setitem(student_module.STUDENT_PRESETS, "teacher_shaped", dict(
+        num_layers=backbone.num_layers, hidden_dim=backbone.hidden_dim, num_heads=backbone.num_heads,
+        intermediate_dim=backbone.intermediate_dim))
+    config = DistillConfig(**{**CONFIG, "student": "teacher_shaped", "init_by_pruning": True, "use_reference": False,
+                              "intermediate_epochs": 0, "prediction_epochs": 0})
+    result = distill_glue("sst2", tmp_path / "run", tiny_teacher_dir, config=config, glue_dir=glue_dir,
+                          max_train_examples=48, verbose=0)
+    assert pruning_layer_map(backbone.num_layers, backbone.num_layers) == list(range(1, backbone.num_layers + 1))
+    assert result["config"]["init_by_pruning"]
+    assert result["metrics"]["accuracy"] == pytest.approx(result["teacher_metrics"]["accuracy"], abs=1e-6)
+    with pytest.raises(ValueError, match="one way to initialise"):
+        DistillConfig(init_by_pruning=True, student_init="artifacts/general/tinybert4")
+    with pytest.raises(ValueError, match="cannot be pruned"):
+        pruning_layer_map(7, 6)
+
+
 def test_missing_teacher_and_foreign_bank(tiny_teacher_dir, glue_dir, tmp_path):
     config = DistillConfig(**CONFIG)
     with pytest.raises(TeacherNotFoundError, match="no fine-tuned sst2 teacher in"):
