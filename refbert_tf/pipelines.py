@@ -272,12 +272,8 @@ def distill_glue(task: GlueTask | str, out_dir, teacher_dir, config: DistillConf
     elif config.init_by_pruning:
         from refbert_tf.models.pruning import init_student_by_pruning, pruning_statistics, selection_matrix
 
-        rows = np.random.default_rng(config.seed).permutation(int(train_f["token_ids"].nrows()))[:PRUNING_SAMPLE]
-        sample_inputs = {k: tf.gather(train_f[k], rows) for k in ("token_ids", "segment_ids")}
-        sample_inputs["padding_mask"] = tf.ones_like(sample_inputs["token_ids"])
-        sample_inputs = {k: v.to_tensor().numpy() for k, v in sample_inputs.items()}
-        kept = init_student_by_pruning(student, teacher, pruning_statistics(distiller.teacher_features,
-                                                                            sample_inputs), distiller.mapping)
+        stats = pruning_statistics(distiller.teacher_features, _pruning_sample(train_f, config.seed))
+        kept = init_student_by_pruning(student, teacher, stats, distiller.mapping)
         distiller.fit_dense.set_weights([selection_matrix(kept, teacher.backbone.hidden_dim),
                                          np.zeros(teacher.backbone.hidden_dim, np.float32)])
     elif config.student_init:
@@ -460,6 +456,57 @@ def summary_markdown(result: dict) -> str:
                      f"{100 * b['dev_retrieval_agreement']:.1f}% of dev.")
     lines += ["", f"Command: `{result['command']}`", ""]
     return "\n".join(lines)
+
+
+def pruning_probe(task, teacher_dir, mappings, student: str = "tinybert4", glue_dir=None, source: str = "tsv",
+                  max_seq_len: int = 128, seed: int = 42) -> list[dict]:
+    """Dev metrics of students pruned from a fine-tuned teacher (:mod:`refbert_tf.models.pruning`), before any
+    training: how much of the teacher each choice of copied layers keeps.
+
+    Args:
+        task: GLUE task (name or :class:`GlueTask`).
+        teacher_dir: the fine-tuned teacher (``recipes/finetune_teacher.py``).
+        mappings: lists of teacher blocks (1-based), one per student block, to try.
+        student: student preset.
+        glue_dir, source: see :func:`refbert_tf.data.load_glue`.
+        max_seq_len: tokens per input.
+        seed: picks the :data:`PRUNING_SAMPLE` training examples that rank the units.
+
+    Returns:
+        One row per mapping: ``{"task", "mapping", "metrics"}`` (dev metrics in percent).
+
+    Raises:
+        TeacherNotFoundError: no fine-tuned teacher in ``teacher_dir``; ValueError: a mapping that does not fit.
+    """
+    from refbert_tf.distillation import TeacherFeatures
+    from refbert_tf.models.pruning import init_student_by_pruning, pruning_statistics
+    from refbert_tf.models.student import build_student
+    from refbert_tf.models.teacher import load_teacher
+    from refbert_tf.training import evaluate
+
+    task = get_task(task) if isinstance(task, str) else task
+    teacher, tokenizer, _ = load_teacher(teacher_dir, task)
+    max_len = min(max_seq_len, teacher.backbone.max_sequence_length)
+    _, dev, train_f, dev_f = load_encoded_splits(task, tokenizer, max_len, source, glue_dir)
+    stats = pruning_statistics(TeacherFeatures(teacher), _pruning_sample(train_f, seed))
+    rows = []
+    for mapping in mappings:
+        pruned = build_student(student, task.num_classes, tokenizer.vocab_size, teacher.backbone.hidden_dim,
+                               max_sequence_length=teacher.backbone.max_sequence_length)
+        init_student_by_pruning(pruned, teacher, stats, list(mapping))
+        rows.append({"task": task.name, "mapping": list(mapping),
+                     "metrics": evaluate(pruned, task, dev_f, dev.labels)})
+    return rows
+
+
+def _pruning_sample(train_f, seed: int) -> dict:
+    """:data:`PRUNING_SAMPLE` random rows of encoded training features as padded int32 arrays [n, T]."""
+    import tensorflow as tf
+
+    rows = np.random.default_rng(seed).permutation(int(train_f["token_ids"].nrows()))[:PRUNING_SAMPLE]
+    sample = {k: tf.gather(train_f[k], rows) for k in ("token_ids", "segment_ids")}
+    sample["padding_mask"] = tf.ones_like(sample["token_ids"])
+    return {k: v.to_tensor().numpy() for k, v in sample.items()}
 
 
 PRUNING_SAMPLE = 512  # training examples whose teacher activations rank the units kept by --init-by-pruning

@@ -9,7 +9,7 @@ from refbert_tf.bank import BankError
 from refbert_tf.cli import code_version
 from refbert_tf.data import read_glue_tsv
 from refbert_tf.models.teacher import TeacherNotFoundError, finetune_teacher
-from refbert_tf.pipelines import DistillConfig, GeneralDistillConfig, distill_glue, general_distill
+from refbert_tf.pipelines import DistillConfig, GeneralDistillConfig, distill_glue, general_distill, pruning_probe
 from refbert_tf.training import FinetuneConfig, predict_outputs
 from helpers import tiny_bert_backbone
 
@@ -122,6 +122,11 @@ def test_pruned_initialisation_starts_from_the_teacher(tiny_teacher_dir, glue_di
     assert pruning_layer_map(backbone.num_layers, backbone.num_layers) == list(range(1, backbone.num_layers + 1))
     assert result["config"]["init_by_pruning"]
     assert result["metrics"]["accuracy"] == pytest.approx(result["teacher_metrics"]["accuracy"], abs=1e-6)
+    identity = list(range(1, backbone.num_layers + 1))
+    probe = pruning_probe("sst2", tiny_teacher_dir, [identity, identity[::-1]], student="teacher_shaped",
+                          glue_dir=glue_dir)
+    assert [row["mapping"] for row in probe] == [identity, identity[::-1]]
+    assert probe[0]["metrics"]["accuracy"] == pytest.approx(result["metrics"]["accuracy"], abs=1e-6)
     with pytest.raises(ValueError, match="one way to initialise"):
         DistillConfig(init_by_pruning=True, student_init="artifacts/general/tinybert4")
     with pytest.raises(ValueError, match="cannot be pruned"):

@@ -37,7 +37,16 @@ def test_general_distill_help():
                  "--output-dir", "--results"):
         assert flag in out.stdout
     out = _run("recipes/distill_glue.py", "--help")
-    assert "--student-init" in out.stdout
+    assert "--student-init" in out.stdout and "--init-by-pruning" in out.stdout
+
+
+def test_pruning_probe_help_and_bad_mapping():
+    out = _run("recipes/pruning_probe.py", "--help")
+    assert out.returncode == 0, out.stderr
+    for flag in ("--tasks", "--teacher-dir", "--glue-dir", "--mappings", "--out"):
+        assert flag in out.stdout
+    out = _run("recipes/pruning_probe.py", "--mappings", "1,two")
+    assert out.returncode != 0 and "--mappings: '1,two'" in out.stderr
 
 
 def test_edge_recipes_help():
