@@ -87,8 +87,8 @@ def main(argv=None):
         batch_size=args.batch_size, learning_rate=args.learning_rate, lr_scaling=args.lr_scaling,
         temperature=args.temperature, max_seq_len=args.max_seq_len, seed=args.seed,
         init_from_teacher=args.init_from_teacher, init_embeddings_from_teacher=args.init_embeddings_from_teacher,
-        init_by_pruning=args.init_by_pruning, student_init=args.student_init, augment=args.augment, augment_prob=args.augment_prob,
-        augment_candidates=args.augment_candidates)
+        init_by_pruning=args.init_by_pruning, student_init=args.student_init, augment=args.augment,
+        augment_prob=args.augment_prob, augment_candidates=args.augment_candidates)
     model = "refbert" if config.use_reference else "vanilla"
     command = command_line(argv)
     result = distill_glue(task, os.path.join(args.output_dir, task.name, model),

@@ -80,6 +80,13 @@ def layer_map(num_student_layers: int, num_teacher_layers: int) -> list[int]:
     return [math.ceil(m * num_teacher_layers / num_student_layers) for m in range(1, num_student_layers + 1)]
 
 
+def check_layer_mapping(mapping, num_student_layers: int, num_teacher_layers: int) -> None:
+    """Raise ValueError unless ``mapping`` gives one teacher layer in 1..``num_teacher_layers`` per student layer."""
+    if len(mapping) != num_student_layers or not all(1 <= t <= num_teacher_layers for t in mapping):
+        raise ValueError(f"layer_mapping {list(mapping)} must give a teacher layer in 1..{num_teacher_layers} for "
+                         f"each of the {num_student_layers} student blocks")
+
+
 def pruning_layer_map(num_student_layers: int, num_teacher_layers: int) -> list[int]:
     """The teacher blocks a pruned student copies and then learns: the first L_S - 1 and the last, e.g.
     [1, 2, 3, 6] for 4 student layers on the 6-layer MiniLM. The lower blocks keep their inputs' statistics (each
@@ -171,11 +178,7 @@ class Distiller(keras.Model):
         self.fit_dense = keras.layers.Dense(teacher_dim, name="fit_dense")  # W: student width -> teacher width
         self.fit_dense.build((None, None, student.config_values["hidden_dim"]))
         self.mapping = list(layer_mapping or layer_map(len(student.blocks), self.teacher_features.num_layers))
-        if len(self.mapping) != len(student.blocks) or not all(1 <= t <= self.teacher_features.num_layers
-                                                                for t in self.mapping):
-            raise ValueError(f"layer_mapping {self.mapping} must give a teacher layer in "
-                             f"1..{self.teacher_features.num_layers} for each of the {len(student.blocks)} "
-                             "student blocks")
+        check_layer_mapping(self.mapping, len(student.blocks), self.teacher_features.num_layers)
         self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
         self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
         self.total_loss_tracker = keras.metrics.Mean(name="total_loss")

@@ -106,7 +106,7 @@ def init_student_by_pruning(student, teacher, statistics: dict, layer_mapping: l
         ValueError: another vocabulary or head count, a student wider than the teacher, or a mapping of the wrong
             length or out of range.
     """
-    from refbert_tf.distillation import is_backbone
+    from refbert_tf.distillation import check_layer_mapping, is_backbone
 
     backbone = teacher if is_backbone(teacher) else teacher.backbone
     c = student.config_values
@@ -120,9 +120,7 @@ def init_student_by_pruning(student, teacher, statistics: dict, layer_mapping: l
     if d_s > d_t or c["intermediate_dim"] > backbone.intermediate_dim:
         raise ValueError(f"student (hidden {d_s}, FFN {c['intermediate_dim']}) is wider than the teacher "
                          f"(hidden {d_t}, FFN {backbone.intermediate_dim}): pruning cannot add units")
-    if len(layer_mapping) != len(student.blocks) or not all(1 <= t <= backbone.num_layers for t in layer_mapping):
-        raise ValueError(f"layer_mapping {layer_mapping} must give a teacher block in 1..{backbone.num_layers} "
-                         f"for each of the {len(student.blocks)} student blocks")
+    check_layer_mapping(layer_mapping, len(student.blocks), backbone.num_layers)
     head_s, head_t = d_s // heads, d_t // heads
     kept = _top(np.asarray(statistics["hidden"]), d_s)
 
