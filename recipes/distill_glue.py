@@ -5,7 +5,8 @@ Example:
     python recipes/distill_glue.py --task sst2 --glue-dir ../shared/glue_data
     python recipes/distill_glue.py --task sst2 --glue-dir ../shared/glue_data --no-reference   # vanilla TinyBERT
 
-Steps: load the teacher from <teacher-dir>/<task> (fine-tuning it first if missing), build the reference bank
+Steps: load the teacher from <teacher-dir>/<task> (fine-tuning it first if missing), initialise the student from a
+width-pruned slice of it (when the student fits; --random-init to skip), build the reference bank
 (teacher hidden states of --bank-layer for the first --bank-tokens tokens of up to --max-anchors anchors),
 pick every training example's reference (the most similar other example, with the same hashed-wordpiece
 similarity the exported model computes), distill in two stages (TinyBERT: embeddings + attention scores +
@@ -42,10 +43,15 @@ def parse_args(argv=None):
     p.add_argument("--init-embeddings-from-teacher", action="store_true", default=None,
                    help="initialise only the student's token, position and segment embeddings from the teacher's, "
                         "projected to the student width by PCA (any widths)")
-    p.add_argument("--init-by-pruning", action="store_true", default=None,
-                   help="initialise the student from a width-pruned slice of the fine-tuned teacher (its most "
-                        "active hidden coordinates, head dimensions and FFN units in the mapped layers; any student "
-                        "no wider than the teacher)")
+    pruning = p.add_mutually_exclusive_group()
+    pruning.add_argument("--init-by-pruning", dest="init_by_pruning", action="store_const", const=True, default=None,
+                         help="initialise the student from a width-pruned slice of the fine-tuned teacher (its most "
+                              "active hidden coordinates, head dimensions and FFN units in the mapped layers), and "
+                              "fail if the student does not fit it. This is the default whenever the student fits "
+                              "(no wider than the teacher, same heads and vocabulary) and no other init is chosen")
+    pruning.add_argument("--random-init", dest="init_by_pruning", action="store_const", const=False,
+                         help="start the student from random weights instead of the pruned teacher (the setting of "
+                              "the random-init results in the README)")
     p.add_argument("--student-init", default=None, metavar="DIR",
                    help="start from the encoder of a general-distilled student (recipes/general_distill.py), as "
                         "TinyBERT does; same --student preset and vocabulary")

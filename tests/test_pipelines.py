@@ -127,10 +127,35 @@ def test_pruned_initialisation_starts_from_the_teacher(tiny_teacher_dir, glue_di
                           glue_dir=glue_dir)
     assert [row["mapping"] for row in probe] == [identity, identity[::-1]]
     assert probe[0]["metrics"]["accuracy"] == pytest.approx(result["metrics"]["accuracy"], abs=1e-6)
+    # the default (init_by_pruning None) prunes a student that fits the teacher
+    default = distill_glue("sst2", tmp_path / "default", tiny_teacher_dir,
+                           config=dataclasses.replace(config, init_by_pruning=None), glue_dir=glue_dir,
+                           max_train_examples=48, verbose=0)
+    assert default["config"]["init_by_pruning"] is True
+    assert default["metrics"]["accuracy"] == pytest.approx(result["metrics"]["accuracy"], abs=1e-6)
+    # ... unless another initialisation is chosen
+    other = dataclasses.replace(config, init_by_pruning=None, init_embeddings_from_teacher=True)
+    assert distill_glue("sst2", tmp_path / "emb", tiny_teacher_dir, config=other, glue_dir=glue_dir,
+                        max_train_examples=48, verbose=0)["config"]["init_by_pruning"] is False
     with pytest.raises(ValueError, match="one way to initialise"):
         DistillConfig(init_by_pruning=True, student_init="artifacts/general/tinybert4")
     with pytest.raises(ValueError, match="cannot be pruned"):
         pruning_layer_map(7, 6)
+
+
+def test_a_student_wider_than_the_teacher_falls_back_to_random_init(tiny_teacher_dir, glue_dir, tmp_path, capsys):
+    """The tiny student (hidden 32) is wider than the tiny teacher (24): by default it starts from random weights
+    (and says so); asking for pruning explicitly is an error naming the option and the sizes."""
+    config = DistillConfig(**{**CONFIG, "use_reference": False, "intermediate_epochs": 0, "prediction_epochs": 0})
+    assert config.init_by_pruning is None
+    result = distill_glue("sst2", tmp_path / "run", tiny_teacher_dir, config=config, glue_dir=glue_dir,
+                          max_train_examples=48, verbose=0)
+    assert result["config"]["init_by_pruning"] is False
+    assert "not pruned from the teacher (student (hidden 32, FFN 64) is wider" in capsys.readouterr().out
+    forced = dataclasses.replace(config, init_by_pruning=True)
+    with pytest.raises(ValueError, match=r"--init-by-pruning: student \(hidden 32, FFN 64\) is wider"):
+        distill_glue("sst2", tmp_path / "forced", tiny_teacher_dir, config=forced, glue_dir=glue_dir,
+                     max_train_examples=48, verbose=0)
 
 
 def test_missing_teacher_and_foreign_bank(tiny_teacher_dir, glue_dir, tmp_path):

@@ -37,7 +37,20 @@ def test_general_distill_help():
                  "--output-dir", "--results"):
         assert flag in out.stdout
     out = _run("recipes/distill_glue.py", "--help")
-    assert "--student-init" in out.stdout and "--init-by-pruning" in out.stdout
+    assert "--student-init" in out.stdout and "--init-by-pruning" in out.stdout and "--random-init" in out.stdout
+
+
+def test_distill_glue_pruning_options():
+    """Pruning is the default (None: decided per student and teacher); --init-by-pruning forces it, --random-init
+    turns it off, and the two together are refused by argparse."""
+    sys.path.insert(0, str(ROOT / "recipes"))
+    from distill_glue import parse_args
+
+    assert parse_args(["--task", "sst2"]).init_by_pruning is None
+    assert parse_args(["--task", "sst2", "--init-by-pruning"]).init_by_pruning is True
+    assert parse_args(["--task", "sst2", "--random-init"]).init_by_pruning is False
+    out = _run("recipes/distill_glue.py", "--task", "sst2", "--init-by-pruning", "--random-init")
+    assert out.returncode == 2 and "not allowed with argument" in out.stderr
 
 
 def test_pruning_probe_help_and_bad_mapping():

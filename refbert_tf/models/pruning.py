@@ -82,6 +82,33 @@ def pruning_statistics(teacher_features, inputs, batch_size: int = 32) -> dict:
     return {k: (v / weight if not isinstance(v, list) else [x / weight for x in v]) for k, v in sums.items()}
 
 
+def pruning_misfit(student, backbone) -> str | None:
+    """Why ``student`` cannot be pruned from the teacher encoder ``backbone``, or None when it can.
+
+    Pruning keeps every head and removes units, so the student needs the teacher's vocabulary and head count and
+    no more layers, hidden units or FFN units than the teacher. The default MiniLM teacher (6 layers, 384 wide,
+    12 heads, FFN 1536) fits ``tinybert4`` (4, 312, 12, 1200) but not ``tinybert6`` (768 wide).
+
+    Args:
+        student: a built :class:`~refbert_tf.models.student.RefBertStudent`.
+        backbone: the teacher's keras-hub ``BertBackbone``.
+
+    Returns:
+        A one-line reason naming the mismatched sizes, or None.
+    """
+    c = student.config_values
+    if c["vocabulary_size"] != backbone.vocabulary_size:
+        return f"student vocabulary ({c['vocabulary_size']}) differs from the teacher's ({backbone.vocabulary_size})"
+    if c["num_heads"] != backbone.num_heads:
+        return f"student has {c['num_heads']} heads, the teacher {backbone.num_heads} (pruning keeps every head)"
+    if c["hidden_dim"] > backbone.hidden_dim or c["intermediate_dim"] > backbone.intermediate_dim:
+        return (f"student (hidden {c['hidden_dim']}, FFN {c['intermediate_dim']}) is wider than the teacher (hidden "
+                f"{backbone.hidden_dim}, FFN {backbone.intermediate_dim}; pruning cannot add units)")
+    if len(student.blocks) > backbone.num_layers:
+        return f"student has {len(student.blocks)} layers, the teacher {backbone.num_layers}"
+    return None
+
+
 def init_student_by_pruning(student, teacher, statistics: dict, layer_mapping: list[int]) -> np.ndarray:
     """Copy a width-pruned slice of the teacher into a narrower student (see the module docstring).
 
@@ -109,17 +136,12 @@ def init_student_by_pruning(student, teacher, statistics: dict, layer_mapping: l
     from refbert_tf.distillation import check_layer_mapping, is_backbone
 
     backbone = teacher if is_backbone(teacher) else teacher.backbone
+    misfit = pruning_misfit(student, backbone)
+    if misfit:
+        raise ValueError(f"{misfit}: the student cannot be pruned from this teacher")
     c = student.config_values
     d_s, d_t = c["hidden_dim"], backbone.hidden_dim
     heads = c["num_heads"]
-    if c["vocabulary_size"] != backbone.vocabulary_size:
-        raise ValueError(f"student vocabulary ({c['vocabulary_size']}) differs from the teacher's "
-                         f"({backbone.vocabulary_size}): the student cannot be pruned from this teacher")
-    if heads != backbone.num_heads:
-        raise ValueError(f"student has {heads} heads, the teacher {backbone.num_heads}: pruning keeps every head")
-    if d_s > d_t or c["intermediate_dim"] > backbone.intermediate_dim:
-        raise ValueError(f"student (hidden {d_s}, FFN {c['intermediate_dim']}) is wider than the teacher "
-                         f"(hidden {d_t}, FFN {backbone.intermediate_dim}): pruning cannot add units")
     check_layer_mapping(layer_mapping, len(student.blocks), backbone.num_layers)
     head_s, head_t = d_s // heads, d_t // heads
     kept = _top(np.asarray(statistics["hidden"]), d_s)
