@@ -571,8 +571,23 @@ def reference_label_agreement(bank: ReferenceBank, features: dict, labels, ancho
         ``{"agreement" (percent), "majority_class" (percent), "mean_similarity"}``.
     """
     index, similarity = bank.references_for(features, exclude_self=exclude_self)
+    return label_agreement(labels, np.asarray(anchor_labels)[bank.anchor_ids[index]], similarity)
+
+
+def label_agreement(labels, reference_labels, similarity=None) -> dict:
+    """Share of examples whose reference label equals their own, beside the majority-class share.
+
+    Args:
+        labels: int [N] gold labels of the examples.
+        reference_labels: int [N] labels of their references (or of a vote over several).
+        similarity: optional float [N] retrieval similarities (their mean is reported).
+
+    Returns:
+        ``{"agreement" (percent), "majority_class" (percent)[, "mean_similarity"]}``.
+    """
     labels = np.asarray(labels)
-    reference_labels = np.asarray(anchor_labels)[bank.anchor_ids[index]]
-    majority = np.bincount(labels).max() / len(labels)
-    return {"agreement": round(100 * float(np.mean(reference_labels == labels)), 2),
-            "majority_class": round(100 * float(majority), 2), "mean_similarity": round(float(similarity.mean()), 4)}
+    out = {"agreement": round(100 * float(np.mean(np.asarray(reference_labels) == labels)), 2),
+           "majority_class": round(100 * float(np.bincount(labels).max() / len(labels)), 2)}
+    if similarity is not None:
+        out["mean_similarity"] = round(float(np.mean(similarity)), 4)
+    return out

@@ -829,6 +829,82 @@ def reference_report(task: GlueTask | str, run_dir, glue_dir=None, source: str =
             **reference_diagnostics(task, student, bank, train, dev, train_f, dev_f), "command": command}
 
 
+def reference_ceiling(task: GlueTask | str, tokenizer, num_buckets=(1024,), max_anchors=(1024,), vote: int = 16,
+                      max_seq_len: int = 128, glue_dir=None, source: str = "tsv", seed: int = 42,
+                      train_sample: int = 5000) -> list[dict]:
+    """How much label information the lexical references can carry, before any teacher or student is involved.
+
+    For each bank shape (K hash buckets x M anchors), the bank's own choices are replayed: idf fitted on the
+    training set (:class:`~refbert_tf.retrieval.RetrievalIndex`), anchors by :func:`~refbert_tf.bank.select_anchors`
+    (k-means above M, seed ``seed``), references by :func:`~refbert_tf.retrieval.nearest_anchors` (dev: best anchor;
+    train: best anchor other than itself). A reference helps the student decide the label only through what the
+    teacher's stored representation says about the *reference*, so the rate at which the reference shares the
+    input's gold label, against the majority-class rate, bounds what top-1 references can teach; the majority vote
+    of the ``vote`` best anchors shows what many references together could. Diagnostic for the README's negative
+    result; RefBERT (Wang et al. 2021) does not report it.
+
+    Args:
+        task: GLUE classification task.
+        tokenizer: the teacher's :class:`~refbert_tf.tokenization.BertWordPieceTokenizer`.
+        num_buckets: K values to try.
+        max_anchors: M values to try (0 or None: every training example is an anchor).
+        vote: anchors in the majority vote (0: skip the vote).
+        max_seq_len, glue_dir, source: data (see :func:`refbert_tf.data.load_encoded_splits`).
+        seed: k-means seed and the seed of the training sample.
+        train_sample: training examples whose references are scored (a seeded random subset; the bank, idf and
+            anchors always use the whole training set).
+
+    Returns:
+        One row per (K, M): ``{"task", "num_buckets", "max_anchors", "num_anchors", "dev": {agreement,
+        majority_class, mean_similarity}, "train": {...}, "dev_vote": {agreement, majority_class}}`` (percent).
+
+    Raises:
+        ValueError: a regression task.
+    """
+    from refbert_tf.bank import label_agreement, select_anchors
+    from refbert_tf.retrieval import RetrievalIndex, nearest_anchors
+
+    task = get_task(task) if isinstance(task, str) else task
+    if task.is_regression:
+        raise ValueError(f"{task.name} is a regression task: label agreement is undefined")
+    train, dev, train_f, dev_f = load_encoded_splits(task, tokenizer, max_seq_len, source, glue_dir)
+    ignore = (tokenizer.cls_id, tokenizer.sep_id, tokenizer.pad_id)
+    sample = np.sort(np.random.default_rng(seed).permutation(len(train))[:train_sample])
+    rows = []
+    for k in num_buckets:
+        index = RetrievalIndex.fit(train_f, ignore, k)
+        train_keys, dev_keys = index.keys(train_f), index.keys(dev_f)
+        for m in max_anchors:
+            anchors = select_anchors(train_keys, m or len(train), seed=seed)
+            anchor_labels = train.labels[anchors]
+            position = np.full(len(train), -1)
+            position[anchors] = np.arange(len(anchors))
+            dev_ref, dev_sim = nearest_anchors(dev_keys, train_keys[anchors])
+            train_ref, train_sim = nearest_anchors(train_keys[sample], train_keys[anchors], exclude=position[sample])
+            row = {"task": task.name, "num_buckets": int(k), "max_anchors": int(m or 0), "num_anchors": len(anchors),
+                   "dev": label_agreement(dev.labels, anchor_labels[dev_ref], dev_sim),
+                   "train": label_agreement(train.labels[sample], anchor_labels[train_ref], train_sim)}
+            if vote:
+                best, _ = nearest_anchors(dev_keys, train_keys[anchors], top_k=min(vote, len(anchors)))
+                voted = [np.bincount(anchor_labels[b], minlength=task.num_classes).argmax()
+                         for b in best.reshape(len(best), -1)]  # [N] when the vote is of one anchor
+                row["dev_vote"] = {"k": int(min(vote, len(anchors))), **label_agreement(dev.labels, voted)}
+            rows.append(row)
+    return rows
+
+
+def reference_ceiling_markdown(rows: list[dict]) -> str:
+    """Markdown table of :func:`reference_ceiling` rows."""
+    lines = ["| task | K buckets | M anchors | dev: reference has the input's label | dev: vote of the k best | "
+             "train (not itself) | majority class (dev) |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        vote = f"{r['dev_vote']['agreement']:.2f} (k={r['dev_vote']['k']})" if "dev_vote" in r else "-"
+        lines.append(f"| {r['task']} | {r['num_buckets']} | {r['num_anchors']}{'' if r['max_anchors'] else ' (all)'} "
+                     f"| {r['dev']['agreement']:.2f} | {vote} | {r['train']['agreement']:.2f} | "
+                     f"{r['dev']['majority_class']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
 def reference_diagnostics(task: GlueTask, student, bank, train, dev, train_f: dict, dev_f: dict) -> dict:
     """Agreement of the student's in-graph retrieval with the offline choice on dev and, for classification
     tasks, how often train and dev references share the gold label.

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from refbert_tf.bank import (BankError, Corpus, ReferenceBank, build_bank, corpus_counts, reference_label_agreement,
-                             resolve_layer, select_anchors, teacher_layer_model)
+from refbert_tf.bank import (BankError, Corpus, ReferenceBank, build_bank, corpus_counts, label_agreement,
+                             reference_label_agreement, resolve_layer, select_anchors, teacher_layer_model)
 from refbert_tf.data import read_glue_tsv
 from refbert_tf.retrieval import RetrievalIndex, hashed_counts
 from helpers import tiny_bert_backbone
@@ -108,6 +108,12 @@ def test_reference_label_agreement_by_hand(bank_and_features):
     by_hand = 100 * np.mean(labels[bank.anchor_ids[index]] == labels)
     assert r["agreement"] == round(by_hand, 2) and r["majority_class"] == 50.0
     assert r["mean_similarity"] == round(float(similarity.mean()), 4)
+
+
+def test_label_agreement_by_hand():
+    r = label_agreement([0, 1, 1, 0], [0, 1, 0, 0], similarity=[0.5, 0.25, 0.0, 0.25])
+    assert r == {"agreement": 75.0, "majority_class": 50.0, "mean_similarity": 0.25}
+    assert label_agreement([1, 1, 1, 0], [0, 0, 0, 0]) == {"agreement": 25.0, "majority_class": 75.0}
 
 
 def test_negative_layers_count_from_the_top():
