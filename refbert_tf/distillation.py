@@ -92,7 +92,7 @@ def pruning_layer_map(num_student_layers: int, num_teacher_layers: int) -> list[
     [1, 2, 3, 6] for 4 student layers on the 6-layer MiniLM. The lower blocks keep their inputs' statistics (each
     copied block reads what it read in the teacher), and the last block is the one the fine-tuned classifier reads.
     A pruned student with TinyBERT's uniform [2, 3, 5, 6] scores 70.9% on SST-2 dev before any training, with
-    [1, 2, 3, 6] 79.2% (README, "Pruned-teacher initialisation")."""
+    [1, 2, 3, 6] 79.2% (README, "Pruned-teacher initialisation, the default")."""
     if num_student_layers > num_teacher_layers:
         raise ValueError(f"a {num_student_layers}-layer student cannot be pruned from a {num_teacher_layers}-layer "
                          "teacher")
