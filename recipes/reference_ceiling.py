@@ -34,9 +34,10 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=42, help="k-means and sample seed")
     p.add_argument("--out", default="results/distill/reference_ceiling", help="output path without suffix")
     args = p.parse_args(argv)
-    for name in ("num_buckets", "max_anchors"):
-        if any(v < (1 if name == "num_buckets" else 0) for v in getattr(args, name)):
-            p.error(f"--{name.replace('_', '-')}: {getattr(args, name)} has a value out of range")
+    if min(args.num_buckets) < 1:
+        p.error(f"--num-buckets: every K must be >= 1, got {args.num_buckets}")
+    if min(args.max_anchors) < 0:
+        p.error(f"--max-anchors: every M must be >= 0 (0 = all), got {args.max_anchors}")
     from refbert_tf.io_utils import write_json, write_text
     from refbert_tf.models.checkpoints import default_teacher_dir
     from refbert_tf.pipelines import reference_ceiling, reference_ceiling_markdown

@@ -62,6 +62,15 @@ def test_pruning_probe_help_and_bad_mapping():
     assert out.returncode != 0 and "--mappings: '1,two'" in out.stderr
 
 
+def test_reference_ceiling_help_and_bad_values():
+    out = _run("recipes/reference_ceiling.py", "--help")
+    assert out.returncode == 0, out.stderr
+    for flag in ("--tasks", "--num-buckets", "--max-anchors", "--vote", "--out"):
+        assert flag in out.stdout
+    out = _run("recipes/reference_ceiling.py", "--max-anchors", "1024", "-1")
+    assert out.returncode == 2 and "--max-anchors: every M must be >= 0" in out.stderr
+
+
 def test_edge_recipes_help():
     for recipe, flags in (("recipes/export_tflite.py", ("--task", "--variants", "--without-bank", "--num-representative")),
                           ("recipes/benchmark.py", ("--seq-lens", "--threads", "--models", "--variants", "--plot")),
