@@ -46,9 +46,10 @@ def main(argv=None):
     tokenizer = BertWordPieceTokenizer(args.vocab or default_teacher_dir() / "vocab.txt")
     rows = []
     for task in args.tasks:
-        rows += reference_ceiling(task, tokenizer, args.num_buckets, args.max_anchors, vote=args.vote,
-                                  glue_dir=args.glue_dir, seed=args.seed, train_sample=args.train_sample)
-        print(reference_ceiling_markdown([r for r in rows if r["task"] == rows[-1]["task"]]), flush=True)
+        task_rows = reference_ceiling(task, tokenizer, args.num_buckets, args.max_anchors, vote=args.vote,
+                                      glue_dir=args.glue_dir, seed=args.seed, train_sample=args.train_sample)
+        print(reference_ceiling_markdown(task_rows), flush=True)
+        rows += task_rows
     markdown = reference_ceiling_markdown(rows)
     command = command_line(argv)
     write_json(args.out + ".json", {"command": command, "rows": rows})
