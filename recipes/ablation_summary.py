@@ -19,8 +19,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("results", nargs="+", help="distill_glue result JSON files, one task; the baseline is the "
-                                              "RefBERT run closest to the task's defaults")
+    p.add_argument(
+        "results",
+        nargs="+",
+        help="distill_glue result JSON files, one task; the baseline is the RefBERT run closest to the task's defaults",
+    )
     p.add_argument("--out", required=True, help="output path without extension (.json, .md, .png are written)")
     args = p.parse_args(argv)
     from refbert_tf.cli import command_line

@@ -28,18 +28,26 @@ def parse_args(argv=None):
     p.add_argument("--teacher-dir", default="artifacts/teacher", help="teachers live in <teacher-dir>/<task>")
     p.add_argument("--student-dir", default="artifacts/student", help="students in <student-dir>/<task>/<model>")
     p.add_argument("--tflite-dir", default="artifacts/tflite", help="exported files are written / reused here")
-    p.add_argument("--models", nargs="+", default=None,
-                   help="subset of: bert_base_shape teacher vanilla refbert refbert_no_bank (all)")
-    p.add_argument("--variants", nargs="+", default=None,
-                   help="subset of: float32 dynamic_int8 full_int8 float16 (all)")
+    p.add_argument(
+        "--models",
+        nargs="+",
+        default=None,
+        help="subset of: bert_base_shape teacher vanilla refbert refbert_no_bank (all)",
+    )
+    p.add_argument(
+        "--variants", nargs="+", default=None, help="subset of: float32 dynamic_int8 full_int8 float16 (all)"
+    )
     p.add_argument("--seq-lens", nargs="+", type=int, default=[64, 128], help="sequence lengths (64 128)")
     p.add_argument("--threads", nargs="+", type=int, default=[1, 2], help="interpreter threads (1 2)")
     p.add_argument("--num-runs", type=int, default=50, help="timed runs per measurement (50)")
     p.add_argument("--re-export", action="store_true", help="export again even if files exist")
     p.add_argument("--output", default="results/benchmark", help="writes <output>.json and <output>.md")
     p.add_argument("--plot", default="results/pareto.png", help="accuracy-vs-latency plot (PNG)")
-    p.add_argument("--report-only", action="store_true",
-                   help="measure nothing: rewrite <output>.md and the plot from the rows in <output>.json")
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="measure nothing: rewrite <output>.md and the plot from the rows in <output>.json",
+    )
     return p.parse_args(argv)
 
 
@@ -66,12 +74,24 @@ def main(argv=None):
     unknown = sorted(set(models) - set(MODELS)) + sorted(set(args.variants or []) - set(VARIANTS))
     if unknown:
         raise SystemExit(f"error: unknown --models/--variants {unknown}; models: {MODELS}, variants: {VARIANTS}")
-    paths = {"teacher": os.path.join(args.teacher_dir, task.name),
-             "vanilla": os.path.join(args.student_dir, task.name, "vanilla"),
-             "refbert": os.path.join(args.student_dir, task.name, "refbert")}
+    paths = {
+        "teacher": os.path.join(args.teacher_dir, task.name),
+        "vanilla": os.path.join(args.student_dir, task.name, "vanilla"),
+        "refbert": os.path.join(args.student_dir, task.name, "refbert"),
+    }
     start = time.perf_counter()
-    rows = run_suite(task.name, paths, args.tflite_dir, args.variants or list(VARIANTS), args.seq_lens, args.threads,
-                     args.glue_dir, args.num_runs, models, reuse=not args.re_export)
+    rows = run_suite(
+        task.name,
+        paths,
+        args.tflite_dir,
+        args.variants or list(VARIANTS),
+        args.seq_lens,
+        args.threads,
+        args.glue_dir,
+        args.num_runs,
+        models,
+        reuse=not args.re_export,
+    )
     command = command_line(argv)
     seconds = round(time.perf_counter() - start, 1)
     # a list of rows, as the issue asks; each row carries the command that produced it

@@ -33,17 +33,32 @@ def main(argv=None):
     p.add_argument("--shard-size", type=int, default=4096, help="anchors per representation shard file")
     p.add_argument("--batch-size", type=int, default=128, help="global batch of the teacher's forward passes")
     p.add_argument("--chunk-size", type=int, default=65536, help="sentences tokenized, hashed or searched at once")
-    p.add_argument("--kmeans-passes", type=int, default=100,
-                   help="cap on k-means' mini-batch steps, in passes over the corpus (scikit-learn's default 100; "
-                        "1 keeps large M practical)")
+    p.add_argument(
+        "--kmeans-passes",
+        type=int,
+        default=100,
+        help="cap on k-means' mini-batch steps, in passes over the corpus (scikit-learn's default 100; "
+        "1 keeps large M practical)",
+    )
     p.add_argument("--seed", type=int, default=0, help="corpus and k-means seed")
     p.add_argument("--glue-dir", default=None, help="GLUE TSV directory, for the SST-2 words (default: $GLUE_DIR)")
-    p.add_argument("--out-dir", default=None,
-                   help="bank directory written (shards, bank.npz, bank.json); default: a temporary directory, removed")
-    p.add_argument("--strategy", choices=["default", "mirrored"], default="default",
-                   help="tf.distribute strategy of the teacher inference")
-    p.add_argument("--cpu-devices", type=int, default=None,
-                   help="with --strategy mirrored and no GPU, split the CPU into N logical devices (demo)")
+    p.add_argument(
+        "--out-dir",
+        default=None,
+        help="bank directory written (shards, bank.npz, bank.json); default: a temporary directory, removed",
+    )
+    p.add_argument(
+        "--strategy",
+        choices=["default", "mirrored"],
+        default="default",
+        help="tf.distribute strategy of the teacher inference",
+    )
+    p.add_argument(
+        "--cpu-devices",
+        type=int,
+        default=None,
+        help="with --strategy mirrored and no GPU, split the CPU into N logical devices (demo)",
+    )
     p.add_argument("--results", default="results/bank_scale.json", help="output JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
@@ -54,9 +69,20 @@ def main(argv=None):
     strategy = make_strategy(args.strategy, cpu_devices=args.cpu_devices)  # before any other TensorFlow use
     with contextlib.ExitStack() as stack:
         out_dir = args.out_dir or stack.enter_context(tempfile.TemporaryDirectory(prefix="bank_scale-"))
-        report = run_bank_benchmark(args.num_sentences, args.max_anchors, args.num_tokens, args.shard_size,
-                                    args.batch_size, args.chunk_size, out_dir, strategy, args.glue_dir, args.seed,
-                                    kmeans_passes=args.kmeans_passes, progress=not args.no_progress)
+        report = run_bank_benchmark(
+            args.num_sentences,
+            args.max_anchors,
+            args.num_tokens,
+            args.shard_size,
+            args.batch_size,
+            args.chunk_size,
+            out_dir,
+            strategy,
+            args.glue_dir,
+            args.seed,
+            kmeans_passes=args.kmeans_passes,
+            progress=not args.no_progress,
+        )
     report = {**report, "strategy": args.strategy, "command": command_line(argv)}
     write_json(args.results, report)
     print(json.dumps(report, indent=2))

@@ -32,11 +32,18 @@ def parse_args(argv=None):
     p.add_argument("--student-dir", default="artifacts/student", help="students live in <student-dir>/<task>/<model>")
     p.add_argument("--output-dir", default="artifacts/tflite", help="where the .tflite files and cards go")
     p.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS), help="variants to write")
-    p.add_argument("--without-bank", action="store_true",
-                   help="export the RefBERT student with its reference path removed (for the bank's share only)")
+    p.add_argument(
+        "--without-bank",
+        action="store_true",
+        help="export the RefBERT student with its reference path removed (for the bank's share only)",
+    )
     p.add_argument("--glue-dir", default=None, help="GLUE TSV directory (default: $GLUE_DIR)")
-    p.add_argument("--num-representative", type=int, default=300,
-                   help="real training examples that calibrate full-integer int8 (300)")
+    p.add_argument(
+        "--num-representative",
+        type=int,
+        default=300,
+        help="real training examples that calibrate full-integer int8 (300)",
+    )
     p.add_argument("--parity-examples", type=int, default=200, help="dev examples for the float32 parity check")
     p.add_argument("--results", default=None, help="results JSON (default results/export/<task>_<model>.json)")
     return p.parse_args(argv)
@@ -49,10 +56,17 @@ def main(argv=None):
     from refbert_tf.pipelines import export_glue_student
 
     task = get_task(args.task)
-    result = export_glue_student(task, os.path.join(args.student_dir, task.name, args.model), args.output_dir,
-                                 variants=args.variants, glue_dir=args.glue_dir, without_bank=args.without_bank,
-                                 num_representative=args.num_representative,
-                                 parity_examples=args.parity_examples, command=command_line(argv))
+    result = export_glue_student(
+        task,
+        os.path.join(args.student_dir, task.name, args.model),
+        args.output_dir,
+        variants=args.variants,
+        glue_dir=args.glue_dir,
+        without_bank=args.without_bank,
+        num_representative=args.num_representative,
+        parity_examples=args.parity_examples,
+        command=command_line(argv),
+    )
     name = result["model"]
     path = args.results or os.path.join("results", "export", f"{task.name}_{name}.json")
     write_json(path, result)
@@ -61,8 +75,10 @@ def main(argv=None):
         print(f"{row['variant']:>13}: {row['size_mb']:7.2f} MB, dev {task.main_metric} {row['dev_metric']:.2f}{drop}")
     if result.get("parity"):
         p = result["parity"]
-        print(f"float32 parity: max |logit diff| {p['max_abs_diff']:.2e} on {p['num_examples']} dev examples, "
-              f"prediction agreement {100 * p['prediction_agreement_dev']:.2f}% of dev")
+        print(
+            f"float32 parity: max |logit diff| {p['max_abs_diff']:.2e} on {p['num_examples']} dev examples, "
+            f"prediction agreement {100 * p['prediction_agreement_dev']:.2f}% of dev"
+        )
     print(f"results written to {path}")
 
 

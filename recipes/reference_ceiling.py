@@ -24,11 +24,13 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tasks", nargs="+", default=["sst2", "cola", "rte", "mrpc"], help="GLUE classification tasks")
     p.add_argument("--glue-dir", default=None, help="GLUE TSV directory (default: $GLUE_DIR)")
-    p.add_argument("--vocab", default=None,
-                   help="the teacher's vocab.txt (default: the default MiniLM teacher's, lower-cased)")
+    p.add_argument(
+        "--vocab", default=None, help="the teacher's vocab.txt (default: the default MiniLM teacher's, lower-cased)"
+    )
     p.add_argument("--num-buckets", type=int, nargs="+", default=[1024], help="K values (default 1024)")
-    p.add_argument("--max-anchors", type=int, nargs="+", default=[1024],
-                   help="M values (default 1024); 0 = every training example")
+    p.add_argument(
+        "--max-anchors", type=int, nargs="+", default=[1024], help="M values (default 1024); 0 = every training example"
+    )
     p.add_argument("--vote", type=int, default=16, help="anchors in the majority vote (16; 0 = none)")
     p.add_argument("--train-sample", type=int, default=5000, help="training examples scored (5000, seeded)")
     p.add_argument("--seed", type=int, default=42, help="k-means and sample seed")
@@ -46,8 +48,16 @@ def main(argv=None):
     tokenizer = BertWordPieceTokenizer(args.vocab or default_teacher_dir() / "vocab.txt")
     rows = []
     for task in args.tasks:
-        task_rows = reference_ceiling(task, tokenizer, args.num_buckets, args.max_anchors, vote=args.vote,
-                                      glue_dir=args.glue_dir, seed=args.seed, train_sample=args.train_sample)
+        task_rows = reference_ceiling(
+            task,
+            tokenizer,
+            args.num_buckets,
+            args.max_anchors,
+            vote=args.vote,
+            glue_dir=args.glue_dir,
+            seed=args.seed,
+            train_sample=args.train_sample,
+        )
         print(reference_ceiling_markdown(task_rows), flush=True)
         rows += task_rows
     markdown = reference_ceiling_markdown(rows)

@@ -30,15 +30,20 @@ def main(argv=None):
     from refbert_tf.pipelines import reference_report
 
     task = get_task(args.task)
-    report = reference_report(task, os.path.join(args.student_dir, task.name, "refbert"), glue_dir=args.glue_dir,
-                              command=command_line(argv))
+    report = reference_report(
+        task, os.path.join(args.student_dir, task.name, "refbert"), glue_dir=args.glue_dir, command=command_line(argv)
+    )
     path = args.results or os.path.join("results", "distill", f"{task.name}_references.json")
     write_json(path, report)
-    print(f"dev: the student's in-graph retrieval picks the offline reference for "
-          f"{100 * report['dev_retrieval_agreement']:.2f}% of examples")
+    print(
+        f"dev: the student's in-graph retrieval picks the offline reference for "
+        f"{100 * report['dev_retrieval_agreement']:.2f}% of examples"
+    )
     for split, r in report["reference_label_agreement"].items():
-        print(f"{split}: the reference shares the gold label for {r['agreement']:.2f}% of examples (majority class "
-              f"{r['majority_class']:.2f}%), mean similarity {r['mean_similarity']:.3f}")
+        print(
+            f"{split}: the reference shares the gold label for {r['agreement']:.2f}% of examples (majority class "
+            f"{r['majority_class']:.2f}%), mean similarity {r['mean_similarity']:.3f}"
+        )
     print(f"written to {path}")
 
 

@@ -70,16 +70,19 @@ def word_candidates(vocab: list[str], embeddings, num_candidates: int = DEFAULT_
 
     embeddings = np.asarray(embeddings, np.float32)
     if embeddings.ndim != 2 or embeddings.shape[0] != len(vocab):
-        raise ValueError(f"the vocabulary has {len(vocab)} entries but the embedding table is "
-                         f"{tuple(embeddings.shape)}: the teacher was trained with another vocabulary")
+        raise ValueError(
+            f"the vocabulary has {len(vocab)} entries but the embedding table is "
+            f"{tuple(embeddings.shape)}: the teacher was trained with another vocabulary"
+        )
     if num_candidates < 1:
         raise ValueError(f"num_candidates must be >= 1, got {num_candidates}")
     replaceable = np.array([bool(_WORD.match(token)) for token in vocab])
     continuation = np.array([token.startswith("##") for token in vocab])
     ids = np.flatnonzero(replaceable)
     if len(ids) <= num_candidates:
-        raise ValueError(f"only {len(ids)} replaceable vocabulary entries, need more than num_candidates="
-                         f"{num_candidates}")
+        raise ValueError(
+            f"only {len(ids)} replaceable vocabulary entries, need more than num_candidates={num_candidates}"
+        )
     search = NearestNeighbors(n_neighbors=num_candidates + 1, metric="cosine", algorithm="brute")
     search.fit(embeddings[ids])
     _, nearest = search.kneighbors(embeddings[ids])
@@ -90,8 +93,9 @@ def word_candidates(vocab: list[str], embeddings, num_candidates: int = DEFAULT_
     return WordCandidates(candidates, replaceable, continuation)
 
 
-def augment_features(features: dict, candidates: WordCandidates, copies: int,
-                     replace_prob: float = DEFAULT_REPLACE_PROB, seed: int = 0):
+def augment_features(
+    features: dict, candidates: WordCandidates, copies: int, replace_prob: float = DEFAULT_REPLACE_PROB, seed: int = 0
+):
     """``copies`` word-replaced copies of each encoded example (TinyBERT Alg. 1, with the candidates above).
 
     A position is replaced when its token is replaceable, the next token is not a ``##`` piece (so the word is one
@@ -123,8 +127,10 @@ def augment_features(features: dict, candidates: WordCandidates, copies: int,
     splits = token_ids.row_splits.numpy()
     num_rows = len(splits) - 1
     if flat.size and flat.max() >= len(candidates.replaceable):
-        raise ValueError(f"token id {int(flat.max())} is outside the candidates' vocabulary of "
-                         f"{len(candidates.replaceable)}: features and candidates come from different vocabularies")
+        raise ValueError(
+            f"token id {int(flat.max())} is outside the candidates' vocabulary of "
+            f"{len(candidates.replaceable)}: features and candidates come from different vocabularies"
+        )
     next_is_piece = np.zeros(flat.shape, bool)
     next_is_piece[:-1] = candidates.continuation[flat[1:]]
     next_is_piece[splits[1:][splits[1:] > 0] - 1] = False  # a row's last token has no next token in its row
@@ -142,7 +148,8 @@ def augment_features(features: dict, candidates: WordCandidates, copies: int,
     augmented = {"token_ids": tf.RaggedTensor.from_row_splits(np.concatenate(out).astype(np.int32), all_splits)}
     if "segment_ids" in features:
         segments = features["segment_ids"].flat_values.numpy()
-        augmented["segment_ids"] = tf.RaggedTensor.from_row_splits(np.tile(segments, copies).astype(np.int32),
-                                                                   all_splits)
+        augmented["segment_ids"] = tf.RaggedTensor.from_row_splits(
+            np.tile(segments, copies).astype(np.int32), all_splits
+        )
     source = np.tile(np.arange(num_rows, dtype=np.int64), copies)
     return augmented, source

@@ -27,8 +27,8 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import scipy.sparse as sp
@@ -60,7 +60,7 @@ class Corpus:
     encode: Callable[[np.ndarray], dict]
 
     @classmethod
-    def from_features(cls, features: dict) -> "Corpus":
+    def from_features(cls, features: dict) -> Corpus:
         """Already encoded examples (ragged ``token_ids`` and optionally ``segment_ids`` [N, (T)])."""
         import tensorflow as tf
 
@@ -68,7 +68,7 @@ class Corpus:
         return cls(int(kept["token_ids"].nrows()), lambda ids: {k: tf.gather(v, ids) for k, v in kept.items()})
 
     @classmethod
-    def from_texts(cls, texts, tokenizer, max_seq_len: int | None = None, text_b=None) -> "Corpus":
+    def from_texts(cls, texts, tokenizer, max_seq_len: int | None = None, text_b=None) -> Corpus:
         """Raw texts, tokenized on demand.
 
         Args:
@@ -77,8 +77,11 @@ class Corpus:
             max_seq_len: packed length limit (default: the tokenizer's).
             text_b: N second texts for sentence pairs, or None.
         """
+
         def encode(ids):
-            pick = (lambda seq: None if seq is None else [seq[int(i)] for i in ids])
+            def pick(seq):
+                return None if seq is None else [seq[int(i)] for i in ids]
+
             return tokenizer.encode(pick(texts), pick(text_b), max_seq_len)
 
         return cls(len(texts), encode)
@@ -136,8 +139,10 @@ class ReferenceBank:
             raise BankError("the reference bank is empty (0 anchors): build it from a non-empty training set")
         m = self.representations.shape[0]
         if not (self.representation_mask.shape[0] == self.keys.shape[0] == self.anchor_ids.shape[0] == m):
-            raise BankError(f"inconsistent bank arrays: representations {self.representations.shape}, mask "
-                            f"{self.representation_mask.shape}, keys {self.keys.shape}, ids {self.anchor_ids.shape}")
+            raise BankError(
+                f"inconsistent bank arrays: representations {self.representations.shape}, mask "
+                f"{self.representation_mask.shape}, keys {self.keys.shape}, ids {self.anchor_ids.shape}"
+            )
 
     @property
     def num_anchors(self) -> int:
@@ -154,16 +159,29 @@ class ReferenceBank:
         """Size of the arrays an exported model embeds (representations + keys), in MB (float32)."""
         return (self.representations.nbytes + self.keys.nbytes) / 2**20
 
-    def check_compatible(self, vocab_sha256: str | None = None, teacher_id: str | None = None,
-                         task: str | None = None, where: str = "reference bank"):
+    def check_compatible(
+        self,
+        vocab_sha256: str | None = None,
+        teacher_id: str | None = None,
+        task: str | None = None,
+        where: str = "reference bank",
+    ):
         """Raise :class:`BankError` if the bank was built with another vocabulary, teacher or task."""
         for name, expected in (("vocab_sha256", vocab_sha256), ("teacher", teacher_id), ("task", task)):
             if expected is not None and self.metadata.get(name) != expected:
-                raise BankError(f"{where} was built with {name}={self.metadata.get(name)!r}, but this run uses "
-                                f"{expected!r}: rebuild the bank")
+                raise BankError(
+                    f"{where} was built with {name}={self.metadata.get(name)!r}, but this run uses "
+                    f"{expected!r}: rebuild the bank"
+                )
 
-    def references_for(self, features, exclude_self: bool = False, chunk_size: int = DEFAULT_CHUNK_SIZE,
-                       top_k: int = 1, exclude_rows=None) -> tuple[np.ndarray, np.ndarray]:
+    def references_for(
+        self,
+        features,
+        exclude_self: bool = False,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        top_k: int = 1,
+        exclude_rows=None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Pick the reference anchor of each example with the bank's similarity, a chunk of examples at a time.
 
         Time O(N * T) to encode plus :func:`~refbert_tf.retrieval.nearest_anchors`' O(N * nnz * M * nnz / K + N * M);
@@ -204,8 +222,9 @@ class ReferenceBank:
         index, similarity = np.empty(shape, np.int64), np.empty(shape, np.float32)
         for ids, chunk in corpus.chunks(chunk_size):
             exclude = None if position_of_anchor is None else position_of_anchor[ids]
-            index[ids], similarity[ids] = nearest_anchors(self.index.keys(chunk), anchor_keys, exclude=exclude,
-                                                          top_k=top_k)
+            index[ids], similarity[ids] = nearest_anchors(
+                self.index.keys(chunk), anchor_keys, exclude=exclude, top_k=top_k
+            )
         return index, similarity
 
     def save(self, bank_dir: str | os.PathLike, shard_size: int = DEFAULT_SHARD_SIZE) -> Path:
@@ -216,27 +235,39 @@ class ReferenceBank:
         """
         writer = ShardWriter(bank_dir, self.num_anchors, shard_size)
         for start in range(0, self.num_anchors, writer.shard_size):
-            writer.add(self.representations[start:start + writer.shard_size])
+            writer.add(self.representations[start : start + writer.shard_size])
         return self._write_index_files(writer.close())
 
-    def _write_index_files(self, writer: "ShardWriter") -> Path:
+    def _write_index_files(self, writer: ShardWriter) -> Path:
         """Write ``bank.npz`` and then ``bank.json`` beside the shards ``writer`` wrote; drop stale shards."""
         bank_dir = writer.bank_dir
         with atomic_path(bank_dir / "bank.npz") as tmp:
             with open(tmp, "wb") as f:
-                np.savez(f, representation_mask=self.representation_mask, keys=self.keys,
-                         anchor_ids=self.anchor_ids, idf=self.index.idf)
-        write_json(bank_dir / "bank.json", {**self.metadata, "layer": self.layer,
-                                            "num_buckets": self.index.num_buckets,
-                                            "ignore_ids": list(self.index.ignore_ids),
-                                            "num_anchors": self.num_anchors, "num_tokens": self.num_tokens,
-                                            "representation_shards": writer.names})
+                np.savez(
+                    f,
+                    representation_mask=self.representation_mask,
+                    keys=self.keys,
+                    anchor_ids=self.anchor_ids,
+                    idf=self.index.idf,
+                )
+        write_json(
+            bank_dir / "bank.json",
+            {
+                **self.metadata,
+                "layer": self.layer,
+                "num_buckets": self.index.num_buckets,
+                "ignore_ids": list(self.index.ignore_ids),
+                "num_anchors": self.num_anchors,
+                "num_tokens": self.num_tokens,
+                "representation_shards": writer.names,
+            },
+        )
         for stale in set(p.name for p in bank_dir.glob(SHARD_GLOB)) - set(writer.names):
             (bank_dir / stale).unlink()
         return bank_dir
 
     @classmethod
-    def load(cls, bank_dir: str | os.PathLike) -> "ReferenceBank":
+    def load(cls, bank_dir: str | os.PathLike) -> ReferenceBank:
         """Reload a bank written by :meth:`save` or :func:`build_bank` (also the older single-``bank.npz`` layout).
 
         Raises:
@@ -259,8 +290,15 @@ class ReferenceBank:
         layer = int(meta.pop("layer"))
         for derived in ("num_anchors", "num_tokens"):
             meta.pop(derived, None)
-        return cls(arrays["representations"], arrays["representation_mask"], arrays["keys"], arrays["anchor_ids"],
-                   index, layer, meta)
+        return cls(
+            arrays["representations"],
+            arrays["representation_mask"],
+            arrays["keys"],
+            arrays["anchor_ids"],
+            index,
+            layer,
+            meta,
+        )
 
 
 def read_shards(bank_dir: Path, names) -> np.ndarray:
@@ -303,7 +341,7 @@ class ShardWriter:
             if self._num_pending == self.shard_size:
                 self._flush()
 
-    def close(self) -> "ShardWriter":
+    def close(self) -> ShardWriter:
         """Write the last partial shard.
 
         Raises:
@@ -312,8 +350,9 @@ class ShardWriter:
         if self._num_pending:
             self._flush()
         if self._num_written != self.num_anchors:
-            raise BankError(f"{self.bank_dir}: {self._num_written} anchor representations written, expected "
-                            f"{self.num_anchors}")
+            raise BankError(
+                f"{self.bank_dir}: {self._num_written} anchor representations written, expected {self.num_anchors}"
+            )
         return self
 
     def _flush(self):
@@ -364,8 +403,14 @@ def select_anchors(keys, max_anchors: int, seed: int = 0, kmeans_passes: int = 1
 
     # compute_labels=False: the labels of all N keys are not needed (the centroids are the same either way);
     # max_iter: at least one mini-batch step (scikit-learn takes max_iter * N // 4096 steps)
-    kmeans = MiniBatchKMeans(n_clusters=max_anchors, random_state=seed, batch_size=4096, n_init=1,
-                             compute_labels=False, max_iter=max(int(kmeans_passes), -(-4096 // n)))
+    kmeans = MiniBatchKMeans(
+        n_clusters=max_anchors,
+        random_state=seed,
+        batch_size=4096,
+        n_init=1,
+        compute_labels=False,
+        max_iter=max(int(kmeans_passes), -(-4096 // n)),
+    )
     kmeans.fit(keys)
     return np.unique(pairwise_distances_argmin(kmeans.cluster_centers_, keys)).astype(np.int64)
 
@@ -378,8 +423,9 @@ def resolve_layer(backbone, layer: int) -> int:
     """
     num_layers = backbone.num_layers
     if not -num_layers - 1 <= layer <= num_layers:
-        raise ValueError(f"teacher layer must be in 0..{num_layers} (or -{num_layers + 1}..-1 from the top), "
-                         f"got {layer}")
+        raise ValueError(
+            f"teacher layer must be in 0..{num_layers} (or -{num_layers + 1}..-1 from the top), got {layer}"
+        )
     return layer if layer >= 0 else num_layers + 1 + layer
 
 
@@ -403,8 +449,15 @@ def teacher_layer_model(backbone, layer: int):
     return keras.Model(backbone.input, backbone.get_layer(name).output)
 
 
-def teacher_representations(backbone, features: dict, layer: int = -1, num_tokens: int = 4, batch_size: int = 128,
-                            strategy=None, progress: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def teacher_representations(
+    backbone,
+    features: dict,
+    layer: int = -1,
+    num_tokens: int = 4,
+    batch_size: int = 128,
+    strategy=None,
+    progress: bool = False,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Run the teacher over examples in batches, distributed by a ``tf.distribute`` strategy, in input order.
 
     Each global batch of ``batch_size`` examples (padded to its longest member) is split over the replicas
@@ -459,12 +512,27 @@ def teacher_representations(backbone, features: dict, layer: int = -1, num_token
         yield hidden.numpy().astype(np.float32), mask.numpy().astype(np.int32)
 
 
-def build_bank(backbone, features, index: RetrievalIndex | None = None, layer: int = -1,
-               num_tokens: int = 4, max_anchors: int = 1024, batch_size: int = 128, seed: int = 0,
-               ignore_ids=None, num_buckets: int = DEFAULT_NUM_BUCKETS, metadata: dict | None = None,
-               progress: bool = True, *, strategy=None, bank_dir: str | os.PathLike | None = None,
-               shard_size: int = DEFAULT_SHARD_SIZE, chunk_size: int = DEFAULT_CHUNK_SIZE,
-               kmeans_passes: int = 100, timings: dict | None = None) -> ReferenceBank:
+def build_bank(
+    backbone,
+    features,
+    index: RetrievalIndex | None = None,
+    layer: int = -1,
+    num_tokens: int = 4,
+    max_anchors: int = 1024,
+    batch_size: int = 128,
+    seed: int = 0,
+    ignore_ids=None,
+    num_buckets: int = DEFAULT_NUM_BUCKETS,
+    metadata: dict | None = None,
+    progress: bool = True,
+    *,
+    strategy=None,
+    bank_dir: str | os.PathLike | None = None,
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    kmeans_passes: int = 100,
+    timings: dict | None = None,
+) -> ReferenceBank:
     """Build a reference bank from training examples, streaming: memory grows with N only by the sparse keys.
 
     Phases (seconds recorded in ``timings``):
@@ -521,8 +589,9 @@ def build_bank(backbone, features, index: RetrievalIndex | None = None, layer: i
         timings[phase] = round(time.perf_counter() - clock, 1)
         clock = time.perf_counter()
 
-    counts = corpus_counts(corpus, index.num_buckets if index else num_buckets,
-                           index.ignore_ids if index else ignore_ids, chunk_size)
+    counts = corpus_counts(
+        corpus, index.num_buckets if index else num_buckets, index.ignore_ids if index else ignore_ids, chunk_size
+    )
     index = index or RetrievalIndex.fit_counts(counts, ignore_ids)
     all_keys = index.keys_from_counts(counts)
     del counts
@@ -537,23 +606,26 @@ def build_bank(backbone, features, index: RetrievalIndex | None = None, layer: i
         out = Path(bank_dir) if bank_dir is not None else Path(stack.enter_context(tempfile.TemporaryDirectory()))
         writer = ShardWriter(out, len(anchor_ids), shard_size)
         done = 0
-        for hidden, mask in teacher_representations(backbone, corpus.encode(anchor_ids), layer, num_tokens,
-                                                    batch_size, strategy, progress):
-            masks[done:done + len(mask)] = mask
+        for hidden, mask in teacher_representations(
+            backbone, corpus.encode(anchor_ids), layer, num_tokens, batch_size, strategy, progress
+        ):
+            masks[done : done + len(mask)] = mask
             writer.add(hidden)
             done += len(mask)
         writer.close()
         representations = read_shards(out, writer.names)
-        bank = ReferenceBank(representations, masks, anchor_keys, anchor_ids, index, layer,
-                             {**(metadata or {}), "num_train": n})
+        bank = ReferenceBank(
+            representations, masks, anchor_keys, anchor_ids, index, layer, {**(metadata or {}), "num_train": n}
+        )
         if bank_dir is not None:
             bank._write_index_files(writer)
     lap("teacher")
     return bank
 
 
-def reference_label_agreement(bank: ReferenceBank, features: dict, labels, anchor_labels,
-                              exclude_self: bool = False) -> dict:
+def reference_label_agreement(
+    bank: ReferenceBank, features: dict, labels, anchor_labels, exclude_self: bool = False
+) -> dict:
     """How often an example's reference carries the example's own gold label (classification tasks).
 
     A diagnostic of how much label information lexical references can pass to the student: if the reference
@@ -586,8 +658,10 @@ def label_agreement(labels, reference_labels, similarity=None) -> dict:
         ``{"agreement" (percent), "majority_class" (percent)[, "mean_similarity"]}``.
     """
     labels = np.asarray(labels)
-    out = {"agreement": round(100 * float(np.mean(np.asarray(reference_labels) == labels)), 2),
-           "majority_class": round(100 * float(np.bincount(labels).max() / len(labels)), 2)}
+    out = {
+        "agreement": round(100 * float(np.mean(np.asarray(reference_labels) == labels)), 2),
+        "majority_class": round(100 * float(np.bincount(labels).max() / len(labels)), 2),
+    }
     if similarity is not None:
         out["mean_similarity"] = round(float(np.mean(similarity)), 4)
     return out

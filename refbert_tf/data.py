@@ -17,8 +17,8 @@ import dataclasses
 import math
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -58,7 +58,8 @@ class GlueTask:
     tfds_text_features: tuple
     splits: dict = dataclasses.field(default_factory=lambda: {"train": "train", "dev": "dev", "test": "test"})
     tfds_splits: dict = dataclasses.field(
-        default_factory=lambda: {"train": "train", "dev": "validation", "test": "test"})
+        default_factory=lambda: {"train": "train", "dev": "validation", "test": "test"}
+    )
     has_header: bool = True
     test_text_columns: tuple | None = None
 
@@ -87,30 +88,77 @@ _NLI = ("entailment", "not_entailment")
 TASKS: dict[str, GlueTask] = {
     t.name: t
     for t in [
-        GlueTask("cola", "CoLA", (3,), 1, ("0", "1"), ("mcc",), ("sentence",), has_header=False,
-                 test_text_columns=("sentence",)),
+        GlueTask(
+            "cola",
+            "CoLA",
+            (3,),
+            1,
+            ("0", "1"),
+            ("mcc",),
+            ("sentence",),
+            has_header=False,
+            test_text_columns=("sentence",),
+        ),
         GlueTask("sst2", "SST-2", ("sentence",), "label", ("0", "1"), ("accuracy",), ("sentence",)),
-        GlueTask("mrpc", "MRPC", ("#1 String", "#2 String"), "Quality", ("0", "1"), ("f1", "accuracy"),
-                 ("sentence1", "sentence2")),
-        GlueTask("stsb", "STS-B", ("sentence1", "sentence2"), "score", (), ("pearson", "spearman"),
-                 ("sentence1", "sentence2")),
-        GlueTask("qqp", "QQP", ("question1", "question2"), "is_duplicate", ("0", "1"), ("f1", "accuracy"),
-                 ("question1", "question2")),
-        GlueTask("mnli", "MNLI", ("sentence1", "sentence2"), "gold_label",
-                 ("entailment", "neutral", "contradiction"), ("accuracy",), ("premise", "hypothesis"),
-                 splits={"train": "train", "dev": "dev_matched", "dev_matched": "dev_matched",
-                         "dev_mismatched": "dev_mismatched", "test": "test_matched",
-                         "test_matched": "test_matched", "test_mismatched": "test_mismatched"},
-                 tfds_splits={"train": "train", "dev": "validation_matched",
-                              "dev_matched": "validation_matched", "dev_mismatched": "validation_mismatched",
-                              "test": "test_matched", "test_matched": "test_matched",
-                              "test_mismatched": "test_mismatched"}),
-        GlueTask("qnli", "QNLI", ("question", "sentence"), "label", _NLI, ("accuracy",),
-                 ("question", "sentence")),
-        GlueTask("rte", "RTE", ("sentence1", "sentence2"), "label", _NLI, ("accuracy",),
-                 ("sentence1", "sentence2")),
-        GlueTask("wnli", "WNLI", ("sentence1", "sentence2"), "label", ("0", "1"), ("accuracy",),
-                 ("sentence1", "sentence2")),
+        GlueTask(
+            "mrpc",
+            "MRPC",
+            ("#1 String", "#2 String"),
+            "Quality",
+            ("0", "1"),
+            ("f1", "accuracy"),
+            ("sentence1", "sentence2"),
+        ),
+        GlueTask(
+            "stsb",
+            "STS-B",
+            ("sentence1", "sentence2"),
+            "score",
+            (),
+            ("pearson", "spearman"),
+            ("sentence1", "sentence2"),
+        ),
+        GlueTask(
+            "qqp",
+            "QQP",
+            ("question1", "question2"),
+            "is_duplicate",
+            ("0", "1"),
+            ("f1", "accuracy"),
+            ("question1", "question2"),
+        ),
+        GlueTask(
+            "mnli",
+            "MNLI",
+            ("sentence1", "sentence2"),
+            "gold_label",
+            ("entailment", "neutral", "contradiction"),
+            ("accuracy",),
+            ("premise", "hypothesis"),
+            splits={
+                "train": "train",
+                "dev": "dev_matched",
+                "dev_matched": "dev_matched",
+                "dev_mismatched": "dev_mismatched",
+                "test": "test_matched",
+                "test_matched": "test_matched",
+                "test_mismatched": "test_mismatched",
+            },
+            tfds_splits={
+                "train": "train",
+                "dev": "validation_matched",
+                "dev_matched": "validation_matched",
+                "dev_mismatched": "validation_mismatched",
+                "test": "test_matched",
+                "test_matched": "test_matched",
+                "test_mismatched": "test_mismatched",
+            },
+        ),
+        GlueTask("qnli", "QNLI", ("question", "sentence"), "label", _NLI, ("accuracy",), ("question", "sentence")),
+        GlueTask("rte", "RTE", ("sentence1", "sentence2"), "label", _NLI, ("accuracy",), ("sentence1", "sentence2")),
+        GlueTask(
+            "wnli", "WNLI", ("sentence1", "sentence2"), "label", ("0", "1"), ("accuracy",), ("sentence1", "sentence2")
+        ),
     ]
 }
 _ALIASES = {"sst-2": "sst2", "sts-b": "stsb", "mnli-m": "mnli", "mnli_matched": "mnli"}
@@ -159,11 +207,14 @@ class GlueExamples:
             return not np.isnan(self.labels).all()
         return bool((self.labels >= 0).any())
 
-    def take(self, n: int) -> "GlueExamples":
+    def take(self, n: int) -> GlueExamples:
         """The first ``n`` examples (a slice, for tests and smoke runs)."""
-        return dataclasses.replace(self, text_a=self.text_a[:n],
-                                   text_b=None if self.text_b is None else self.text_b[:n],
-                                   labels=self.labels[:n])
+        return dataclasses.replace(
+            self,
+            text_a=self.text_a[:n],
+            text_b=None if self.text_b is None else self.text_b[:n],
+            labels=self.labels[:n],
+        )
 
 
 def resolve_glue_dir(glue_dir: str | os.PathLike | None = None) -> Path:
@@ -187,8 +238,7 @@ def _parse_label(task: GlueTask, raw: str, where: str):
         try:
             value = float(raw)
         except ValueError:
-            raise GlueDataError(f"{where}: label {raw!r} is not a number (STS-B scores are floats in [0, 5])") \
-                from None
+            raise GlueDataError(f"{where}: label {raw!r} is not a number (STS-B scores are floats in [0, 5])") from None
         if not math.isfinite(value):
             raise GlueDataError(f"{where}: label {raw!r} is not a finite number")
         return value
@@ -268,8 +318,9 @@ def read_glue_tsv(task: str | GlueTask, split: str = "train", glue_dir=None, pat
         else:
             labels.append(_parse_label(task, row[label_idx], where))
     dtype = np.float32 if task.is_regression else np.int32
-    return GlueExamples(task, split, texts[0], texts[1] if len(texts) > 1 else None,
-                        np.asarray(labels, dtype=dtype), str(path))
+    return GlueExamples(
+        task, split, texts[0], texts[1] if len(texts) > 1 else None, np.asarray(labels, dtype=dtype), str(path)
+    )
 
 
 def load_tfds(task: str | GlueTask, split: str = "train", data_dir=None) -> GlueExamples:
@@ -294,8 +345,10 @@ def load_tfds(task: str | GlueTask, split: str = "train", data_dir=None) -> Glue
         ds = tfds.load(name, split=task.tfds_splits[split], data_dir=data_dir, download=True)
         records = list(tfds.as_numpy(ds))
     except Exception as exc:  # TFDS raises many types (network, checksum, missing builder)
-        raise GlueDataError(f"tensorflow-datasets could not load {name}[{task.tfds_splits[split]}]: {exc}; "
-                            f"offline, use --source tsv with --glue-dir / ${GLUE_DIR_ENV}") from exc
+        raise GlueDataError(
+            f"tensorflow-datasets could not load {name}[{task.tfds_splits[split]}]: {exc}; "
+            f"offline, use --source tsv with --glue-dir / ${GLUE_DIR_ENV}"
+        ) from exc
     records.sort(key=lambda r: int(r["idx"]))
     texts = [[r[f].decode("utf-8") for r in records] for f in task.tfds_text_features]
     if task.is_regression:
@@ -307,8 +360,9 @@ def load_tfds(task: str | GlueTask, split: str = "train", data_dir=None) -> Glue
     return GlueExamples(task, split, texts[0], texts[1] if len(texts) > 1 else None, labels, f"tfds:{name}")
 
 
-def load_glue(task: str | GlueTask, split: str = "train", source: str = "tsv", glue_dir=None,
-              data_dir=None) -> GlueExamples:
+def load_glue(
+    task: str | GlueTask, split: str = "train", source: str = "tsv", glue_dir=None, data_dir=None
+) -> GlueExamples:
     """Load a split from ``source`` = ``"tsv"`` (local GLUE directory) or ``"tfds"`` (TensorFlow Datasets).
 
     Raises:
@@ -326,8 +380,14 @@ def load_glue(task: str | GlueTask, split: str = "train", source: str = "tsv", g
 DEFAULT_BUCKET_BOUNDARIES = (16, 32, 64, 128, 256)
 
 
-def load_encoded_splits(task: str | GlueTask, tokenizer, max_seq_len: int, source: str = "tsv", glue_dir=None,
-                        max_train_examples: int | None = None):
+def load_encoded_splits(
+    task: str | GlueTask,
+    tokenizer,
+    max_seq_len: int,
+    source: str = "tsv",
+    glue_dir=None,
+    max_train_examples: int | None = None,
+):
     """Train and dev splits of a task, loaded (:func:`load_glue`) and encoded with ``tokenizer``.
 
     Args:
@@ -347,12 +407,23 @@ def load_encoded_splits(task: str | GlueTask, tokenizer, max_seq_len: int, sourc
     if max_train_examples:
         train = train.take(max_train_examples)
     dev = load_glue(task, "dev", source=source, glue_dir=glue_dir)
-    return (train, dev, tokenizer.encode(train.text_a, train.text_b, max_seq_len),
-            tokenizer.encode(dev.text_a, dev.text_b, max_seq_len))
+    return (
+        train,
+        dev,
+        tokenizer.encode(train.text_a, train.text_b, max_seq_len),
+        tokenizer.encode(dev.text_a, dev.text_b, max_seq_len),
+    )
 
 
-def load_text_corpus(tokenizer, max_seq_len: int, tasks: Sequence[str] | None = None, source: str = "tsv",
-                     glue_dir=None, max_examples: int | None = None, seed: int = 0):
+def load_text_corpus(
+    tokenizer,
+    max_seq_len: int,
+    tasks: Sequence[str] | None = None,
+    source: str = "tsv",
+    glue_dir=None,
+    max_examples: int | None = None,
+    seed: int = 0,
+):
     """Unlabeled text for general distillation: the *training* splits of GLUE tasks, encoded as each task's inputs
     (single sentences or segment-A/segment-B pairs). Dev and test splits are never read, so students distilled
     from this corpus are still evaluated on text they have not seen.
@@ -394,20 +465,29 @@ def load_text_corpus(tokenizer, max_seq_len: int, tasks: Sequence[str] | None = 
     total = sum(counts.values())
     if max_examples and max_examples < total:
         keep = np.sort(np.random.default_rng(seed).choice(total, size=max_examples, replace=False))
-        features = {**{key: tf.gather(features[key], keep) for key in ("token_ids", "segment_ids")},
-                    "num_truncated": None}  # not tracked for a subset
+        features = {
+            **{key: tf.gather(features[key], keep) for key in ("token_ids", "segment_ids")},
+            "num_truncated": None,
+        }  # not tracked for a subset
         bounds = np.cumsum([0, *counts.values()])
-        counts = {name: int(np.sum((keep >= lo) & (keep < hi)))
-                  for name, lo, hi in zip(counts, bounds[:-1], bounds[1:])}
+        counts = {
+            name: int(np.sum((keep >= lo) & (keep < hi))) for name, lo, hi in zip(counts, bounds[:-1], bounds[1:])
+        }
     return features, counts
 
 
 EXTRA_INPUTS = ("reference_index",)  # per-example model inputs that make_dataset carries besides the tokens
 
 
-def make_dataset(features: dict, labels: np.ndarray | None = None, batch_size: int = 32, shuffle: bool = False,
-                 seed: int = 0, bucket_boundaries: Sequence[int] | None = DEFAULT_BUCKET_BOUNDARIES,
-                 repeat: bool = False):
+def make_dataset(
+    features: dict,
+    labels: np.ndarray | None = None,
+    batch_size: int = 32,
+    shuffle: bool = False,
+    seed: int = 0,
+    bucket_boundaries: Sequence[int] | None = DEFAULT_BUCKET_BOUNDARIES,
+    repeat: bool = False,
+):
     """Build a ``tf.data.Dataset`` of ``(inputs, label)`` batches with dynamic padding.
 
     Args:
@@ -441,8 +521,7 @@ def make_dataset(features: dict, labels: np.ndarray | None = None, batch_size: i
         if name in features:
             extra = features[name]
             if int(extra.shape[0]) != int(ids.nrows()):
-                raise ValueError(f"features[{name!r}] has {int(extra.shape[0])} rows for {int(ids.nrows())} "
-                                 "examples")
+                raise ValueError(f"features[{name!r}] has {int(extra.shape[0])} rows for {int(ids.nrows())} examples")
             elements[name] = extra
     ds = tf.data.Dataset.from_tensor_slices((elements, labels) if labels is not None else (elements,))
 
@@ -461,8 +540,11 @@ def make_dataset(features: dict, labels: np.ndarray | None = None, batch_size: i
         bounds = [b + 1 for b in bucket_boundaries if b < max_len] + [max_len + 1]
         ds = ds.bucket_by_sequence_length(  # pad to the bucket's length: few shapes, few graph traces
             element_length_func=lambda x, *y: tf.shape(x["token_ids"])[0],
-            bucket_boundaries=bounds, bucket_batch_sizes=[batch_size] * (len(bounds) + 1),
-            pad_to_bucket_boundary=True, drop_remainder=False)
+            bucket_boundaries=bounds,
+            bucket_batch_sizes=[batch_size] * (len(bounds) + 1),
+            pad_to_bucket_boundary=True,
+            drop_remainder=False,
+        )
     else:
         ds = ds.padded_batch(batch_size)
     return ds.prefetch(tf.data.AUTOTUNE)

@@ -83,8 +83,10 @@ def layer_map(num_student_layers: int, num_teacher_layers: int) -> list[int]:
 def check_layer_mapping(mapping, num_student_layers: int, num_teacher_layers: int) -> None:
     """Raise ValueError unless ``mapping`` gives one teacher layer in 1..``num_teacher_layers`` per student layer."""
     if len(mapping) != num_student_layers or not all(1 <= t <= num_teacher_layers for t in mapping):
-        raise ValueError(f"layer_mapping {list(mapping)} must give a teacher layer in 1..{num_teacher_layers} for "
-                         f"each of the {num_student_layers} student blocks")
+        raise ValueError(
+            f"layer_mapping {list(mapping)} must give a teacher layer in 1..{num_teacher_layers} for "
+            f"each of the {num_student_layers} student blocks"
+        )
 
 
 def pruning_layer_map(num_student_layers: int, num_teacher_layers: int) -> list[int]:
@@ -94,8 +96,9 @@ def pruning_layer_map(num_student_layers: int, num_teacher_layers: int) -> list[
     A pruned student with TinyBERT's uniform [2, 3, 5, 6] scores 70.9% on SST-2 dev before any training, with
     [1, 2, 3, 6] 79.2% (README, "Pruned-teacher initialisation, the default")."""
     if num_student_layers > num_teacher_layers:
-        raise ValueError(f"a {num_student_layers}-layer student cannot be pruned from a {num_teacher_layers}-layer "
-                         "teacher")
+        raise ValueError(
+            f"a {num_student_layers}-layer student cannot be pruned from a {num_teacher_layers}-layer teacher"
+        )
     return list(range(1, num_student_layers)) + [num_teacher_layers]
 
 
@@ -120,8 +123,10 @@ class TeacherFeatures:
         self.backbone = backbone
         self.has_logits = not is_backbone(teacher)
         self.num_layers = backbone.num_layers
-        outputs = {"embeddings": backbone.get_layer("embeddings_layer_norm").output,
-                   "pooled": backbone.output["pooled_output"]}
+        outputs = {
+            "embeddings": backbone.get_layer("embeddings_layer_norm").output,
+            "pooled": backbone.output["pooled_output"],
+        }
         for i in range(self.num_layers):
             outputs[f"hidden_{i}"] = backbone.get_layer(f"transformer_layer_{i}").output
         self.model = keras.Model(backbone.input, outputs)
@@ -135,11 +140,16 @@ class TeacherFeatures:
         out = self.model(inputs, training=False)
         hidden = [out[f"hidden_{i}"] for i in range(self.num_layers)]
         layer_inputs = [out["embeddings"]] + hidden[:-1]
-        attention = [attention_logits(self.model.get_layer(f"transformer_layer_{i}"), h)
-                     for i, h in enumerate(layer_inputs)]
+        attention = [
+            attention_logits(self.model.get_layer(f"transformer_layer_{i}"), h) for i, h in enumerate(layer_inputs)
+        ]
         logits = self.teacher.output_dense(out["pooled"]) if self.has_logits else None
-        return {"logits": logits, "embeddings": out["embeddings"], "hidden_states": hidden,
-                "attention_logits": attention}
+        return {
+            "logits": logits,
+            "embeddings": out["embeddings"],
+            "hidden_states": hidden,
+            "attention_logits": attention,
+        }
 
 
 class Distiller(keras.Model):
@@ -165,8 +175,16 @@ class Distiller(keras.Model):
             ``layer_mapping`` of the wrong length or out of range.
     """
 
-    def __init__(self, teacher, student, regression: bool = False, temperature: float = 1.0,
-                 stage: str = "intermediate", layer_mapping: list[int] | None = None, **kwargs):
+    def __init__(
+        self,
+        teacher,
+        student,
+        regression: bool = False,
+        temperature: float = 1.0,
+        stage: str = "intermediate",
+        layer_mapping: list[int] | None = None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.teacher_features = TeacherFeatures(teacher)
         self.student = student
@@ -193,8 +211,10 @@ class Distiller(keras.Model):
         if stage not in STAGES:
             raise ValueError(f"unknown distillation stage {stage!r}; use one of {STAGES}")
         if stage == "prediction" and not self.teacher_features.has_logits:
-            raise ValueError("a backbone teacher has no logits: general distillation has only the "
-                             "'intermediate' stage; distill from a fine-tuned classifier for 'prediction'")
+            raise ValueError(
+                "a backbone teacher has no logits: general distillation has only the "
+                "'intermediate' stage; distill from a fine-tuned classifier for 'prediction'"
+            )
         self.stage = stage
 
     @property
@@ -210,21 +230,23 @@ class Distiller(keras.Model):
     def distillation_losses(self, student_out, teacher_out, mask):
         """Dict of the stage's loss terms (scalars) and their sum ``distillation_loss``."""
         if self.stage == "intermediate":
-            terms = {"embedding": masked_mse(self.fit_dense(student_out["embeddings"]), teacher_out["embeddings"],
-                                             mask)}
+            terms = {
+                "embedding": masked_mse(self.fit_dense(student_out["embeddings"]), teacher_out["embeddings"], mask)
+            }
             hidden = attention = 0.0
             for m, t in enumerate(self.mapping):
-                hidden += masked_mse(self.fit_dense(student_out["hidden_states"][m]),
-                                     teacher_out["hidden_states"][t - 1], mask)
-                attention += attention_mse(student_out["attention_logits"][m],
-                                           teacher_out["attention_logits"][t - 1], mask)
+                hidden += masked_mse(
+                    self.fit_dense(student_out["hidden_states"][m]), teacher_out["hidden_states"][t - 1], mask
+                )
+                attention += attention_mse(
+                    student_out["attention_logits"][m], teacher_out["attention_logits"][t - 1], mask
+                )
             terms.update(hidden=hidden, attention=attention)
         elif self.regression:
             squared = tf.square(student_out["logits"] - teacher_out["logits"])
             terms = {"prediction": global_mean(tf.reduce_sum(squared), tf.size(squared))}
         else:
-            terms = {"prediction": soft_cross_entropy(student_out["logits"], teacher_out["logits"],
-                                                      self.temperature)}
+            terms = {"prediction": soft_cross_entropy(student_out["logits"], teacher_out["logits"], self.temperature)}
         terms["distillation_loss"] = tf.add_n(list(terms.values()))
         return terms
 
@@ -233,8 +255,9 @@ class Distiller(keras.Model):
         if self.regression:
             per_example = tf.square(tf.reshape(logits, [-1]) - tf.cast(tf.reshape(labels, [-1]), logits.dtype))
         else:
-            per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.cast(labels, tf.int32),
-                                                                         logits=logits)
+            per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(
+                labels=tf.cast(labels, tf.int32), logits=logits
+            )
         return global_mean(tf.reduce_sum(per_example), tf.size(per_example))
 
     @property
@@ -269,8 +292,7 @@ class Distiller(keras.Model):
 
     def train_step(self, data):
         losses, grads = self.compute_gradients(data)
-        self.optimizer.apply_gradients(
-            [(g, v) for g, v in zip(grads, self.distilled_variables) if g is not None])
+        self.optimizer.apply_gradients([(g, v) for g, v in zip(grads, self.distilled_variables) if g is not None])
         # each replica holds its share of the global-batch loss: track the all-replica sum, the global loss
         total = global_sum(losses["distillation_loss"])
         self.total_loss_tracker.update_state(total)

@@ -41,7 +41,8 @@ def split_cpu(num_devices: int) -> None:
 
     cpus = tf.config.list_physical_devices("CPU")
     tf.config.set_logical_device_configuration(
-        cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(int(num_devices))])
+        cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(int(num_devices))]
+    )
 
 
 def make_strategy(name: str = "default", tpu: str | None = None, cpu_devices: int | None = None):
@@ -75,8 +76,10 @@ def make_strategy(name: str = "default", tpu: str | None = None, cpu_devices: in
         return tf.distribute.MirroredStrategy()
     if name == "multi_worker":
         if "TF_CONFIG" not in os.environ:
-            raise ValueError("--strategy multi_worker needs the TF_CONFIG environment variable (cluster spec and "
-                             "this worker's task); see README 'Scale-out'")
+            raise ValueError(
+                "--strategy multi_worker needs the TF_CONFIG environment variable (cluster spec and "
+                "this worker's task); see README 'Scale-out'"
+            )
         return tf.distribute.MultiWorkerMirroredStrategy()
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or "")
     tf.config.experimental_connect_to_cluster(resolver)
@@ -116,8 +119,9 @@ def check_global_batch(global_batch_size: int, strategy) -> int:
     """
     replicas = strategy.num_replicas_in_sync
     if global_batch_size % replicas:
-        raise ValueError(f"--batch-size {global_batch_size} (global) must be a multiple of the "
-                         f"{replicas} replicas of the strategy")
+        raise ValueError(
+            f"--batch-size {global_batch_size} (global) must be a multiple of the {replicas} replicas of the strategy"
+        )
     return global_batch_size // replicas
 
 

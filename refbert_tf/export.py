@@ -37,9 +37,13 @@ from refbert_tf.io_utils import atomic_path, write_json
 
 VARIANTS = ("float32", "dynamic_int8", "full_int8", "float16")
 # readable class names for the tasks whose GLUE files use 0/1 (the card's "labels"; "label_values" keeps the TSV's)
-LABEL_NAMES = {"cola": ("unacceptable", "acceptable"), "sst2": ("negative", "positive"),
-               "mrpc": ("not_paraphrase", "paraphrase"), "qqp": ("not_duplicate", "duplicate"),
-               "wnli": ("not_entailment", "entailment")}
+LABEL_NAMES = {
+    "cola": ("unacceptable", "acceptable"),
+    "sst2": ("negative", "positive"),
+    "mrpc": ("not_paraphrase", "paraphrase"),
+    "qqp": ("not_duplicate", "duplicate"),
+    "wnli": ("not_entailment", "entailment"),
+}
 INPUT_NAMES = ("token_ids", "segment_ids", "padding_mask")
 OUTPUT_NAME = "logits"
 
@@ -79,8 +83,9 @@ def export_saved_model(model, directory: str | os.PathLike) -> Path:
     return Path(directory)
 
 
-def representative_examples(features: dict, num_examples: int = 300, length: int | None = None,
-                            seed: int = 0) -> list[dict]:
+def representative_examples(
+    features: dict, num_examples: int = 300, length: int | None = None, seed: int = 0
+) -> list[dict]:
     """A representative dataset for full-integer calibration: real training examples, batch 1, no padding.
 
     Every example has the same ``length`` (tokens) and no padding: the converter's calibrator fails on inputs of
@@ -108,20 +113,23 @@ def representative_examples(features: dict, num_examples: int = 300, length: int
     candidates = np.flatnonzero(lengths >= length)
     if candidates.size == 0:
         raise ValueError(f"no training example has {length} tokens for calibration")
-    rows = np.sort(np.random.default_rng(seed).choice(candidates, size=min(num_examples, candidates.size),
-                                                      replace=False))
+    rows = np.sort(
+        np.random.default_rng(seed).choice(candidates, size=min(num_examples, candidates.size), replace=False)
+    )
     out = []
     for i in rows:
         ids = features["token_ids"][int(i)].numpy().astype(np.int32)
         segs = features["segment_ids"][int(i)].numpy().astype(np.int32)
-        cut = np.concatenate([ids[:length - 1], ids[-1:]])  # keep the closing [SEP]
-        out.append({"token_ids": cut[None], "segment_ids": segs[:length][None],
-                    "padding_mask": np.ones((1, length), np.int32)})
+        cut = np.concatenate([ids[: length - 1], ids[-1:]])  # keep the closing [SEP]
+        out.append(
+            {"token_ids": cut[None], "segment_ids": segs[:length][None], "padding_mask": np.ones((1, length), np.int32)}
+        )
     return out
 
 
-def convert(saved_model_dir: str | os.PathLike, variant: str, representative: list[dict] | None = None
-            ) -> tuple[bytes, dict]:
+def convert(
+    saved_model_dir: str | os.PathLike, variant: str, representative: list[dict] | None = None
+) -> tuple[bytes, dict]:
     """Convert a SavedModel (from :func:`export_saved_model`) to a TFLite flatbuffer.
 
     Args:
@@ -165,8 +173,10 @@ def convert(saved_model_dir: str | os.PathLike, variant: str, representative: li
                 info["integer_only"] = True
             except Exception:  # an op without an int8 kernel: let it run in float
                 converter = make_converter()
-                converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
-                                                       tf.lite.OpsSet.TFLITE_BUILTINS]
+                converter.target_spec.supported_ops = [
+                    tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
+                    tf.lite.OpsSet.TFLITE_BUILTINS,
+                ]
                 flatbuffer = converter.convert()
                 info["integer_only"] = False
         else:
@@ -193,12 +203,20 @@ def describe(flatbuffer: bytes) -> dict:
     interpreter = Interpreter(model_content=flatbuffer)
     runner = interpreter.get_signature_runner("serve")
     found = {}
-    for kind, details, named in (("inputs", interpreter.get_input_details(), runner.get_input_details()),
-                                 ("outputs", interpreter.get_output_details(), runner.get_output_details())):
+    for kind, details, named in (
+        ("inputs", interpreter.get_input_details(), runner.get_input_details()),
+        ("outputs", interpreter.get_output_details(), runner.get_output_details()),
+    ):
         key_of = {v["name"]: k for k, v in named.items()}  # flatbuffer tensor name -> signature key
-        found[kind] = [{"name": key_of.get(d["name"], d["name"]), "tensor": d["name"],
-                        "dtype": np.dtype(d["dtype"]).name, "shape": [int(x) for x in d["shape_signature"]]}
-                       for d in details]
+        found[kind] = [
+            {
+                "name": key_of.get(d["name"], d["name"]),
+                "tensor": d["name"],
+                "dtype": np.dtype(d["dtype"]).name,
+                "shape": [int(x) for x in d["shape_signature"]],
+            }
+            for d in details
+        ]
     return {"ops": sorted({d["op_name"] for d in interpreter._get_ops_details()}), **found}
 
 
@@ -232,13 +250,23 @@ def bank_size_mb(student) -> float:
         return 0.0
     with student.export_constants():
         bank = student.bank
-        values = (bank.projected_representations.size + bank.num_anchors * bank.num_tokens
-                  + 3 * bank.scorer.sparse_table[0].size)
+        values = (
+            bank.projected_representations.size
+            + bank.num_anchors * bank.num_tokens
+            + 3 * bank.scorer.sparse_table[0].size
+        )
     return values * 4 / 2**20
 
 
-def model_card(student_meta: dict, variant: str, info: dict, flatbuffer_size: int, bank_mb: float,
-               source: str, dev_metrics: dict | None = None) -> dict:
+def model_card(
+    student_meta: dict,
+    variant: str,
+    info: dict,
+    flatbuffer_size: int,
+    bank_mb: float,
+    source: str,
+    dev_metrics: dict | None = None,
+) -> dict:
     """The JSON card written beside a ``.tflite`` file.
 
     Args:
@@ -254,18 +282,28 @@ def model_card(student_meta: dict, variant: str, info: dict, flatbuffer_size: in
         "task": student_meta["task"],
         "labels": list(LABEL_NAMES.get(student_meta["task"], student_meta.get("labels") or [])),
         "label_values": student_meta.get("labels"),
-        "model": student_meta.get("model"), "variant": variant,
-        "quantization": {"float32": "none", "dynamic_int8": "dynamic-range int8 weights",
-                         "full_int8": "full-integer int8 (representative dataset calibration)",
-                         "float16": "float16 weights"}[variant],
+        "model": student_meta.get("model"),
+        "variant": variant,
+        "quantization": {
+            "float32": "none",
+            "dynamic_int8": "dynamic-range int8 weights",
+            "full_int8": "full-integer int8 (representative dataset calibration)",
+            "float16": "float16 weights",
+        }[variant],
         "integer_only": info.get("integer_only"),
-        "vocab_sha256": student_meta.get("vocab_sha256"), "lowercase": student_meta.get("lowercase", True),
+        "vocab_sha256": student_meta.get("vocab_sha256"),
+        "lowercase": student_meta.get("lowercase", True),
         "max_seq_len": student_meta.get("max_seq_len"),
-        "vocab_size": student_meta.get("vocab_size"), "vocab_file": student_meta.get("vocab_file"),
-        "inputs": info.get("inputs"), "outputs": info.get("outputs"),
-        "bank": student_meta.get("bank"), "bank_size_mb": round(bank_mb, 3),
-        "size_mb": round(flatbuffer_size / 2**20, 3), "source_student": str(source),
-        "ops": info.get("ops"), "dev_metrics": dev_metrics,
+        "vocab_size": student_meta.get("vocab_size"),
+        "vocab_file": student_meta.get("vocab_file"),
+        "inputs": info.get("inputs"),
+        "outputs": info.get("outputs"),
+        "bank": student_meta.get("bank"),
+        "bank_size_mb": round(bank_mb, 3),
+        "size_mb": round(flatbuffer_size / 2**20, 3),
+        "source_student": str(source),
+        "ops": info.get("ops"),
+        "dev_metrics": dev_metrics,
     }
 
 
@@ -278,9 +316,18 @@ def write_tflite(path: str | os.PathLike, flatbuffer: bytes, card: dict) -> Path
     return path
 
 
-def export_model(model, meta: dict, out_dir: str | os.PathLike, variants=VARIANTS, representative=None,
-                 dev_features: dict | None = None, dev_labels=None, source: str = "", bank_mb: float = 0.0,
-                 progress: bool = True) -> list[dict]:
+def export_model(
+    model,
+    meta: dict,
+    out_dir: str | os.PathLike,
+    variants=VARIANTS,
+    representative=None,
+    dev_features: dict | None = None,
+    dev_labels=None,
+    source: str = "",
+    bank_mb: float = 0.0,
+    progress: bool = True,
+) -> list[dict]:
     """Export any Keras classifier on ``{"token_ids", "segment_ids", "padding_mask"}`` to
     ``<out_dir>/<task>_<meta["model"]>_<variant>.tflite`` (+ card), one file per variant.
 
@@ -330,9 +377,17 @@ def export_model(model, meta: dict, out_dir: str | os.PathLike, variants=VARIANT
     return cards
 
 
-def export_student(student_dir: str | os.PathLike, out_dir: str | os.PathLike, variants=VARIANTS,
-                   train_features: dict | None = None, dev_features: dict | None = None, dev_labels=None,
-                   without_bank: bool = False, num_representative: int = 300, progress: bool = True) -> list[dict]:
+def export_student(
+    student_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    variants=VARIANTS,
+    train_features: dict | None = None,
+    dev_features: dict | None = None,
+    dev_labels=None,
+    without_bank: bool = False,
+    num_representative: int = 300,
+    progress: bool = True,
+) -> list[dict]:
     """Export a saved student to ``<out_dir>/<task>_<model>_<variant>.tflite`` (+ card) in each variant.
 
     Args:
@@ -356,14 +411,27 @@ def export_student(student_dir: str | os.PathLike, out_dir: str | os.PathLike, v
     from refbert_tf.models.student import load_student
 
     student, meta = load_student(student_dir)
-    meta = {**meta, "vocab_size": student.config_values["vocabulary_size"],
-            "vocab_path": str(Path(student_dir) / "vocab.txt")}
+    meta = {
+        **meta,
+        "vocab_size": student.config_values["vocabulary_size"],
+        "vocab_path": str(Path(student_dir) / "vocab.txt"),
+    }
     if without_bank:
         student = strip_bank(student)
         meta = {**meta, "model": "refbert_no_bank", "bank": None}
     representative = representative_examples(train_features, num_representative) if train_features else None
-    return export_model(student, meta, out_dir, variants, representative, dev_features, dev_labels,
-                        source=str(student_dir), bank_mb=bank_size_mb(student), progress=progress)
+    return export_model(
+        student,
+        meta,
+        out_dir,
+        variants,
+        representative,
+        dev_features,
+        dev_labels,
+        source=str(student_dir),
+        bank_mb=bank_size_mb(student),
+        progress=progress,
+    )
 
 
 def read_card(model_path: str | os.PathLike) -> dict:
@@ -374,8 +442,10 @@ def read_card(model_path: str | os.PathLike) -> dict:
     """
     card_path = Path(model_path).with_suffix(".json")
     if not card_path.is_file():
-        raise FileNotFoundError(f"no model card {card_path} beside {model_path}: export the model with "
-                                "recipes/export_tflite.py, which writes one")
+        raise FileNotFoundError(
+            f"no model card {card_path} beside {model_path}: export the model with "
+            "recipes/export_tflite.py, which writes one"
+        )
     return json.loads(card_path.read_text(encoding="utf-8"))
 
 
@@ -398,8 +468,12 @@ def keras_parity(student, tflite_path, features: dict, num_examples: int = 200) 
     for i in range(n):
         ids = features["token_ids"][i].numpy().astype(np.int32)
         segs = features["segment_ids"][i].numpy().astype(np.int32)
-        keras_out = np.asarray(student({"token_ids": ids[None], "segment_ids": segs[None],
-                                        "padding_mask": np.ones_like(ids)[None]}, training=False))[0]
+        keras_out = np.asarray(
+            student(
+                {"token_ids": ids[None], "segment_ids": segs[None], "padding_mask": np.ones_like(ids)[None]},
+                training=False,
+            )
+        )[0]
         lite_out = runner.predict(ids, segs)
         diffs.append(float(np.max(np.abs(keras_out - lite_out))))
         agree.append(keras_out.shape[-1] == 1 or int(np.argmax(keras_out)) == int(np.argmax(lite_out)))

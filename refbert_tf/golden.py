@@ -23,8 +23,8 @@ import dataclasses
 import hashlib
 import json
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 FORMAT = "refbert-golden-v1"
 COMMITTED_GOLDEN = Path("android_demo/app/src/test/resources/golden_vectors.jsonl")  # relative to the repo root
@@ -32,65 +32,119 @@ COMMITTED_GOLDEN = Path("android_demo/app/src/test/resources/golden_vectors.json
 # (name, text): each becomes a single-text case, uncased and cased, at max_seq_len 128
 EDGE_TEXTS = (
     # accents and case
-    ("accents", "Café naïve résumé"), ("accents_upper", "ÅNGSTRÖM Crème Brûlée"), ("accents_vi", "Tiếng Việt"),
-    ("accents_ru", "Ёлка, Привет мир!"), ("accents_combining", "e\u0301e\u0300 n\u0303"),
-    ("mixed_case", "HeLLo WoRLD iPhone McDonald's"), ("titlecase_dz", "ǅemal Ǆ"),
-    ("dotted_i", "İstanbul ıI"), ("kelvin_ohm", "5 \u212a and 3 \u2126"), ("sharp_s", "Straße ẞTRASSE"),
-    ("greek_iota", "ᾼ ᾳ ΐ"), ("deseret", "\U00010400\U00010401 word"), ("georgian", "ᲐᲑᲒ ქართული"),
-    ("cherokee", "ᏣᎳᎩ"), ("roman_numeral", "Ⅻ ⅻ Ⅳ"), ("n_apostrophe", "ŉ ǰ"),
+    ("accents", "Café naïve résumé"),
+    ("accents_upper", "ÅNGSTRÖM Crème Brûlée"),
+    ("accents_vi", "Tiếng Việt"),
+    ("accents_ru", "Ёлка, Привет мир!"),
+    ("accents_combining", "e\u0301e\u0300 n\u0303"),
+    ("mixed_case", "HeLLo WoRLD iPhone McDonald's"),
+    ("titlecase_dz", "ǅemal Ǆ"),
+    ("dotted_i", "İstanbul ıI"),
+    ("kelvin_ohm", "5 \u212a and 3 \u2126"),
+    ("sharp_s", "Straße ẞTRASSE"),
+    ("greek_iota", "ᾼ ᾳ ΐ"),
+    ("deseret", "\U00010400\U00010401 word"),
+    ("georgian", "ᲐᲑᲒ ქართული"),
+    ("cherokee", "ᏣᎳᎩ"),
+    ("roman_numeral", "Ⅻ ⅻ Ⅳ"),
+    ("n_apostrophe", "ŉ ǰ"),
     # the characters where HF's per-character lower-casing differs from NFKC case folding
-    ("micro_ligature", "µGuru ﬁx"), ("sigma", "ΣΑΣ and σας ΟΔΥΣΣΕΥΣ"), ("ligatures", "ﬀ ﬂ ﬃ ﬆ"),
+    ("micro_ligature", "µGuru ﬁx"),
+    ("sigma", "ΣΑΣ and σας ΟΔΥΣΣΕΥΣ"),
+    ("ligatures", "ﬀ ﬂ ﬃ ﬆ"),
     # punctuation
     ("ascii_punct", "Hello, world! (really?) [yes] {no} <tag> a/b\\c ~`^_|@#$%&*+=-\"'"),
     ("unicode_punct", "“smart quotes” ‘single’ — em – en … ¿Qué? ¡Sí! «guillemets» 〈test〉"),
-    ("contractions", "don't won't y'all U.S.A. e-mail"), ("url", "https://example.com/path?q=1&r=2#frag"),
-    ("email_tags", "a.b@c.org #hashtag @user"), ("code", "x += y**2; // comment"),
-    ("symbols", "© ® ™ ° § ¶ † ‡ • € £ ¥ ₹"), ("math", "∑ ∫ √ ≤ ≥ ≠ ± × ÷"),
+    ("contractions", "don't won't y'all U.S.A. e-mail"),
+    ("url", "https://example.com/path?q=1&r=2#frag"),
+    ("email_tags", "a.b@c.org #hashtag @user"),
+    ("code", "x += y**2; // comment"),
+    ("symbols", "© ® ™ ° § ¶ † ‡ • € £ ¥ ₹"),
+    ("math", "∑ ∫ √ ≤ ≥ ≠ ± × ÷"),
     # CJK and other scripts
-    ("cjk_zh", "北京欢迎你 to Tokyo"), ("cjk_ja", "日本語のテキストです。"), ("cjk_ko", "한국어 문장입니다"),
-    ("cjk_punct", "中文，标点。「引号」"), ("cjk_ext_b", "\U00020000\U0002a6d6 ext"),
-    ("cjk_compat", "豈 更 \U0002f800"), ("halfwidth", "ｶﾀｶﾅ ｱｲｳ"), ("fullwidth", "１２３ＡＢＣ！"),
-    ("arabic", "مرحبا بالعالم ٣٤٥"), ("hebrew_niqqud", "שָׁלוֹם"), ("hindi_virama", "नमस्ते दुनिया"),
+    ("cjk_zh", "北京欢迎你 to Tokyo"),
+    ("cjk_ja", "日本語のテキストです。"),
+    ("cjk_ko", "한국어 문장입니다"),
+    ("cjk_punct", "中文，标点。「引号」"),
+    ("cjk_ext_b", "\U00020000\U0002a6d6 ext"),
+    ("cjk_compat", "豈 更 \U0002f800"),
+    ("halfwidth", "ｶﾀｶﾅ ｱｲｳ"),
+    ("fullwidth", "１２３ＡＢＣ！"),
+    ("arabic", "مرحبا بالعالم ٣٤٥"),
+    ("hebrew_niqqud", "שָׁלוֹם"),
+    ("hindi_virama", "नमस्ते दुनिया"),
     ("thai", "สวัสดีครับ"),
     # numbers
-    ("numbers", "3.14159 1,000,000 2nd 3rd 1e-10"), ("money", "$5.00 & 10%!"), ("fractions", "½ ² ³ ¼"),
+    ("numbers", "3.14159 1,000,000 2nd 3rd 1e-10"),
+    ("money", "$5.00 & 10%!"),
+    ("fractions", "½ ² ³ ¼"),
     # emoji
-    ("emoji", "emoji 😀 test"), ("emoji_skin", "👍🏽 ok"), ("emoji_zwj", "👨\u200d👩\u200d👧 family"),
-    ("emoji_vs16", "❤\ufe0f love"), ("emoji_flag", "🇺🇸 flag"), ("emoji_new", "shaking \U0001fae8 face"),
+    ("emoji", "emoji 😀 test"),
+    ("emoji_skin", "👍🏽 ok"),
+    ("emoji_zwj", "👨\u200d👩\u200d👧 family"),
+    ("emoji_vs16", "❤\ufe0f love"),
+    ("emoji_flag", "🇺🇸 flag"),
+    ("emoji_new", "shaking \U0001fae8 face"),
     # whitespace variants
-    ("tab_newline", "tab\there\nnew line"), ("nbsp", "nbsp\u00a0here"), ("line_sep", "line\u2028separator"),
-    ("para_sep", "para\u2029sep"), ("ideographic_space", "ideographic\u3000space"),
-    ("thin_space", "thin\u2009space\u202fnarrow"), ("crlf", "crlf\r\nx\ry"), ("vt_ff", "a\x0bb\x0cc"),
-    ("padded", "   leading and trailing   "), ("many_spaces", "multiple      spaces"),
+    ("tab_newline", "tab\there\nnew line"),
+    ("nbsp", "nbsp\u00a0here"),
+    ("line_sep", "line\u2028separator"),
+    ("para_sep", "para\u2029sep"),
+    ("ideographic_space", "ideographic\u3000space"),
+    ("thin_space", "thin\u2009space\u202fnarrow"),
+    ("crlf", "crlf\r\nx\ry"),
+    ("vt_ff", "a\x0bb\x0cc"),
+    ("padded", "   leading and trailing   "),
+    ("many_spaces", "multiple      spaces"),
     ("mongolian_vs", "\u180emongolian"),
     # control, format, private-use and replacement characters
-    ("control", "x\x00y\ufffdz\x1f"), ("nel", "a\x85b"), ("zero_width", "zero\u200bwidth\u200cjoiner"),
-    ("soft_hyphen", "soft\u00adhyphen"), ("bom", "bom\ufeffhere"), ("rtl_mark", "rtl\u200fmark"),
-    ("tag_char", "p\U000e0001q"), ("private_use", "\ue000x \U000f0000y"), ("unassigned", "a\u0378b"),
+    ("control", "x\x00y\ufffdz\x1f"),
+    ("nel", "a\x85b"),
+    ("zero_width", "zero\u200bwidth\u200cjoiner"),
+    ("soft_hyphen", "soft\u00adhyphen"),
+    ("bom", "bom\ufeffhere"),
+    ("rtl_mark", "rtl\u200fmark"),
+    ("tag_char", "p\U000e0001q"),
+    ("private_use", "\ue000x \U000f0000y"),
+    ("unassigned", "a\u0378b"),
     ("combining_alone", "\u0345 \u0301"),
     # empty after normalization
-    ("empty", ""), ("spaces_only", "   "), ("whitespace_only", "\t\n\r\u00a0\u2028"),
+    ("empty", ""),
+    ("spaces_only", "   "),
+    ("whitespace_only", "\t\n\r\u00a0\u2028"),
     ("controls_only", "\x00\x01\ufffd\u200b"),
     # long words: BERT's rule is > 100 characters (after normalization) -> [UNK]
-    ("long_a150", "a" * 150), ("long_zhe101", "ж" * 101), ("long_zhe100", "ж" * 100),
-    ("long_ab100", "ab" * 50), ("long_ab101", "ab" * 50 + "c"),
+    ("long_a150", "a" * 150),
+    ("long_zhe101", "ж" * 101),
+    ("long_zhe100", "ж" * 100),
+    ("long_ab100", "ab" * 50),
+    ("long_ab101", "ab" * 50 + "c"),
     ("long_x101_in_text", "before " + "x" * 101 + " after"),
-    ("long_accented100", "é" * 100), ("long_accented101", "é" * 101), ("long_emoji101", "😀" * 101),
-    ("long_emoji60", "😀" * 60), ("long_word_repeat", "supercalifragilisticexpialidocious" * 3),
-    ("long_punct", "!" * 120), ("long_cjk", "中" * 120),
+    ("long_accented100", "é" * 100),
+    ("long_accented101", "é" * 101),
+    ("long_emoji101", "😀" * 101),
+    ("long_emoji60", "😀" * 60),
+    ("long_word_repeat", "supercalifragilisticexpialidocious" * 3),
+    ("long_punct", "!" * 120),
+    ("long_cjk", "中" * 120),
     # unknown pieces inside a word
-    ("unknown_piece", "abc😀def"), ("mixed_word", "hello😀"),
+    ("unknown_piece", "abc😀def"),
+    ("mixed_word", "hello😀"),
 )
 
 # (name, text_a, text_b, max_seq_len): pairs, uncased only
 EDGE_PAIRS = (
     ("pair_basic", "How are you?", "I am fine, thanks.", 128),
-    ("pair_empty_a", "", "hello world", 16), ("pair_empty_b", "hello world", "", 16), ("pair_empty_both", "", "", 16),
+    ("pair_empty_a", "", "hello world", 16),
+    ("pair_empty_b", "hello world", "", 16),
+    ("pair_empty_both", "", "", 16),
     ("pair_cjk", "北京欢迎你", "東京へようこそ", 10),
     ("pair_long_words", "a" * 150, "ж" * 101, 8),
     ("pair_tie", "one two three four five", "six seven eight nine ten", 8),
-    ("pair_long_short", "the " * 40, "x", 12), ("pair_short_long", "x", "the " * 40, 12),
-    ("pair_both_long", "the " * 40, "a " * 41, 13), ("pair_min_len", "hello world", "again", 3),
+    ("pair_long_short", "the " * 40, "x", 12),
+    ("pair_short_long", "x", "the " * 40, 12),
+    ("pair_both_long", "the " * 40, "a " * 41, 13),
+    ("pair_min_len", "hello world", "again", 3),
     ("pair_accents", "Café naïve", "ÅNGSTRÖM résumé µGuru ﬁx ΣΑΣ", 9),
     ("pair_whitespace", "tab\there\u00a0nbsp", "line\u2028sep\u3000x", 7),
 )
@@ -126,8 +180,11 @@ def edge_cases() -> list[GoldenInput]:
     for lowercase in (True, False):
         tag = "uncased" if lowercase else "cased"
         cases += [GoldenInput(f"edge/{tag}/{name}", text, None, 128, lowercase) for name, text in EDGE_TEXTS]
-    cases += [GoldenInput(f"edge/uncased/{name}@16", text, None, 16, True) for name, text in EDGE_TEXTS
-              if name.startswith(("long_", "ascii_punct", "unicode_punct", "cjk_"))]
+    cases += [
+        GoldenInput(f"edge/uncased/{name}@16", text, None, 16, True)
+        for name, text in EDGE_TEXTS
+        if name.startswith(("long_", "ascii_punct", "unicode_punct", "cjk_"))
+    ]
     cases += [GoldenInput(f"edge/pair/{name}", a, b, n, True) for name, a, b, n in EDGE_PAIRS]
     return cases + truncation_grid()
 
@@ -135,15 +192,21 @@ def edge_cases() -> list[GoldenInput]:
 def truncation_grid() -> list[GoldenInput]:
     """Pairs of n1 x n2 one-piece words (n in :data:`GRID_LENGTHS`) at every max_seq_len in
     :data:`GRID_MAX_SEQ_LENS`: every branch of ``longest_first`` (fit, cut the longer, halve; ties)."""
+
     def words(n, offset):
         return " ".join(_GRID_WORDS[(offset + i) % len(_GRID_WORDS)] for i in range(n))
 
-    return [GoldenInput(f"grid/{n1}x{n2}@{m}", words(n1, 0), words(n2, 4), m, True)
-            for n1 in GRID_LENGTHS for n2 in GRID_LENGTHS for m in GRID_MAX_SEQ_LENS]
+    return [
+        GoldenInput(f"grid/{n1}x{n2}@{m}", words(n1, 0), words(n2, 4), m, True)
+        for n1 in GRID_LENGTHS
+        for n2 in GRID_LENGTHS
+        for m in GRID_MAX_SEQ_LENS
+    ]
 
 
-def glue_cases(glue_dir: str | os.PathLike, num_sst2: int = 300, num_mrpc: int = 200,
-               lowercase: bool = True) -> list[GoldenInput]:
+def glue_cases(
+    glue_dir: str | os.PathLike, num_sst2: int = 300, num_mrpc: int = 200, lowercase: bool = True
+) -> list[GoldenInput]:
     """Real sentences from the GLUE dev files (read with :func:`refbert_tf.data.load_glue`).
 
     Args:
@@ -164,12 +227,14 @@ def glue_cases(glue_dir: str | os.PathLike, num_sst2: int = 300, num_mrpc: int =
     sst2 = load_glue("sst2", "dev", glue_dir=glue_dir).take(num_sst2)
     mrpc = load_glue("mrpc", "dev", glue_dir=glue_dir).take(num_mrpc)
     cases = [GoldenInput(f"sst2/dev/{i}", t, None, 128, lowercase) for i, t in enumerate(sst2.text_a)]
-    cases += [GoldenInput(f"sst2/dev/{i}@16", t, None, 16, lowercase) for i, t in enumerate(sst2.text_a)
-              if i % 5 == 0]
+    cases += [GoldenInput(f"sst2/dev/{i}@16", t, None, 16, lowercase) for i, t in enumerate(sst2.text_a) if i % 5 == 0]
     pairs = list(zip(mrpc.text_a, mrpc.text_b))
     cases += [GoldenInput(f"mrpc/dev/{i}@32", a, b, 32, lowercase) for i, (a, b) in enumerate(pairs)]
-    cases += [GoldenInput(f"mrpc/dev/{i}@128", a, b, 128, lowercase) for i, (a, b) in enumerate(pairs)
-              if i < max(1, len(pairs) // 4)]
+    cases += [
+        GoldenInput(f"mrpc/dev/{i}@128", a, b, 128, lowercase)
+        for i, (a, b) in enumerate(pairs)
+        if i < max(1, len(pairs) // 4)
+    ]
     return cases
 
 
@@ -213,8 +278,12 @@ def compute(cases: Sequence[GoldenInput], vocab_path: str | os.PathLike) -> list
             full = [n + len(x) for n, x in zip(full, tok.tokenize(b).to_list())]
         specials = 3 if pair else 2
         for i, ids, segs, n in zip(idx, enc["token_ids"].to_list(), enc["segment_ids"].to_list(), full):
-            out[i] = {**dataclasses.asdict(cases[i]), "token_ids": ids, "segment_ids": segs,
-                      "truncated": n + specials > len(ids)}
+            out[i] = {
+                **dataclasses.asdict(cases[i]),
+                "token_ids": ids,
+                "segment_ids": segs,
+                "truncated": n + specials > len(ids),
+            }
     return out
 
 
@@ -228,8 +297,12 @@ def write_golden(path: str | os.PathLike, records: Sequence[dict], vocab_path: s
     from refbert_tf.tokenization import read_vocab
 
     vocab_path = Path(vocab_path)
-    header = {"format": FORMAT, "vocab_sha256": hashlib.sha256(vocab_path.read_bytes()).hexdigest(),
-              "vocab_size": len(read_vocab(vocab_path)), "num_cases": len(records)}
+    header = {
+        "format": FORMAT,
+        "vocab_sha256": hashlib.sha256(vocab_path.read_bytes()).hexdigest(),
+        "vocab_size": len(read_vocab(vocab_path)),
+        "num_cases": len(records),
+    }
     lines = [json.dumps(header, ensure_ascii=True)] + [json.dumps(r, ensure_ascii=True) for r in records]
     write_text(path, "\n".join(lines) + "\n")
     return header
@@ -251,9 +324,14 @@ def read_golden(path: str | os.PathLike) -> tuple[dict, list[dict]]:
     return header, records
 
 
-def generate_golden(out: str | os.PathLike, vocab_path: str | os.PathLike | None = None,
-                    glue_dir: str | os.PathLike | None = None, num_sst2: int = 300, num_mrpc: int = 200,
-                    extra: Iterable[GoldenInput] = ()) -> dict:
+def generate_golden(
+    out: str | os.PathLike,
+    vocab_path: str | os.PathLike | None = None,
+    glue_dir: str | os.PathLike | None = None,
+    num_sst2: int = 300,
+    num_mrpc: int = 200,
+    extra: Iterable[GoldenInput] = (),
+) -> dict:
     """Compute and write a golden file: edge cases, plus GLUE dev cases when ``glue_dir`` is given.
 
     Args:

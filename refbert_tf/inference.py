@@ -44,8 +44,7 @@ class LiteRTClassifier:
         ModelFileError: not a file, or not a TFLite flatbuffer.
     """
 
-    def __init__(self, model_path, num_threads: int = 1, vocab_size: int | None = None,
-                 max_seq_len: int | None = None):
+    def __init__(self, model_path, num_threads: int = 1, vocab_size: int | None = None, max_seq_len: int | None = None):
         from ai_edge_litert.interpreter import Interpreter
 
         self.path = check_tflite_file(model_path)
@@ -92,8 +91,10 @@ class LiteRTClassifier:
         if segs.shape != ids.shape:
             raise ValueError(f"token_ids has {ids.size} entries but segment_ids has {segs.size}")
         if self.max_seq_len and ids.size > self.max_seq_len:
-            raise ValueError(f"input of {ids.size} tokens is longer than the model's max_seq_len "
-                             f"{self.max_seq_len} ({self.path}); truncate it first")
+            raise ValueError(
+                f"input of {ids.size} tokens is longer than the model's max_seq_len "
+                f"{self.max_seq_len} ({self.path}); truncate it first"
+            )
         if self.vocab_size is not None and (ids.min() < 0 or ids.max() >= self.vocab_size):
             bad = int(ids[(ids < 0) | (ids >= self.vocab_size)][0])
             raise ValueError(f"token id {bad} is outside the vocabulary [0, {self.vocab_size}) of {self.path}")
@@ -108,5 +109,9 @@ class LiteRTClassifier:
 
         ids, segs = features["token_ids"], features["segment_ids"]
         n = int(ids.nrows())
-        return np.stack([self.predict(ids[i].numpy(), segs[i].numpy())
-                         for i in tqdm(range(n), desc=self.path.name, disable=not progress)])
+        return np.stack(
+            [
+                self.predict(ids[i].numpy(), segs[i].numpy())
+                for i in tqdm(range(n), desc=self.path.name, disable=not progress)
+            ]
+        )

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from refbert_tf.data import GlueTask, get_task, load_encoded_splits, load_text_corpus, make_dataset
 from refbert_tf.cli import code_version
-from refbert_tf.io_utils import atomic_path, write_json, write_text
 from refbert_tf.config import TrainingConfig
+from refbert_tf.data import GlueTask, get_task, load_encoded_splits, load_text_corpus, make_dataset
+from refbert_tf.io_utils import atomic_path, write_json, write_text
 
 # Provisional per-task budgets (passes over the training set per stage); to be tuned on measured runs.
 DISTILL_DEFAULTS: dict[str, dict] = {
@@ -101,11 +101,16 @@ class DistillConfig(TrainingConfig):
     def __post_init__(self):
         if self.augment < 0:
             raise ValueError(f"augment (--augment) must be >= 0, got {self.augment}")
-        chosen = [name for name, value in (("init_from_teacher (--init-from-teacher)", self.init_from_teacher),
-                                           ("init_embeddings_from_teacher (--init-embeddings-from-teacher)",
-                                            self.init_embeddings_from_teacher),
-                                           ("init_by_pruning (--init-by-pruning)", self.init_by_pruning),
-                                           ("student_init (--student-init)", self.student_init)) if value]
+        chosen = [
+            name
+            for name, value in (
+                ("init_from_teacher (--init-from-teacher)", self.init_from_teacher),
+                ("init_embeddings_from_teacher (--init-embeddings-from-teacher)", self.init_embeddings_from_teacher),
+                ("init_by_pruning (--init-by-pruning)", self.init_by_pruning),
+                ("student_init (--student-init)", self.student_init),
+            )
+            if value
+        ]
         if len(chosen) > 1:
             raise ValueError(f"choose one way to initialise the student, not {' and '.join(chosen)}")
 
@@ -136,8 +141,10 @@ def _resolve_pruning(config: DistillConfig, student, backbone) -> DistillConfig:
 
     misfit = pruning_misfit(student, backbone)
     if config.init_by_pruning and misfit:
-        raise ValueError(f"--init-by-pruning: {misfit}; drop the option (or pass --random-init) to train this "
-                         "student from random init")
+        raise ValueError(
+            f"--init-by-pruning: {misfit}; drop the option (or pass --random-init) to train this "
+            "student from random init"
+        )
     if config.init_by_pruning is None:
         other = config.init_from_teacher or config.init_embeddings_from_teacher or config.student_init
         if misfit and not other:
@@ -154,26 +161,47 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _load_or_finetune_teacher(task: GlueTask, teacher_dir: Path, finetune_missing: bool, glue_dir, source,
-                              teacher_checkpoint, verbose, strategy):
+def _load_or_finetune_teacher(
+    task: GlueTask, teacher_dir: Path, finetune_missing: bool, glue_dir, source, teacher_checkpoint, verbose, strategy
+):
     from refbert_tf.models.teacher import TeacherNotFoundError, finetune_teacher, load_teacher
 
     if not (teacher_dir / "teacher.json").is_file():
         if not finetune_missing:
-            raise TeacherNotFoundError(f"no fine-tuned {task.name} teacher in {teacher_dir}: run "
-                                       f"recipes/finetune_teacher.py --task {task.name}, or drop --no-finetune-teacher")
-        result = finetune_teacher(task, teacher_dir, checkpoint=teacher_checkpoint, glue_dir=glue_dir,
-                                  source=source, verbose=verbose, command="(fine-tuned by distill_glue)",
-                                  strategy=strategy)
+            raise TeacherNotFoundError(
+                f"no fine-tuned {task.name} teacher in {teacher_dir}: run "
+                f"recipes/finetune_teacher.py --task {task.name}, or drop --no-finetune-teacher"
+            )
+        result = finetune_teacher(
+            task,
+            teacher_dir,
+            checkpoint=teacher_checkpoint,
+            glue_dir=glue_dir,
+            source=source,
+            verbose=verbose,
+            command="(fine-tuned by distill_glue)",
+            strategy=strategy,
+        )
         write_json(teacher_dir / "finetune_result.json", result)
     with strategy.scope():
         return load_teacher(teacher_dir, task=task)
 
 
-def distill_glue(task: GlueTask | str, out_dir, teacher_dir, config: DistillConfig | None = None, glue_dir=None,
-                 source: str = "tsv", teacher_checkpoint=None, finetune_missing_teacher: bool = True,
-                 max_train_examples: int | None = None, bank_dir=None, verbose="auto", command: str = "",
-                 strategy=None) -> dict:
+def distill_glue(
+    task: GlueTask | str,
+    out_dir,
+    teacher_dir,
+    config: DistillConfig | None = None,
+    glue_dir=None,
+    source: str = "tsv",
+    teacher_checkpoint=None,
+    finetune_missing_teacher: bool = True,
+    max_train_examples: int | None = None,
+    bank_dir=None,
+    verbose="auto",
+    command: str = "",
+    strategy=None,
+) -> dict:
     """Distill a GLUE teacher into a RefBERT (or vanilla) student, end to end.
 
     Args:
@@ -219,49 +247,72 @@ def distill_glue(task: GlueTask | str, out_dir, teacher_dir, config: DistillConf
     out_dir, teacher_dir = Path(out_dir), Path(teacher_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(config.seed)
-    teacher, tokenizer, teacher_meta = _load_or_finetune_teacher(task, teacher_dir, finetune_missing_teacher,
-                                                                 glue_dir, source, teacher_checkpoint, verbose,
-                                                                 strategy)
+    teacher, tokenizer, teacher_meta = _load_or_finetune_teacher(
+        task, teacher_dir, finetune_missing_teacher, glue_dir, source, teacher_checkpoint, verbose, strategy
+    )
     teacher_id = _file_sha256(teacher_dir / "model.keras")[:16]
     max_len = min(config.max_seq_len, teacher.backbone.max_sequence_length)
     train, dev, train_f, dev_f = load_encoded_splits(task, tokenizer, max_len, source, glue_dir, max_train_examples)
 
-    bank, bank_info, features = None, None, {"token_ids": train_f["token_ids"],
-                                             "segment_ids": train_f["segment_ids"]}
+    bank, bank_info, features = None, None, {"token_ids": train_f["token_ids"], "segment_ids": train_f["segment_ids"]}
     labels, aug_source, timings = train.labels, None, {}
     if config.augment:
         from refbert_tf.augmentation import augment_features, word_candidates
 
         t0 = time.perf_counter()
-        candidates = word_candidates(tokenizer.vocab, teacher.backbone.get_layer("token_embedding").get_weights()[0],
-                                     config.augment_candidates)
-        augmented, aug_source = augment_features(train_f, candidates, config.augment, config.augment_prob,
-                                                 seed=config.seed)
+        candidates = word_candidates(
+            tokenizer.vocab, teacher.backbone.get_layer("token_embedding").get_weights()[0], config.augment_candidates
+        )
+        augmented, aug_source = augment_features(
+            train_f, candidates, config.augment, config.augment_prob, seed=config.seed
+        )
         features = {k: tf.concat([v, augmented[k]], axis=0) for k, v in features.items()}
         labels = np.concatenate([train.labels, train.labels[aug_source]])  # student_loss metric only
         timings["augment_seconds"] = round(time.perf_counter() - t0, 1)
     if config.use_reference:
         t0 = time.perf_counter()
         bank_dir = Path(bank_dir) if bank_dir else out_dir / "bank"
-        wanted = {"layer": resolve_layer(teacher.backbone, config.bank_layer), "num_tokens": config.bank_tokens,
-                  "num_buckets": config.num_buckets, "max_anchors": config.max_anchors,
-                  "num_train": len(train)}
+        wanted = {
+            "layer": resolve_layer(teacher.backbone, config.bank_layer),
+            "num_tokens": config.bank_tokens,
+            "num_buckets": config.num_buckets,
+            "max_anchors": config.max_anchors,
+            "num_train": len(train),
+        }
         if (bank_dir / "bank.json").is_file():
             bank = ReferenceBank.load(bank_dir)
             bank.check_compatible(tokenizer.vocab_sha256, teacher_id, task.name, where=str(bank_dir))
-            have = {"layer": bank.layer, "num_tokens": bank.num_tokens, "num_buckets": bank.index.num_buckets,
-                    "max_anchors": bank.metadata.get("max_anchors"), "num_train": bank.metadata.get("num_train")}
+            have = {
+                "layer": bank.layer,
+                "num_tokens": bank.num_tokens,
+                "num_buckets": bank.index.num_buckets,
+                "max_anchors": bank.metadata.get("max_anchors"),
+                "num_train": bank.metadata.get("num_train"),
+            }
             if have != wanted:
-                raise BankError(f"{bank_dir} was built with {have}, this run asks for {wanted}: pass another "
-                                "--bank-dir or delete it")
+                raise BankError(
+                    f"{bank_dir} was built with {have}, this run asks for {wanted}: pass another "
+                    "--bank-dir or delete it"
+                )
         else:
-            bank = build_bank(teacher.backbone, train_f, layer=config.bank_layer, num_tokens=config.bank_tokens,
-                              max_anchors=config.max_anchors, num_buckets=config.num_buckets, seed=config.seed,
-                              ignore_ids=(tokenizer.cls_id, tokenizer.sep_id, tokenizer.pad_id),
-                              metadata={"task": task.name, "teacher": teacher_id,
-                                        "vocab_sha256": tokenizer.vocab_sha256,
-                                        "max_anchors": config.max_anchors}, progress=verbose != 0,
-                              strategy=strategy)
+            bank = build_bank(
+                teacher.backbone,
+                train_f,
+                layer=config.bank_layer,
+                num_tokens=config.bank_tokens,
+                max_anchors=config.max_anchors,
+                num_buckets=config.num_buckets,
+                seed=config.seed,
+                ignore_ids=(tokenizer.cls_id, tokenizer.sep_id, tokenizer.pad_id),
+                metadata={
+                    "task": task.name,
+                    "teacher": teacher_id,
+                    "vocab_sha256": tokenizer.vocab_sha256,
+                    "max_anchors": config.max_anchors,
+                },
+                progress=verbose != 0,
+                strategy=strategy,
+            )
             bank.save(bank_dir)
         train_refs, _ = bank.references_for(train_f, exclude_self=True, top_k=config.top_k)
         all_refs = train_refs
@@ -272,20 +323,33 @@ def distill_glue(task: GlueTask | str, out_dir, teacher_dir, config: DistillConf
         timings["bank_seconds"] = round(time.perf_counter() - t0, 1)
 
     with strategy.scope():
-        student = build_student(config.student, task.num_classes, tokenizer.vocab_size,
-                                teacher.backbone.hidden_dim, bank=bank,
-                                max_sequence_length=teacher.backbone.max_sequence_length, top_k=config.top_k,
-                                reference_projection=config.reference_projection)
+        student = build_student(
+            config.student,
+            task.num_classes,
+            tokenizer.vocab_size,
+            teacher.backbone.hidden_dim,
+            bank=bank,
+            max_sequence_length=teacher.backbone.max_sequence_length,
+            top_k=config.top_k,
+            reference_projection=config.reference_projection,
+        )
         config = _resolve_pruning(config, student, teacher.backbone)
-        mapping = (pruning_layer_map(len(student.blocks), teacher.backbone.num_layers) if config.init_by_pruning
-                   else None)
-        distiller = Distiller(teacher, student, regression=task.is_regression, temperature=config.temperature,
-                              layer_mapping=mapping)
+        mapping = (
+            pruning_layer_map(len(student.blocks), teacher.backbone.num_layers) if config.init_by_pruning else None
+        )
+        distiller = Distiller(
+            teacher, student, regression=task.is_regression, temperature=config.temperature, layer_mapping=mapping
+        )
     if bank is not None:
-        bank_info = {"num_anchors": bank.num_anchors, "num_tokens": bank.num_tokens, "layer": bank.layer,
-                     "num_buckets": bank.index.num_buckets, "size_mb": round(bank.size_mb, 2),
-                     **reference_diagnostics(task, student, bank, train, dev, train_f, dev_f),
-                     "train_self_references": _references_to_rows(bank, train_refs, np.arange(len(train_refs)))}
+        bank_info = {
+            "num_anchors": bank.num_anchors,
+            "num_tokens": bank.num_tokens,
+            "layer": bank.layer,
+            "num_buckets": bank.index.num_buckets,
+            "size_mb": round(bank.size_mb, 2),
+            **reference_diagnostics(task, student, bank, train, dev, train_f, dev_f),
+            "train_self_references": _references_to_rows(bank, train_refs, np.arange(len(train_refs))),
+        }
         if aug_source is not None:
             bank_info["augmented_source_references"] = _references_to_rows(bank, aug_refs, aug_source)
 
@@ -302,17 +366,26 @@ def distill_glue(task: GlueTask | str, out_dir, teacher_dir, config: DistillConf
 
         stats = pruning_statistics(distiller.teacher_features, _pruning_sample(train_f, config.seed))
         kept = init_student_by_pruning(student, teacher, stats, distiller.mapping)
-        distiller.fit_dense.set_weights([selection_matrix(kept, teacher.backbone.hidden_dim),
-                                         np.zeros(teacher.backbone.hidden_dim, np.float32)])
+        distiller.fit_dense.set_weights(
+            [selection_matrix(kept, teacher.backbone.hidden_dim), np.zeros(teacher.backbone.hidden_dim, np.float32)]
+        )
     elif config.student_init:
         from refbert_tf.models.student import init_student_from_general
 
         init_student_from_general(student, config.student_init, tokenizer.vocab_sha256)
-    ds = make_dataset({k: (tf.constant(v) if isinstance(v, np.ndarray) else v) for k, v in features.items()},
-                      labels, batch_size=config.batch_size, shuffle=True, seed=config.seed, repeat=True)
+    ds = make_dataset(
+        {k: (tf.constant(v) if isinstance(v, np.ndarray) else v) for k, v in features.items()},
+        labels,
+        batch_size=config.batch_size,
+        shuffle=True,
+        seed=config.seed,
+        repeat=True,
+    )
     if config.use_reference and "reference_index" not in ds.element_spec[0]:
-        raise RuntimeError("the training batches lack reference_index: the student would retrieve in-graph, "
-                           "where an anchor is its own reference")
+        raise RuntimeError(
+            "the training batches lack reference_index: the student would retrieve in-graph, "
+            "where an anchor is its own reference"
+        )
     for stage, epochs in (("intermediate", config.intermediate_epochs), ("prediction", config.prediction_epochs)):
         done = out_dir / f"stage_{stage}.weights.h5"
         if done.is_file():  # finished in an earlier, interrupted run
@@ -336,16 +409,36 @@ def distill_glue(task: GlueTask | str, out_dir, teacher_dir, config: DistillConf
         shutil.copyfile(tokenizer.vocab_path, tmp)
     model_name = "refbert" if config.use_reference else "vanilla"
     result = {
-        "task": task.name, "model": model_name, "metrics": metrics, "main_metric": task.main_metric,
-        "teacher_metrics": teacher_meta.get("metrics"), "teacher_dir": str(teacher_dir), "teacher_id": teacher_id,
-        "command": command, "code_version": code_version(), "seconds": round(time.perf_counter() - start, 1),
-        "peak_memory_mb": round(peak_memory_mb(), 1), "stage_seconds": timings, "bank": bank_info,
-        "num_train": len(train), "num_augmented": 0 if aug_source is None else len(aug_source),
-        "num_dev": len(dev), "student_parameters": int(student.count_params()),
-        "config": dataclasses.asdict(config), "strategy": strategy_info(strategy),
+        "task": task.name,
+        "model": model_name,
+        "metrics": metrics,
+        "main_metric": task.main_metric,
+        "teacher_metrics": teacher_meta.get("metrics"),
+        "teacher_dir": str(teacher_dir),
+        "teacher_id": teacher_id,
+        "command": command,
+        "code_version": code_version(),
+        "seconds": round(time.perf_counter() - start, 1),
+        "peak_memory_mb": round(peak_memory_mb(), 1),
+        "stage_seconds": timings,
+        "bank": bank_info,
+        "num_train": len(train),
+        "num_augmented": 0 if aug_source is None else len(aug_source),
+        "num_dev": len(dev),
+        "student_parameters": int(student.count_params()),
+        "config": dataclasses.asdict(config),
+        "strategy": strategy_info(strategy),
     }
-    write_json(out_dir / "student.json", {**result, "labels": list(task.labels), "lowercase": tokenizer.lowercase,
-                                          "vocab_sha256": tokenizer.vocab_sha256, "max_seq_len": max_len})
+    write_json(
+        out_dir / "student.json",
+        {
+            **result,
+            "labels": list(task.labels),
+            "lowercase": tokenizer.lowercase,
+            "vocab_sha256": tokenizer.vocab_sha256,
+            "max_seq_len": max_len,
+        },
+    )
     write_text(out_dir / "summary.md", summary_markdown(result))
     return result
 
@@ -368,9 +461,18 @@ class GeneralDistillConfig(TrainingConfig):
     epochs: float = 3.0
 
 
-def general_distill(out_dir, checkpoint=None, config: GeneralDistillConfig | None = None, glue_dir=None,
-                    source: str = "tsv", backbone=None, tokenizer=None, verbose="auto", command: str = "",
-                    strategy=None) -> dict:
+def general_distill(
+    out_dir,
+    checkpoint=None,
+    config: GeneralDistillConfig | None = None,
+    glue_dir=None,
+    source: str = "tsv",
+    backbone=None,
+    tokenizer=None,
+    verbose="auto",
+    command: str = "",
+    strategy=None,
+) -> dict:
     """General distillation (TinyBERT, Jiao et al. 2020, sec. 3.3): a task-agnostic student for task distillation.
 
     The pre-trained (not fine-tuned) teacher encoder teaches the student its embeddings, attention scores and
@@ -426,20 +528,28 @@ def general_distill(out_dir, checkpoint=None, config: GeneralDistillConfig | Non
         card = json.loads(card_path.read_text(encoding="utf-8"))
         wanted = json.loads(json.dumps(dataclasses.asdict(config)))
         if card.get("config") != wanted or card.get("teacher") != teacher_spec:
-            raise ValueError(f"{out_dir} holds a finished general student of teacher {card.get('teacher')!r} and "
-                             f"config {card.get('config')}; this run asks for teacher {teacher_spec!r} and config "
-                             f"{wanted}: pass another --output-dir or delete it")
+            raise ValueError(
+                f"{out_dir} holds a finished general student of teacher {card.get('teacher')!r} and "
+                f"config {card.get('config')}; this run asks for teacher {teacher_spec!r} and config "
+                f"{wanted}: pass another --output-dir or delete it"
+            )
         return {k: v for k, v in card.items() if k not in ("lowercase", "vocab_sha256", "max_seq_len")}
     with strategy.scope():
         if backbone is None or tokenizer is None:
             backbone, tokenizer, _ = load_backbone(checkpoint, config.max_seq_len)
     max_len = min(config.max_seq_len, backbone.max_sequence_length)
-    features, counts = load_text_corpus(tokenizer, max_len, config.tasks, source, glue_dir, config.max_examples,
-                                        config.seed)
+    features, counts = load_text_corpus(
+        tokenizer, max_len, config.tasks, source, glue_dir, config.max_examples, config.seed
+    )
     num_examples = int(features["token_ids"].nrows())
     with strategy.scope():
-        student = build_student(config.student, 1, tokenizer.vocab_size, backbone.hidden_dim,
-                                max_sequence_length=backbone.max_sequence_length)
+        student = build_student(
+            config.student,
+            1,
+            tokenizer.vocab_size,
+            backbone.hidden_dim,
+            max_sequence_length=backbone.max_sequence_length,
+        )
         distiller = Distiller(backbone, student, stage="intermediate")
     ds = make_dataset(features, None, batch_size=config.batch_size, shuffle=True, seed=config.seed, repeat=True)
     intervals, steps = plan_steps(num_examples, config.batch_size, config.epochs, config.backup_every)
@@ -452,42 +562,74 @@ def general_distill(out_dir, checkpoint=None, config: GeneralDistillConfig | Non
     with atomic_path(out_dir / "vocab.txt") as tmp:
         shutil.copyfile(tokenizer.vocab_path, tmp)
     result = {
-        "model": "general", "teacher": teacher_spec, "corpus": counts, "num_examples": num_examples,
+        "model": "general",
+        "teacher": teacher_spec,
+        "corpus": counts,
+        "num_examples": num_examples,
         "num_truncated": features["num_truncated"],
-        "loss": {"first_interval": round(float(losses[0]), 4) if losses else None,
-                 "last_interval": round(float(losses[-1]), 4) if losses else None, "intervals_run": len(losses)},
-        "command": command, "code_version": code_version(), "seconds": round(time.perf_counter() - start, 1),
+        "loss": {
+            "first_interval": round(float(losses[0]), 4) if losses else None,
+            "last_interval": round(float(losses[-1]), 4) if losses else None,
+            "intervals_run": len(losses),
+        },
+        "command": command,
+        "code_version": code_version(),
+        "seconds": round(time.perf_counter() - start, 1),
         "examples_per_second": round(intervals * steps * config.batch_size / max(history.seconds, 1e-9), 1),
-        "peak_memory_mb": round(peak_memory_mb(), 1), "student_parameters": int(student.count_params()),
-        "config": dataclasses.asdict(config), "strategy": strategy_info(strategy),
+        "peak_memory_mb": round(peak_memory_mb(), 1),
+        "student_parameters": int(student.count_params()),
+        "config": dataclasses.asdict(config),
+        "strategy": strategy_info(strategy),
     }
-    write_json(out_dir / "student.json", {**result, "lowercase": tokenizer.lowercase,
-                                          "vocab_sha256": tokenizer.vocab_sha256, "max_seq_len": max_len})
+    write_json(
+        out_dir / "student.json",
+        {**result, "lowercase": tokenizer.lowercase, "vocab_sha256": tokenizer.vocab_sha256, "max_seq_len": max_len},
+    )
     return result
 
 
 def summary_markdown(result: dict) -> str:
     """A short markdown report of one distillation run."""
     m = result["main_metric"]
-    lines = [f"# {result['task']}: {result['model']} student", "",
-             "| model | " + " | ".join(result["metrics"]) + " |", "|---|" + "---|" * len(result["metrics"]),
-             f"| {result['model']} | " + " | ".join(f"{v:.2f}" for v in result["metrics"].values()) + " |"]
+    lines = [
+        f"# {result['task']}: {result['model']} student",
+        "",
+        "| model | " + " | ".join(result["metrics"]) + " |",
+        "|---|" + "---|" * len(result["metrics"]),
+        f"| {result['model']} | " + " | ".join(f"{v:.2f}" for v in result["metrics"].values()) + " |",
+    ]
     if result.get("teacher_metrics"):
-        lines.append("| teacher | " + " | ".join(f"{result['teacher_metrics'].get(k, float('nan')):.2f}"
-                                                 for k in result["metrics"]) + " |")
-    lines += ["", f"Main metric: {m}. Wall time {result['seconds']:.0f} s, peak memory "
-              f"{result['peak_memory_mb']:.0f} MB, student parameters {result['student_parameters']:,}."]
+        lines.append(
+            "| teacher | "
+            + " | ".join(f"{result['teacher_metrics'].get(k, float('nan')):.2f}" for k in result["metrics"])
+            + " |"
+        )
+    lines += [
+        "",
+        f"Main metric: {m}. Wall time {result['seconds']:.0f} s, peak memory "
+        f"{result['peak_memory_mb']:.0f} MB, student parameters {result['student_parameters']:,}.",
+    ]
     if result.get("bank"):
         b = result["bank"]
-        lines.append(f"Reference bank: {b['num_anchors']} anchors x {b['num_tokens']} tokens of teacher layer "
-                     f"{b['layer']} ({b['size_mb']} MB); on-device retrieval agrees with the offline choice on "
-                     f"{100 * b['dev_retrieval_agreement']:.1f}% of dev.")
+        lines.append(
+            f"Reference bank: {b['num_anchors']} anchors x {b['num_tokens']} tokens of teacher layer "
+            f"{b['layer']} ({b['size_mb']} MB); on-device retrieval agrees with the offline choice on "
+            f"{100 * b['dev_retrieval_agreement']:.1f}% of dev."
+        )
     lines += ["", f"Command: `{result['command']}`", ""]
     return "\n".join(lines)
 
 
-def pruning_probe(task, teacher_dir, mappings, student: str = "tinybert4", glue_dir=None, source: str = "tsv",
-                  max_seq_len: int = 128, seed: int = 42) -> list[dict]:
+def pruning_probe(
+    task,
+    teacher_dir,
+    mappings,
+    student: str = "tinybert4",
+    glue_dir=None,
+    source: str = "tsv",
+    max_seq_len: int = 128,
+    seed: int = 42,
+) -> list[dict]:
     """Dev metrics of students pruned from a fine-tuned teacher (:mod:`refbert_tf.models.pruning`), before any
     training: how much of the teacher each choice of copied layers keeps.
 
@@ -519,11 +661,15 @@ def pruning_probe(task, teacher_dir, mappings, student: str = "tinybert4", glue_
     stats = pruning_statistics(TeacherFeatures(teacher), _pruning_sample(train_f, seed))
     rows = []
     for mapping in mappings:
-        pruned = build_student(student, task.num_classes, tokenizer.vocab_size, teacher.backbone.hidden_dim,
-                               max_sequence_length=teacher.backbone.max_sequence_length)
+        pruned = build_student(
+            student,
+            task.num_classes,
+            tokenizer.vocab_size,
+            teacher.backbone.hidden_dim,
+            max_sequence_length=teacher.backbone.max_sequence_length,
+        )
         init_student_by_pruning(pruned, teacher, stats, list(mapping))
-        rows.append({"task": task.name, "mapping": list(mapping),
-                     "metrics": evaluate(pruned, task, dev_f, dev.labels)})
+        rows.append({"task": task.name, "mapping": list(mapping), "metrics": evaluate(pruned, task, dev_f, dev.labels)})
     return rows
 
 
@@ -564,20 +710,30 @@ def glue_summary(results_dir="results", tasks=SUMMARY_TASKS, distill_dir=None) -
     rows = []
     for task_name in tasks:
         task = get_task(task_name)
-        paths = {"teacher": results_dir / "teacher" / f"{task.name}.json",
-                 "vanilla": distill_dir / f"{task.name}_vanilla.json",
-                 "refbert": distill_dir / f"{task.name}_refbert.json"}
+        paths = {
+            "teacher": results_dir / "teacher" / f"{task.name}.json",
+            "vanilla": distill_dir / f"{task.name}_vanilla.json",
+            "refbert": distill_dir / f"{task.name}_refbert.json",
+        }
         teacher_value = None
         for model, path in paths.items():
             if path.is_file():
                 r = json.loads(path.read_text(encoding="utf-8"))
-                row = {"task": task.name, "model": model, "metric": task.main_metric,
-                       "value": round(float(r["metrics"][task.main_metric]), 2), "command": r["command"]}
+                row = {
+                    "task": task.name,
+                    "model": model,
+                    "metric": task.main_metric,
+                    "value": round(float(r["metrics"][task.main_metric]), 2),
+                    "command": r["command"],
+                }
                 notes = []
                 if model == "teacher":
                     teacher_value = row["value"]
-                elif teacher_value is not None and "teacher_metrics" in r and \
-                        round(float(r["teacher_metrics"][task.main_metric]), 2) != teacher_value:
+                elif (
+                    teacher_value is not None
+                    and "teacher_metrics" in r
+                    and round(float(r["teacher_metrics"][task.main_metric]), 2) != teacher_value
+                ):
                     notes.append(f"distilled from a teacher scoring {r['teacher_metrics'][task.main_metric]:.2f}")
                 if model == "refbert" and "config" in r and "top_k" not in r["config"]:
                     notes.append("distilled before the reference fix (4e48621): trained on in-graph references")
@@ -590,24 +746,46 @@ def glue_summary(results_dir="results", tasks=SUMMARY_TASKS, distill_dir=None) -
     models = ("teacher", "vanilla", "refbert")
     lines = ["| task | metric | " + " | ".join(models) + " |", "|---|---|" + "---|" * len(models)]
     for task_name in tasks:
-        cells = [f"{table[(task_name, m)]:.2f}{marks.get((task_name, m), '')}" if (task_name, m) in table else "-"
-                 for m in models]
+        cells = [
+            f"{table[(task_name, m)]:.2f}{marks.get((task_name, m), '')}" if (task_name, m) in table else "-"
+            for m in models
+        ]
         lines.append(f"| {task_name} | {get_task(task_name).main_metric} | " + " | ".join(cells) + " |")
     complete = [t for t in tasks if all((t, m) in table for m in models)]
     if complete:
         avg = {m: sum(table[(t, m)] for t in complete) / len(complete) for m in models}
         lines.append(f"| average ({len(complete)} tasks) | | " + " | ".join(f"{avg[m]:.2f}" for m in models) + " |")
-        lines += ["", f"RefBERT keeps {100 * avg['refbert'] / avg['teacher']:.1f}% of the teacher's average and is "
-                      f"{avg['refbert'] - avg['vanilla']:+.2f} points from the vanilla student."]
+        lines += [
+            "",
+            f"RefBERT keeps {100 * avg['refbert'] / avg['teacher']:.1f}% of the teacher's average and is "
+            f"{avg['refbert'] - avg['vanilla']:+.2f} points from the vanilla student.",
+        ]
     if footnotes:
         lines += [""] + [f"{marks[(t, m)].strip()} {t} {m}: {note}." for t, m, note in footnotes]
     return rows, "\n".join(lines) + "\n"
 
 
-ABLATION_KNOBS = ("use_reference", "bank_layer", "bank_tokens", "max_anchors", "num_buckets", "top_k",
-                  "reference_projection", "intermediate_epochs", "prediction_epochs", "temperature", "student",
-                  "init_from_teacher", "init_embeddings_from_teacher", "init_by_pruning", "student_init", "augment",
-                  "augment_prob", "learning_rate", "batch_size")
+ABLATION_KNOBS = (
+    "use_reference",
+    "bank_layer",
+    "bank_tokens",
+    "max_anchors",
+    "num_buckets",
+    "top_k",
+    "reference_projection",
+    "intermediate_epochs",
+    "prediction_epochs",
+    "temperature",
+    "student",
+    "init_from_teacher",
+    "init_embeddings_from_teacher",
+    "init_by_pruning",
+    "student_init",
+    "augment",
+    "augment_prob",
+    "learning_rate",
+    "batch_size",
+)
 
 
 def _change_label(model: str, changes) -> str:
@@ -652,8 +830,13 @@ def ablation_summary(result_paths) -> tuple[list[dict], str]:
     baseline = min(refbert_configs, key=lambda c: sum(c.get(k, defaults[k]) != defaults[k] for k in ABLATION_KNOBS))
 
     def budget(r):  # what a vanilla partner must share: seed, rows, augmentation and starting point
-        return (r["config"]["seed"], r["num_train"], r["config"].get("augment", 0), r["config"].get("student_init"),
-                r["config"].get("init_by_pruning", False))
+        return (
+            r["config"]["seed"],
+            r["num_train"],
+            r["config"].get("augment", 0),
+            r["config"].get("student_init"),
+            r["config"].get("init_by_pruning", False),
+        )
 
     vanilla = {budget(r): r for _, r in results if not r["config"].get("use_reference")}
     rows = []
@@ -662,31 +845,52 @@ def ablation_summary(result_paths) -> tuple[list[dict], str]:
         metric = r["main_metric"]
         value = round(float(r["metrics"][metric]), 2)
         partner = vanilla.get(budget(r))
-        changes = {k: cfg.get(k, defaults[k]) for k in ABLATION_KNOBS
-                   if k != "use_reference" and cfg.get(k, defaults[k]) != baseline.get(k, defaults[k])}
-        rows.append({"run": name, "model": r["model"], "changes": changes, "seed": cfg["seed"],
-                     "num_train": r["num_train"], "metric": metric, "value": value,
-                     "minus_vanilla": None if partner is None or partner is r
-                     else round(value - float(partner["metrics"][metric]), 2),
-                     "minutes": round(float(r["seconds"]) / 60, 1), "command": r["command"]})
-    lines = ["| run | model | change vs the baseline RefBERT run | seed | train examples | "
-             f"dev {rows[0]['metric']} | minus vanilla (same seed, budget) | minutes |",
-             "|---|---|---|---|---|---|---|---|"]
+        changes = {
+            k: cfg.get(k, defaults[k])
+            for k in ABLATION_KNOBS
+            if k != "use_reference" and cfg.get(k, defaults[k]) != baseline.get(k, defaults[k])
+        }
+        rows.append(
+            {
+                "run": name,
+                "model": r["model"],
+                "changes": changes,
+                "seed": cfg["seed"],
+                "num_train": r["num_train"],
+                "metric": metric,
+                "value": value,
+                "minus_vanilla": None
+                if partner is None or partner is r
+                else round(value - float(partner["metrics"][metric]), 2),
+                "minutes": round(float(r["seconds"]) / 60, 1),
+                "command": r["command"],
+            }
+        )
+    lines = [
+        "| run | model | change vs the baseline RefBERT run | seed | train examples | "
+        f"dev {rows[0]['metric']} | minus vanilla (same seed, budget) | minutes |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         change = _change_label(r["model"], r["changes"].items())
         delta = "" if r["minus_vanilla"] is None else f"{r['minus_vanilla']:+.2f}"
-        lines.append(f"| {r['run']} | {r['model']} | {change} | {r['seed']} | {r['num_train']} | {r['value']:.2f} | "
-                     f"{delta} | {r['minutes']:.1f} |")
+        lines.append(
+            f"| {r['run']} | {r['model']} | {change} | {r['seed']} | {r['num_train']} | {r['value']:.2f} | "
+            f"{delta} | {r['minutes']:.1f} |"
+        )
     groups: dict[tuple, list[float]] = {}
     for r in rows:
-        groups.setdefault((r["model"], tuple(sorted(r["changes"].items(), key=lambda kv: kv[0])), r["num_train"]),
-                          []).append(r["value"])
+        groups.setdefault(
+            (r["model"], tuple(sorted(r["changes"].items(), key=lambda kv: kv[0])), r["num_train"]), []
+        ).append(r["value"])
     repeated = {k: v for k, v in groups.items() if len(v) > 1}
     if repeated:
         lines.append("")
         for (model, changes, num_train), values in repeated.items():
-            lines.append(f"{model} ({_change_label(model, changes)}, {num_train} train examples) over {len(values)} seeds: "
-                         f"mean {np.mean(values):.2f}, range {min(values):.2f}-{max(values):.2f}.")
+            lines.append(
+                f"{model} ({_change_label(model, changes)}, {num_train} train examples) over {len(values)} seeds: "
+                f"mean {np.mean(values):.2f}, range {min(values):.2f}-{max(values):.2f}."
+            )
     return rows, "\n".join(lines) + "\n"
 
 
@@ -721,9 +925,18 @@ def ablation_plot(rows: list[dict], path) -> None:
     plt.close(fig)
 
 
-def export_glue_student(task: GlueTask | str, student_dir, out_dir, variants=None, glue_dir=None,
-                        source: str = "tsv", without_bank: bool = False, num_representative: int = 300,
-                        parity_examples: int = 200, command: str = "") -> dict:
+def export_glue_student(
+    task: GlueTask | str,
+    student_dir,
+    out_dir,
+    variants=None,
+    glue_dir=None,
+    source: str = "tsv",
+    without_bank: bool = False,
+    num_representative: int = 300,
+    parity_examples: int = 200,
+    command: str = "",
+) -> dict:
     """Export a distilled GLUE student to TFLite variants and measure each through the LiteRT interpreter.
 
     Args:
@@ -758,36 +971,64 @@ def export_glue_student(task: GlueTask | str, student_dir, out_dir, variants=Non
     student_dir = Path(student_dir)
     student, meta = load_student(student_dir)
     if meta.get("task") != task.name:
-        raise ValueError(f"{student_dir / 'student.json'}: the student was distilled on {meta.get('task')!r}, "
-                         f"not {task.name!r}")
+        raise ValueError(
+            f"{student_dir / 'student.json'}: the student was distilled on {meta.get('task')!r}, not {task.name!r}"
+        )
     tokenizer = BertWordPieceTokenizer(student_dir / "vocab.txt", lowercase=meta.get("lowercase", True))
     max_len = meta["max_seq_len"]
     train, dev, train_f, dev_f = load_encoded_splits(task, tokenizer, max_len, source, glue_dir)
-    cards = export_student(student_dir, out_dir, variants or VARIANTS, train_features=train_f, dev_features=dev_f,
-                           dev_labels=dev.labels, without_bank=without_bank,
-                           num_representative=num_representative)
+    cards = export_student(
+        student_dir,
+        out_dir,
+        variants or VARIANTS,
+        train_features=train_f,
+        dev_features=dev_f,
+        dev_labels=dev.labels,
+        without_bank=without_bank,
+        num_representative=num_representative,
+    )
     ours = predict_outputs(student, dev_f)  # the Keras student, evaluated now with the current code
-    keras_metric = None if without_bank else float(
-        compute_metrics(task, predictions_from_outputs(task, ours), dev.labels)[task.main_metric])
+    keras_metric = (
+        None
+        if without_bank
+        else float(compute_metrics(task, predictions_from_outputs(task, ours), dev.labels)[task.main_metric])
+    )
     rows = []
     for card in cards:
         value = float(card["dev_metrics"][task.main_metric])
-        rows.append({"variant": card["variant"], "path": card["path"], "size_mb": card["size_mb"],
-                     "bank_size_mb": card["bank_size_mb"], "dev_metric": value,
-                     "dev_drop": None if keras_metric is None else round(keras_metric - value, 3),
-                     "integer_only": card["integer_only"], "ops": card["ops"]})
+        rows.append(
+            {
+                "variant": card["variant"],
+                "path": card["path"],
+                "size_mb": card["size_mb"],
+                "bank_size_mb": card["bank_size_mb"],
+                "dev_metric": value,
+                "dev_drop": None if keras_metric is None else round(keras_metric - value, 3),
+                "integer_only": card["integer_only"],
+                "ops": card["ops"],
+            }
+        )
     parity = None
     float32 = [c for c in cards if c["variant"] == "float32"]
     if float32 and not without_bank:
         parity = keras_parity(student, float32[0]["path"], dev_f, parity_examples)
         lite = LiteRTClassifier(float32[0]["path"]).predict_features(dev_f)
-        parity["prediction_agreement_dev"] = (float(np.mean(np.argmax(lite, -1) == np.argmax(ours, -1)))
-                                              if ours.shape[-1] > 1 else None)
+        parity["prediction_agreement_dev"] = (
+            float(np.mean(np.argmax(lite, -1) == np.argmax(ours, -1))) if ours.shape[-1] > 1 else None
+        )
     model_name = "refbert_no_bank" if without_bank else meta["model"]
-    return {"task": task.name, "model": model_name, "main_metric": task.main_metric, "source_student": str(student_dir),
-            "keras_dev_metric": keras_metric, "variants": rows, "parity": parity,
-            "student_config": meta.get("config"), "command": command,
-            "seconds": round(time.perf_counter() - start, 1)}
+    return {
+        "task": task.name,
+        "model": model_name,
+        "main_metric": task.main_metric,
+        "source_student": str(student_dir),
+        "keras_dev_metric": keras_metric,
+        "variants": rows,
+        "parity": parity,
+        "student_config": meta.get("config"),
+        "command": command,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
 
 
 def reference_report(task: GlueTask | str, run_dir, glue_dir=None, source: str = "tsv", command: str = "") -> dict:
@@ -824,14 +1065,27 @@ def reference_report(task: GlueTask | str, run_dir, glue_dir=None, source: str =
     from refbert_tf.models.student import load_student
 
     student, _ = load_student(run_dir)
-    return {"task": task.name, "run_dir": str(run_dir),
-            "bank": {"num_anchors": bank.num_anchors, "layer": bank.layer, "num_tokens": bank.num_tokens},
-            **reference_diagnostics(task, student, bank, train, dev, train_f, dev_f), "command": command}
+    return {
+        "task": task.name,
+        "run_dir": str(run_dir),
+        "bank": {"num_anchors": bank.num_anchors, "layer": bank.layer, "num_tokens": bank.num_tokens},
+        **reference_diagnostics(task, student, bank, train, dev, train_f, dev_f),
+        "command": command,
+    }
 
 
-def reference_ceiling(task: GlueTask | str, tokenizer, num_buckets=(1024,), max_anchors=(1024,), vote: int = 16,
-                      max_seq_len: int = 128, glue_dir=None, source: str = "tsv", seed: int = 42,
-                      train_sample: int = 5000) -> list[dict]:
+def reference_ceiling(
+    task: GlueTask | str,
+    tokenizer,
+    num_buckets=(1024,),
+    max_anchors=(1024,),
+    vote: int = 16,
+    max_seq_len: int = 128,
+    glue_dir=None,
+    source: str = "tsv",
+    seed: int = 42,
+    train_sample: int = 5000,
+) -> list[dict]:
     """How much label information the lexical references can carry, before any teacher or student is involved.
 
     For each bank shape (K hash buckets x M anchors), the bank's own choices are replayed: idf fitted on the
@@ -881,13 +1135,20 @@ def reference_ceiling(task: GlueTask | str, tokenizer, num_buckets=(1024,), max_
             position[anchors] = np.arange(len(anchors))
             dev_ref, dev_sim = nearest_anchors(dev_keys, train_keys[anchors])
             train_ref, train_sim = nearest_anchors(train_keys[sample], train_keys[anchors], exclude=position[sample])
-            row = {"task": task.name, "num_buckets": int(k), "max_anchors": int(m or 0), "num_anchors": len(anchors),
-                   "dev": label_agreement(dev.labels, anchor_labels[dev_ref], dev_sim),
-                   "train": label_agreement(train.labels[sample], anchor_labels[train_ref], train_sim)}
+            row = {
+                "task": task.name,
+                "num_buckets": int(k),
+                "max_anchors": int(m or 0),
+                "num_anchors": len(anchors),
+                "dev": label_agreement(dev.labels, anchor_labels[dev_ref], dev_sim),
+                "train": label_agreement(train.labels[sample], anchor_labels[train_ref], train_sim),
+            }
             if vote:
                 best, _ = nearest_anchors(dev_keys, train_keys[anchors], top_k=min(vote, len(anchors)))
-                voted = [np.bincount(anchor_labels[b], minlength=task.num_classes).argmax()
-                         for b in best.reshape(len(best), -1)]  # [N] when the vote is of one anchor
+                voted = [
+                    np.bincount(anchor_labels[b], minlength=task.num_classes).argmax()
+                    for b in best.reshape(len(best), -1)
+                ]  # [N] when the vote is of one anchor
                 row["dev_vote"] = {"k": int(min(vote, len(anchors))), **label_agreement(dev.labels, voted)}
             rows.append(row)
     return rows
@@ -895,13 +1156,18 @@ def reference_ceiling(task: GlueTask | str, tokenizer, num_buckets=(1024,), max_
 
 def reference_ceiling_markdown(rows: list[dict]) -> str:
     """Markdown table of :func:`reference_ceiling` rows."""
-    lines = ["| task | K buckets | M anchors | dev: reference has the input's label | dev: vote of the k best | "
-             "train (not itself) | majority class (dev) |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| task | K buckets | M anchors | dev: reference has the input's label | dev: vote of the k best | "
+        "train (not itself) | majority class (dev) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         vote = f"{r['dev_vote']['agreement']:.2f} (k={r['dev_vote']['k']})" if "dev_vote" in r else "-"
-        lines.append(f"| {r['task']} | {r['num_buckets']} | {r['num_anchors']}{'' if r['max_anchors'] else ' (all)'} "
-                     f"| {r['dev']['agreement']:.2f} | {vote} | {r['train']['agreement']:.2f} | "
-                     f"{r['dev']['majority_class']:.2f} |")
+        lines.append(
+            f"| {r['task']} | {r['num_buckets']} | {r['num_anchors']}{'' if r['max_anchors'] else ' (all)'} "
+            f"| {r['dev']['agreement']:.2f} | {vote} | {r['train']['agreement']:.2f} | "
+            f"{r['dev']['majority_class']:.2f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -917,11 +1183,16 @@ def reference_diagnostics(task: GlueTask, student, bank, train, dev, train_f: di
     from refbert_tf.bank import reference_label_agreement
 
     offline, _ = bank.references_for(dev_f, top_k=student.bank.top_k)
-    on_device = np.concatenate([np.asarray(student.bank.retrieve(b["token_ids"], b["padding_mask"]))
-                                for b in make_dataset(dev_f, None, batch_size=256)])
+    on_device = np.concatenate(
+        [
+            np.asarray(student.bank.retrieve(b["token_ids"], b["padding_mask"]))
+            for b in make_dataset(dev_f, None, batch_size=256)
+        ]
+    )
     out = {"dev_retrieval_agreement": float(np.mean(on_device == offline))}
     if not task.is_regression:
         out["reference_label_agreement"] = {
             "train": reference_label_agreement(bank, train_f, train.labels, train.labels, exclude_self=True),
-            "dev": reference_label_agreement(bank, dev_f, dev.labels, train.labels)}
+            "dev": reference_label_agreement(bank, dev_f, dev.labels, train.labels),
+        }
     return out

@@ -47,8 +47,9 @@ def load_predictor(model_path, num_threads: int = 1):
         raise PredictError(f"the model card of {model_path} names no vocab_file: re-export the model")
     vocab = Path(model_path).parent / card["vocab_file"]
     try:
-        tokenizer = BertWordPieceTokenizer(vocab, lowercase=card.get("lowercase", True),
-                                           max_seq_len=card["max_seq_len"])
+        tokenizer = BertWordPieceTokenizer(
+            vocab, lowercase=card.get("lowercase", True), max_seq_len=card["max_seq_len"]
+        )
     except VocabularyError as e:
         raise PredictError(str(e)) from None
     if card.get("vocab_sha256") and tokenizer.vocab_sha256 != card["vocab_sha256"]:
@@ -78,7 +79,7 @@ def _describe(card, output) -> str:
     probs /= probs.sum()
     labels = card.get("labels") or [str(i) for i in range(len(probs))]
     best = int(np.argmax(probs))
-    return f"{labels[best]} ({probs[best]:.3f}) | " + " ".join(f"{l}={p:.3f}" for l, p in zip(labels, probs))
+    return f"{labels[best]} ({probs[best]:.3f}) | " + " ".join(f"{name}={p:.3f}" for name, p in zip(labels, probs))
 
 
 def _read_lines(stream) -> tuple[list, list | None]:
@@ -91,13 +92,18 @@ def _read_lines(stream) -> tuple[list, list | None]:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="refbert-predict", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="refbert-predict", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("model", help="exported .tflite file (its card <model>.json must sit beside it)")
     p.add_argument("text", nargs="?", help="text to classify")
     p.add_argument("text_b", nargs="?", help="second text, for sentence-pair tasks")
-    p.add_argument("--batch", metavar="FILE", help="a GLUE TSV of the card's task (header row: predictions and "
-                   "dev metrics), or a file / '-' (stdin) with one text per line (TAB-separated pairs)")
+    p.add_argument(
+        "--batch",
+        metavar="FILE",
+        help="a GLUE TSV of the card's task (header row: predictions and "
+        "dev metrics), or a file / '-' (stdin) with one text per line (TAB-separated pairs)",
+    )
     p.add_argument("--threads", type=int, default=1, help="interpreter threads (1)")
     p.add_argument("--quiet", action="store_true", help="with --batch, print only the summary")
     args = p.parse_args(argv)
@@ -115,8 +121,9 @@ def main(argv=None) -> int:
             if not path.is_file():
                 raise PredictError(f"--batch file not found: {path}")
             first = path.read_text(encoding="utf-8-sig").split("\n", 1)[0]
-            if "\t" in first and any(h in first.split("\t") for h in ("label", "sentence", "sentence1", "#1 String",
-                                                                        "question")):
+            if "\t" in first and any(
+                h in first.split("\t") for h in ("label", "sentence", "sentence1", "#1 String", "question")
+            ):
                 from refbert_tf.data import GlueDataError, read_glue_tsv
 
                 try:
@@ -136,8 +143,10 @@ def main(argv=None) -> int:
             prefix = "" if args.batch is None else f"{i}\t"
             print(f"{prefix}{_describe(card, out)}\t{latency[i]:.2f} ms")
     if args.batch is not None:
-        print(f"{len(outputs)} inputs, median latency {np.median(latency):.2f} ms, p90 "
-              f"{np.percentile(latency, 90):.2f} ms ({args.threads} thread(s))")
+        print(
+            f"{len(outputs)} inputs, median latency {np.median(latency):.2f} ms, p90 "
+            f"{np.percentile(latency, 90):.2f} ms ({args.threads} thread(s))"
+        )
         if labels is not None:
             from refbert_tf.data import get_task
             from refbert_tf.metrics import compute_metrics, predictions_from_outputs

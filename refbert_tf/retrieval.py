@@ -48,8 +48,10 @@ def hashed_counts(features: dict, num_buckets: int, ignore_ids) -> sp.csr_matrix
     values = ids.flat_values.numpy().astype(np.int64)
     rows = np.repeat(np.arange(int(ids.nrows())), ids.row_lengths().numpy())
     keep = ~np.isin(values, np.asarray(list(ignore_ids), dtype=np.int64))
-    counts = sp.csr_matrix((np.ones(int(keep.sum()), np.float32), (rows[keep], values[keep] % num_buckets)),
-                           shape=(int(ids.nrows()), num_buckets))
+    counts = sp.csr_matrix(
+        (np.ones(int(keep.sum()), np.float32), (rows[keep], values[keep] % num_buckets)),
+        shape=(int(ids.nrows()), num_buckets),
+    )
     counts.sum_duplicates()
     return counts
 
@@ -69,12 +71,12 @@ class RetrievalIndex:
     ignore_ids: tuple
 
     @classmethod
-    def fit(cls, features: dict, ignore_ids, num_buckets: int = DEFAULT_NUM_BUCKETS) -> "RetrievalIndex":
+    def fit(cls, features: dict, ignore_ids, num_buckets: int = DEFAULT_NUM_BUCKETS) -> RetrievalIndex:
         """Fit idf on training features (see :func:`hashed_counts`)."""
         return cls.fit_counts(hashed_counts(features, num_buckets, ignore_ids), ignore_ids)
 
     @classmethod
-    def fit_counts(cls, counts: sp.csr_matrix, ignore_ids) -> "RetrievalIndex":
+    def fit_counts(cls, counts: sp.csr_matrix, ignore_ids) -> RetrievalIndex:
         """Fit idf on hashed counts [N, K] (:func:`hashed_counts`, or its chunks stacked with ``scipy.sparse.vstack``:
         idf depends only on the document frequencies, so chunking changes nothing). Time O(N * nnz)."""
         from sklearn.feature_extraction.text import TfidfTransformer
@@ -93,7 +95,7 @@ class RetrievalIndex:
 
         return normalize(counts.multiply(self.idf[None, :]).tocsr(), norm="l2").astype(np.float32)
 
-    def scorer(self) -> "AnchorScorer":
+    def scorer(self) -> AnchorScorer:
         """The on-device scorer whose argmax over anchors is this index's nearest anchor."""
         return AnchorScorer(self.num_buckets, self.idf, self.ignore_ids)
 
@@ -101,8 +103,9 @@ class RetrievalIndex:
 SCORES_PER_CHUNK = 2**22  # query x anchor scores held at once by nearest_anchors (16 MB of float32)
 
 
-def nearest_anchors(query_keys, anchor_keys, exclude=None, batch_size: int | None = None,
-                    top_k: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def nearest_anchors(
+    query_keys, anchor_keys, exclude=None, batch_size: int | None = None, top_k: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
     """Most similar anchor (or ``top_k`` anchors) of every query (cosine on L2-normalised keys), optionally
     excluding one per query.
 
@@ -134,21 +137,21 @@ def nearest_anchors(query_keys, anchor_keys, exclude=None, batch_size: int | Non
     index = np.empty((query_keys.shape[0], top_k), np.int64)
     best = np.empty((query_keys.shape[0], top_k), np.float32)
     for start in range(0, query_keys.shape[0], batch_size):
-        q = query_keys[start:start + batch_size]
+        q = query_keys[start : start + batch_size]
         scores = q @ anchors_t
         scores = scores.toarray() if sp.issparse(scores) else np.asarray(scores)
         scores = scores.astype(np.float32)
         if exclude is not None:
             rows = np.arange(scores.shape[0])
-            own = np.asarray(exclude[start:start + batch_size])
+            own = np.asarray(exclude[start : start + batch_size])
             valid = own >= 0
             scores[rows[valid], own[valid]] = -np.inf
         if top_k == 1:
             chosen = scores.argmax(axis=1)[:, None]
         else:  # a stable sort keeps ties in index order, like tf.math.top_k
             chosen = np.argsort(-scores, axis=1, kind="stable")[:, :top_k]
-        index[start:start + len(scores)] = chosen
-        best[start:start + len(scores)] = np.take_along_axis(scores, chosen, axis=1)
+        index[start : start + len(scores)] = chosen
+        best[start : start + len(scores)] = np.take_along_axis(scores, chosen, axis=1)
     return (index[:, 0], best[:, 0]) if top_k == 1 else (index, best)
 
 
@@ -216,8 +219,12 @@ class AnchorScorer(keras.layers.Layer):
         """
         table = self.table(anchor_keys)
         bucket, anchor = np.nonzero(table)
-        self.sparse_table = (bucket.astype(np.int32), anchor.astype(np.int32), table[bucket, anchor],
-                             int(table.shape[1]))
+        self.sparse_table = (
+            bucket.astype(np.int32),
+            anchor.astype(np.int32),
+            table[bucket, anchor],
+            int(table.shape[1]),
+        )
         return int(bucket.size)
 
     def call(self, token_ids, padding_mask, anchor_keys):
@@ -232,8 +239,9 @@ class AnchorScorer(keras.layers.Layer):
             bucket, anchor, value, num_anchors = self.sparse_table
             histogram = tf.reduce_sum(tf.one_hot(buckets, self.num_buckets + 1, dtype=tf.int32), axis=1)  # [B, K+1]
             contributions = tf.gather(histogram, tf.constant(bucket), axis=1) * tf.constant(value)  # [B, nnz]
-            return tf.transpose(tf.math.unsorted_segment_sum(tf.transpose(contributions), tf.constant(anchor),
-                                                             num_anchors))  # [B, M]
+            return tf.transpose(
+                tf.math.unsorted_segment_sum(tf.transpose(contributions), tf.constant(anchor), num_anchors)
+            )  # [B, M]
         table = self._dense_table(anchor_keys)
         table = tf.concat([table, tf.zeros_like(table[:1])], axis=0)  # row K: tokens not counted
         return tf.reduce_sum(tf.gather(table, buckets), axis=1)  # [B, M]

@@ -19,13 +19,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")
 MAX_CHARS_PER_WORD = 100  # BERT's WordpieceTokenizer.max_input_chars_per_word
-_CJK = (r"\x{4E00}-\x{9FFF}\x{3400}-\x{4DBF}\x{20000}-\x{2A6DF}\x{2A700}-\x{2B73F}\x{2B740}-\x{2B81F}"
-        r"\x{2B820}-\x{2CEAF}\x{F900}-\x{FAFF}\x{2F800}-\x{2FA1F}")
+_CJK = (
+    r"\x{4E00}-\x{9FFF}\x{3400}-\x{4DBF}\x{20000}-\x{2A6DF}\x{2A700}-\x{2B73F}\x{2B740}-\x{2B81F}"
+    r"\x{2B820}-\x{2CEAF}\x{F900}-\x{FAFF}\x{2F800}-\x{2FA1F}"
+)
 # BERT's basic tokenizer: split on whitespace (dropped), punctuation (ASCII symbols count) and CJK (kept)
 _KEEP = r"[!-/:-@\[-`{-~\p{P}" + _CJK + r"]"
 _SPLIT = r"\s+|" + _KEEP
@@ -140,8 +142,13 @@ class BertWordPieceTokenizer:
         # words are split beforehand (basic tokenizer); the byte limit is lifted so that BERT's 100-*character*
         # rule, applied in tokenize(), decides which words become [UNK]
         self._wordpiece = tf_text.FastWordpieceTokenizer(
-            self.vocab, suffix_indicator="##", max_bytes_per_word=4 * MAX_CHARS_PER_WORD + 4,
-            token_out_type=tf.int32, unknown_token="[UNK]", no_pretokenization=True)
+            self.vocab,
+            suffix_indicator="##",
+            max_bytes_per_word=4 * MAX_CHARS_PER_WORD + 4,
+            token_out_type=tf.int32,
+            unknown_token="[UNK]",
+            no_pretokenization=True,
+        )
 
     @property
     def vocab_size(self) -> int:
@@ -163,7 +170,6 @@ class BertWordPieceTokenizer:
             ``tf.RaggedTensor`` int32 [N, (tokens)] (or a 1-D tensor for a single string).
         """
         import tensorflow as tf
-
         import tensorflow_text as tf_text
 
         texts = tf.convert_to_tensor(texts, dtype=tf.string)
@@ -174,8 +180,13 @@ class BertWordPieceTokenizer:
         pieces = self._wordpiece.tokenize(flat)  # [W, (pieces)]
         return words.with_flat_values(pieces).merge_dims(-2, -1)
 
-    def encode(self, text_a: Sequence[str], text_b: Sequence[str] | None = None, max_seq_len: int | None = None,
-               batch_size: int = 4096) -> dict:
+    def encode(
+        self,
+        text_a: Sequence[str],
+        text_b: Sequence[str] | None = None,
+        max_seq_len: int | None = None,
+        batch_size: int = 4096,
+    ) -> dict:
         """Tokenize and pack texts into unpadded model inputs.
 
         Texts longer than ``max_seq_len`` are truncated (documented behaviour, never an error); the number of
@@ -201,9 +212,9 @@ class BertWordPieceTokenizer:
             raise ValueError(f"text_a has {len(text_a)} texts but text_b has {len(text_b)}")
         ids_parts, seg_parts, truncated = [], [], 0
         for start in range(0, len(text_a), batch_size):
-            segments = [self.tokenize(list(text_a[start:start + batch_size]))]
+            segments = [self.tokenize(list(text_a[start : start + batch_size]))]
             if text_b is not None:
-                segments.append(self.tokenize(list(text_b[start:start + batch_size])))
+                segments.append(self.tokenize(list(text_b[start : start + batch_size])))
             keep = truncation_lengths([s.row_lengths() for s in segments], max_seq_len - len(segments) - 1)
             full = tf.add_n([s.row_lengths() for s in segments])
             truncated += int(tf.reduce_sum(tf.cast(full > tf.add_n(keep), tf.int32)))
@@ -220,8 +231,11 @@ class BertWordPieceTokenizer:
         if not ids_parts:
             empty = tf.RaggedTensor.from_row_lengths(tf.zeros([0], tf.int32), tf.zeros([0], tf.int64))
             return {"token_ids": empty, "segment_ids": empty, "num_truncated": 0}
-        return {"token_ids": tf.concat(ids_parts, axis=0), "segment_ids": tf.concat(seg_parts, axis=0),
-                "num_truncated": truncated}
+        return {
+            "token_ids": tf.concat(ids_parts, axis=0),
+            "segment_ids": tf.concat(seg_parts, axis=0),
+            "num_truncated": truncated,
+        }
 
     def __call__(self, text_a, text_b=None, max_seq_len: int | None = None) -> dict:
         """Encode and pad to ``max_seq_len``: ``{"token_ids", "segment_ids", "padding_mask"}`` int32 [N, T]."""

@@ -48,12 +48,14 @@ class LinearWarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
         return self.peak_learning_rate * keras.ops.clip(factor, 0.0, 1.0)
 
     def get_config(self):
-        return {"peak_learning_rate": self.peak_learning_rate, "total_steps": self.total_steps,
-                "warmup_steps": self.warmup_steps}
+        return {
+            "peak_learning_rate": self.peak_learning_rate,
+            "total_steps": self.total_steps,
+            "warmup_steps": self.warmup_steps,
+        }
 
 
-def make_adamw(peak_learning_rate: float, total_steps: int, warmup_ratio: float = 0.1,
-               weight_decay: float = 0.01):
+def make_adamw(peak_learning_rate: float, total_steps: int, warmup_ratio: float = 0.1, weight_decay: float = 0.01):
     """AdamW with BERT's schedule and no weight decay on biases / LayerNorm (gamma, beta).
 
     Args:
@@ -65,8 +67,9 @@ def make_adamw(peak_learning_rate: float, total_steps: int, warmup_ratio: float 
     from refbert_tf.distribute import AdamW  # Keras' AdamW, clipping the global gradient under a strategy
 
     schedule = linear_warmup_decay(peak_learning_rate, total_steps, int(warmup_ratio * total_steps))
-    optimizer = AdamW(learning_rate=schedule, weight_decay=weight_decay, beta_1=0.9, beta_2=0.999, epsilon=1e-6,
-                      clipnorm=1.0)
+    optimizer = AdamW(
+        learning_rate=schedule, weight_decay=weight_decay, beta_1=0.9, beta_2=0.999, epsilon=1e-6, clipnorm=1.0
+    )
     optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
     return optimizer
 
@@ -176,8 +179,9 @@ def plan_steps(num_examples: int, batch_size: int, epochs: float, backup_every: 
     return intervals, math.ceil(planned / intervals)
 
 
-def run_fit(model, dataset, intervals: int, steps_per_interval: int, backup_dir: str | os.PathLike,
-            callbacks=(), verbose="auto"):
+def run_fit(
+    model, dataset, intervals: int, steps_per_interval: int, backup_dir: str | os.PathLike, callbacks=(), verbose="auto"
+):
     """``model.fit`` over a repeated ``dataset`` with a resume checkpoint after every interval.
 
     If ``backup_dir`` holds the checkpoint of an interrupted run, training resumes from it (weights, optimizer
@@ -192,14 +196,27 @@ def run_fit(model, dataset, intervals: int, steps_per_interval: int, backup_dir:
         # checkpoint: the optimizer state (moments, step) would silently not be restored
         model.optimizer.build(model.trainable_variables)
     start = time.perf_counter()
-    history = model.fit(dataset, epochs=intervals, steps_per_epoch=steps_per_interval,
-                        callbacks=[backup, keras.callbacks.TerminateOnNaN(), *callbacks], verbose=verbose)
+    history = model.fit(
+        dataset,
+        epochs=intervals,
+        steps_per_epoch=steps_per_interval,
+        callbacks=[backup, keras.callbacks.TerminateOnNaN(), *callbacks],
+        verbose=verbose,
+    )
     history.seconds = time.perf_counter() - start
     return history
 
 
-def fit(model, task: GlueTask, train_features: dict, train_labels: np.ndarray, config: FinetuneConfig,
-        backup_dir: str | os.PathLike, callbacks=(), verbose="auto"):
+def fit(
+    model,
+    task: GlueTask,
+    train_features: dict,
+    train_labels: np.ndarray,
+    config: FinetuneConfig,
+    backup_dir: str | os.PathLike,
+    callbacks=(),
+    verbose="auto",
+):
     """Compile and train ``model`` with AdamW + linear schedule; resumable (see :func:`run_fit`).
 
     Args:
@@ -217,11 +234,14 @@ def fit(model, task: GlueTask, train_features: dict, train_labels: np.ndarray, c
         the ``keras.callbacks.History``, with ``seconds`` and ``examples_per_second`` attributes.
     """
     intervals, steps = plan_steps(len(train_labels), config.batch_size, config.epochs, config.backup_every)
-    model.compile(optimizer=optimizer_for(config, intervals * steps),
-                  loss=task_loss(task),
-                  metrics=[] if task.is_regression else ["sparse_categorical_accuracy"])
-    ds = make_dataset(train_features, train_labels, batch_size=config.batch_size, shuffle=True,
-                      seed=config.seed, repeat=True)
+    model.compile(
+        optimizer=optimizer_for(config, intervals * steps),
+        loss=task_loss(task),
+        metrics=[] if task.is_regression else ["sparse_categorical_accuracy"],
+    )
+    ds = make_dataset(
+        train_features, train_labels, batch_size=config.batch_size, shuffle=True, seed=config.seed, repeat=True
+    )
     history = run_fit(model, ds, intervals, steps, backup_dir, callbacks, verbose)
     history.examples_per_second = intervals * steps * config.batch_size / max(history.seconds, 1e-9)
     return history

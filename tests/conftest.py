@@ -46,8 +46,8 @@ def student_run(glue_dir, minilm_tokenizer, tmp_path_factory):
     import shutil
 
     import keras
-
     from helpers import tiny_bert_backbone
+
     from refbert_tf.bank import build_bank
     from refbert_tf.data import read_glue_tsv
     from refbert_tf.io_utils import write_json
@@ -57,15 +57,32 @@ def student_run(glue_dir, minilm_tokenizer, tmp_path_factory):
     tok = minilm_tokenizer
     train = read_glue_tsv("sst2", "train", glue_dir=glue_dir).take(120)
     feats = tok.encode(train.text_a, max_seq_len=32)
-    bank = build_bank(tiny_bert_backbone(hidden_dim=24, intermediate_dim=48), feats, layer=-1, num_tokens=4,
-                      max_anchors=60, ignore_ids=(101, 102, 0), num_buckets=128, progress=False)
+    bank = build_bank(
+        tiny_bert_backbone(hidden_dim=24, intermediate_dim=48),
+        feats,
+        layer=-1,
+        num_tokens=4,
+        max_anchors=60,
+        ignore_ids=(101, 102, 0),
+        num_buckets=128,
+        progress=False,
+    )
     student = build_student("tiny", 2, tok.vocab_size, teacher_dim=24, bank=bank, max_sequence_length=64)
     run = tmp_path_factory.mktemp("run")
     student.save(run / "student.keras")
     shutil.copy(tok.vocab_path, run / "vocab.txt")
-    write_json(run / "student.json", {"task": "sst2", "model": "refbert", "labels": ["0", "1"],
-                                      "vocab_sha256": tok.vocab_sha256, "max_seq_len": 32, "lowercase": True,
-                                      "bank": {"num_anchors": bank.num_anchors}})
+    write_json(
+        run / "student.json",
+        {
+            "task": "sst2",
+            "model": "refbert",
+            "labels": ["0", "1"],
+            "vocab_sha256": tok.vocab_sha256,
+            "max_seq_len": 32,
+            "lowercase": True,
+            "bank": {"num_anchors": bank.num_anchors},
+        },
+    )
     return run, student, feats, train.labels
 
 
@@ -77,6 +94,14 @@ def exported(student_run, tmp_path_factory):
     run, _, feats, labels = student_run
     out = tmp_path_factory.mktemp("tflite")
     dev = {k: feats[k][:40] for k in ("token_ids", "segment_ids")}
-    cards = export.export_student(run, out, export.VARIANTS, train_features=feats, dev_features=dev,
-                                  dev_labels=labels[:40], num_representative=20, progress=False)
+    cards = export.export_student(
+        run,
+        out,
+        export.VARIANTS,
+        train_features=feats,
+        dev_features=dev,
+        dev_labels=labels[:40],
+        num_representative=20,
+        progress=False,
+    )
     return {c["variant"]: c for c in cards}

@@ -4,12 +4,45 @@ import tensorflow as tf
 
 from refbert_tf.augmentation import augment_features, word_candidates
 
-VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "good", "great", "bad", "awful", "movie", "film", "##s", "a", ",",
-         "play", "fine"]
+VOCAB = [
+    "[PAD]",
+    "[UNK]",
+    "[CLS]",
+    "[SEP]",
+    "good",
+    "great",
+    "bad",
+    "awful",
+    "movie",
+    "film",
+    "##s",
+    "a",
+    ",",
+    "play",
+    "fine",
+]
 ID = {w: i for i, w in enumerate(VOCAB)}
 # 2-d embeddings: the positive words, the negative words and the nouns lie in three directions
-EMB = np.array([[0, 0], [0, 0], [0, 0], [0, 0], [1, .10], [1, .20], [-1, .10], [-1, .25], [.05, 1], [.15, 1],
-                [.3, .3], [.5, .5], [.5, -.5], [.3, 1], [1, .3]], np.float32)
+EMB = np.array(
+    [
+        [0, 0],
+        [0, 0],
+        [0, 0],
+        [0, 0],
+        [1, 0.10],
+        [1, 0.20],
+        [-1, 0.10],
+        [-1, 0.25],
+        [0.05, 1],
+        [0.15, 1],
+        [0.3, 0.3],
+        [0.5, 0.5],
+        [0.5, -0.5],
+        [0.3, 1],
+        [1, 0.3],
+    ],
+    np.float32,
+)
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +77,10 @@ def test_candidates_reject_a_foreign_vocabulary_and_bad_k():
 
 
 def test_augmented_copies_replace_only_one_piece_words_with_their_candidates(candidates):
-    rows = [["[CLS]", "a", "good", "movie", ",", "film", "##s", "[SEP]"],
-            ["[CLS]", "bad", "play", "[SEP]", "great", "movie", "[SEP]"]]
+    rows = [
+        ["[CLS]", "a", "good", "movie", ",", "film", "##s", "[SEP]"],
+        ["[CLS]", "bad", "play", "[SEP]", "great", "movie", "[SEP]"],
+    ]
     feats = features(rows, [[0] * 8, [0, 0, 0, 0, 1, 1, 1]])
     augmented, source = augment_features(feats, candidates, copies=50, replace_prob=0.5, seed=3)
     assert source.tolist() == [0, 1] * 50
@@ -54,13 +89,16 @@ def test_augmented_copies_replace_only_one_piece_words_with_their_candidates(can
     changed = 0
     for row, src in zip(augmented["token_ids"].to_list(), source):
         original = [ID[w] for w in rows[src]]
-        for pos, (new, old) in enumerate(zip(row, original)):
+        for new, old in zip(row, original):
             if new != old:
                 changed += 1
                 assert new in candidates.candidates[old], (VOCAB[old], VOCAB[new])
         # specials, one-letter words, punctuation, ## pieces and a word split into pieces ("film ##s") stay
-        kept = [pos for pos, w in enumerate(rows[src]) if w in ("[CLS]", "[SEP]", "a", ",", "##s")
-                or (w == "film" and rows[src][pos + 1] == "##s")]
+        kept = [
+            pos
+            for pos, w in enumerate(rows[src])
+            if w in ("[CLS]", "[SEP]", "a", ",", "##s") or (w == "film" and rows[src][pos + 1] == "##s")
+        ]
         assert [row[p] for p in kept] == [original[p] for p in kept]
     eligible = 50 * (2 + 4)  # "good movie" and "bad play great movie"
     assert 0.4 < changed / eligible < 0.6  # p = 0.5

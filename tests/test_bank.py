@@ -6,12 +6,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import tiny_bert_backbone
 
-from refbert_tf.bank import (BankError, Corpus, ReferenceBank, build_bank, corpus_counts, label_agreement,
-                             reference_label_agreement, resolve_layer, select_anchors, teacher_layer_model)
+from refbert_tf.bank import (
+    BankError,
+    Corpus,
+    ReferenceBank,
+    build_bank,
+    corpus_counts,
+    label_agreement,
+    reference_label_agreement,
+    resolve_layer,
+    select_anchors,
+    teacher_layer_model,
+)
 from refbert_tf.data import read_glue_tsv
 from refbert_tf.retrieval import RetrievalIndex, hashed_counts
-from helpers import tiny_bert_backbone
 
 TESTS = Path(__file__).resolve().parent
 IGNORE = (101, 102, 0)  # MiniLM's [CLS], [SEP], [PAD]
@@ -23,10 +33,18 @@ def bank_and_features(glue_dir, minilm_tokenizer):
     train = read_glue_tsv("sst2", "train", glue_dir=glue_dir).take(200)
     feats = tok.encode(train.text_a, max_seq_len=64)
     assert (tok.cls_id, tok.sep_id, tok.pad_id) == IGNORE
-    bank = build_bank(tiny_bert_backbone(), feats, layer=1, num_tokens=6, max_anchors=50, batch_size=64,
-                      ignore_ids=IGNORE, num_buckets=256,
-                      metadata={"task": "sst2", "teacher": "tiny", "vocab_sha256": tok.vocab_sha256},
-                      progress=False)
+    bank = build_bank(
+        tiny_bert_backbone(),
+        feats,
+        layer=1,
+        num_tokens=6,
+        max_anchors=50,
+        batch_size=64,
+        ignore_ids=IGNORE,
+        num_buckets=256,
+        metadata={"task": "sst2", "teacher": "tiny", "vocab_sha256": tok.vocab_sha256},
+        progress=False,
+    )
     return bank, feats
 
 
@@ -77,8 +95,15 @@ def test_excluded_rows_are_never_picked(bank_and_features):
 def test_bad_banks(bank_and_features, tmp_path):
     bank, feats = bank_and_features
     with pytest.raises(BankError, match="empty"):
-        ReferenceBank(bank.representations[:0], bank.representation_mask[:0], bank.keys[:0],
-                      bank.anchor_ids[:0], bank.index, 1, {})
+        ReferenceBank(
+            bank.representations[:0],
+            bank.representation_mask[:0],
+            bank.keys[:0],
+            bank.anchor_ids[:0],
+            bank.index,
+            1,
+            {},
+        )
     with pytest.raises(BankError, match="vocab_sha256=.* but this run uses 'other'"):
         bank.check_compatible(vocab_sha256="other")
     with pytest.raises(BankError, match="teacher='tiny'"):
@@ -86,8 +111,12 @@ def test_bad_banks(bank_and_features, tmp_path):
     with pytest.raises(BankError, match="no reference bank in"):
         ReferenceBank.load(tmp_path / "nothing")
     with pytest.raises(BankError, match="0 training examples"):
-        build_bank(tiny_bert_backbone(), {k: v[:0] for k, v in feats.items() if k != "num_truncated"},
-                   ignore_ids=(101, 102, 0), progress=False)
+        build_bank(
+            tiny_bert_backbone(),
+            {k: v[:0] for k, v in feats.items() if k != "num_truncated"},
+            ignore_ids=(101, 102, 0),
+            progress=False,
+        )
     with pytest.raises(ValueError, match="teacher layer must be in 0..2"):
         teacher_layer_model(tiny_bert_backbone(), 3)
 
@@ -153,12 +182,27 @@ def test_streamed_sharded_build_equals_in_memory_build(bank_and_features, minilm
     texts = read_glue_tsv("sst2", "train", glue_dir=glue_dir).take(200).text_a
     keras.utils.set_random_seed(1)
     backbone = tiny_bert_backbone()
-    kwargs = dict(layer=1, num_tokens=6, max_anchors=50, ignore_ids=IGNORE, num_buckets=256,
-                  metadata=bank.metadata, progress=False)
+    kwargs = dict(
+        layer=1,
+        num_tokens=6,
+        max_anchors=50,
+        ignore_ids=IGNORE,
+        num_buckets=256,
+        metadata=bank.metadata,
+        progress=False,
+    )
     in_memory = build_bank(backbone, feats, batch_size=64, **kwargs)
     timings = {}
-    streamed = build_bank(backbone, Corpus.from_texts(texts, minilm_tokenizer, 64), batch_size=16,
-                          bank_dir=tmp_path / "bank", shard_size=8, chunk_size=45, timings=timings, **kwargs)
+    streamed = build_bank(
+        backbone,
+        Corpus.from_texts(texts, minilm_tokenizer, 64),
+        batch_size=16,
+        bank_dir=tmp_path / "bank",
+        shard_size=8,
+        chunk_size=45,
+        timings=timings,
+        **kwargs,
+    )
     _assert_same_bank(streamed, in_memory, atol=1e-5)  # batches padded to other lengths: float rounding only
     assert np.abs(in_memory.representations).max() > 0.1
     np.testing.assert_array_equal(streamed.anchor_ids, bank.anchor_ids)
@@ -193,11 +237,26 @@ def test_old_single_file_layout_still_loads(bank_and_features, tmp_path):
     bank, _ = bank_and_features
     old = tmp_path / "old"
     old.mkdir()
-    np.savez(old / "bank.npz", representations=bank.representations, representation_mask=bank.representation_mask,
-             keys=bank.keys, anchor_ids=bank.anchor_ids, idf=bank.index.idf)  # the layout written before shards
-    (old / "bank.json").write_text(json.dumps({**bank.metadata, "layer": 1, "num_buckets": 256,
-                                               "ignore_ids": list(IGNORE), "num_anchors": bank.num_anchors,
-                                               "num_tokens": 6}))
+    np.savez(
+        old / "bank.npz",
+        representations=bank.representations,
+        representation_mask=bank.representation_mask,
+        keys=bank.keys,
+        anchor_ids=bank.anchor_ids,
+        idf=bank.index.idf,
+    )  # the layout written before shards
+    (old / "bank.json").write_text(
+        json.dumps(
+            {
+                **bank.metadata,
+                "layer": 1,
+                "num_buckets": 256,
+                "ignore_ids": list(IGNORE),
+                "num_anchors": bank.num_anchors,
+                "num_tokens": 6,
+            }
+        )
+    )
     loaded = ReferenceBank.load(old)
     _assert_same_bank(loaded, bank)
     assert loaded.metadata == bank.metadata
@@ -250,13 +309,22 @@ print("RESULT " + json.dumps({
 
 
 def test_mirrored_teacher_inference_equals_default_strategy(glue_dir, tmp_path):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), str(TESTS.parent)]),
-           "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    proc = subprocess.run([sys.executable, "-c", MIRRORED_BANK, str(glue_dir), str(tmp_path / "bank")],
-                          capture_output=True, text=True, env=env, timeout=600)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(TESTS), str(TESTS.parent)]),
+        "KERAS_BACKEND": "tensorflow",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", MIRRORED_BANK, str(glue_dir), str(tmp_path / "bank")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     assert proc.returncode == 0 and lines, proc.stderr[-3000:]
-    r = json.loads(lines[-1][len("RESULT "):])
+    r = json.loads(lines[-1][len("RESULT ") :])
     assert r["replicas"] == 2 and r["same_anchors"] and r["same_mask"]
     assert r["num_anchors"] == 49 and r["batches"] == [16, 16, 16, 1]
     assert r["max_diff"] <= 1e-5 and r["max_abs"] > 0.1
@@ -264,9 +332,25 @@ def test_mirrored_teacher_inference_equals_default_strategy(glue_dir, tmp_path):
 
 
 def test_benchmark_bank_help():
-    out = subprocess.run([sys.executable, "recipes/benchmark_bank.py", "--help"], cwd=TESTS.parent,
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "recipes/benchmark_bank.py", "--help"],
+        cwd=TESTS.parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
-    for flag in ("--num-sentences", "--max-anchors", "--num-tokens", "--shard-size", "--batch-size",
-                 "--chunk-size", "--out-dir", "--strategy", "--cpu-devices", "--results", "--kmeans-passes"):
+    for flag in (
+        "--num-sentences",
+        "--max-anchors",
+        "--num-tokens",
+        "--shard-size",
+        "--batch-size",
+        "--chunk-size",
+        "--out-dir",
+        "--strategy",
+        "--cpu-devices",
+        "--results",
+        "--kmeans-passes",
+    ):
         assert flag in out.stdout

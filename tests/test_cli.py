@@ -19,5 +19,7 @@ def test_code_version_is_none_without_git(monkeypatch):
 
 def test_command_line_records_the_recipe_and_its_arguments(monkeypatch):
     monkeypatch.setattr("sys.argv", ["recipes/distill_glue.py"])
-    assert cli.command_line(["--task", "sst2", "--glue-dir", "a b"]) == \
-        "python recipes/distill_glue.py --task sst2 --glue-dir 'a b'"
+    assert (
+        cli.command_line(["--task", "sst2", "--glue-dir", "a b"])
+        == "python recipes/distill_glue.py --task sst2 --glue-dir 'a b'"
+    )

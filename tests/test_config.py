@@ -7,8 +7,16 @@ from refbert_tf.training import FinetuneConfig
 
 def test_every_run_config_shares_the_training_settings():
     shared = {f.name for f in dataclasses.fields(TrainingConfig)}
-    assert {"batch_size", "learning_rate", "lr_scaling", "warmup_ratio", "weight_decay", "max_seq_len", "seed",
-            "backup_every"} == shared
+    assert {
+        "batch_size",
+        "learning_rate",
+        "lr_scaling",
+        "warmup_ratio",
+        "weight_decay",
+        "max_seq_len",
+        "seed",
+        "backup_every",
+    } == shared
     for cls in (FinetuneConfig, DistillConfig, GeneralDistillConfig):
         assert shared <= {f.name for f in dataclasses.fields(cls)}
     assert FinetuneConfig().learning_rate == 5e-5  # BERT's fine-tuning rate

@@ -5,9 +5,18 @@ from refbert_tf import data
 from refbert_tf.data import GlueDataError, get_task, load_tfds, make_dataset, read_glue_tsv
 
 # row counts from ../shared/glue_data/README.md (header excluded)
-EXPECTED_ROWS = {("sst2", "train"): 67349, ("sst2", "dev"): 872, ("cola", "train"): 8551, ("cola", "dev"): 1043,
-                 ("mrpc", "train"): 3667, ("mrpc", "dev"): 408, ("rte", "train"): 2490, ("rte", "dev"): 277,
-                 ("stsb", "train"): 5749, ("stsb", "dev"): 1500}
+EXPECTED_ROWS = {
+    ("sst2", "train"): 67349,
+    ("sst2", "dev"): 872,
+    ("cola", "train"): 8551,
+    ("cola", "dev"): 1043,
+    ("mrpc", "train"): 3667,
+    ("mrpc", "dev"): 408,
+    ("rte", "train"): 2490,
+    ("rte", "dev"): 277,
+    ("stsb", "train"): 5749,
+    ("stsb", "dev"): 1500,
+}
 
 
 @pytest.mark.parametrize("task,split", sorted(EXPECTED_ROWS))
@@ -56,8 +65,10 @@ def test_all_glue_tasks_are_registered():
 def test_mnli_and_qqp_layouts(tmp_path):
     mnli = tmp_path / "MNLI"
     mnli.mkdir()
-    header = ("index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse\tsentence1_parse\t"
-              "sentence2_parse\tsentence1\tsentence2\tlabel1\tlabel2\tlabel3\tlabel4\tlabel5\tgold_label\n")
+    header = (
+        "index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse\tsentence1_parse\t"
+        "sentence2_parse\tsentence1\tsentence2\tlabel1\tlabel2\tlabel3\tlabel4\tlabel5\tgold_label\n"
+    )
     row = "0\t1\t2\tfiction\t(a)\t(b)\t(a)\t(b)\tThe cat sat.\tA cat sat.\tneutral\tx\tx\tx\tx\tentailment\n"
     (mnli / "dev_mismatched.tsv").write_text(header + row)
     ex = read_glue_tsv("mnli", "dev_mismatched", glue_dir=tmp_path)
@@ -153,8 +164,11 @@ def test_make_dataset_keeps_reference_index_with_its_example(glue_dir, minilm_to
     ex = read_glue_tsv("mrpc", "dev", glue_dir=glue_dir)
     feats = minilm_tokenizer.encode(ex.text_a, ex.text_b)
     n = len(ex)
-    reference = (1000 + np.arange(n, dtype=np.int32)) if width is None else \
-        (1000 + np.arange(n * width, dtype=np.int32).reshape(n, width))
+    reference = (
+        (1000 + np.arange(n, dtype=np.int32))
+        if width is None
+        else (1000 + np.arange(n * width, dtype=np.int32).reshape(n, width))
+    )
     ds = make_dataset({**feats, "reference_index": reference}, np.arange(n), batch_size=16, shuffle=True, seed=3)
     seen = 0
     for x, y in ds:

@@ -4,13 +4,13 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import Interrupt, tiny_bert_backbone
 
 from refbert_tf.bank import build_bank
 from refbert_tf.data import make_dataset, read_glue_tsv
 from refbert_tf.distillation import Distiller, attention_mse, layer_map, masked_mse, soft_cross_entropy
 from refbert_tf.models.student import build_student
 from refbert_tf.models.teacher import build_teacher
-from helpers import Interrupt, tiny_bert_backbone
 
 
 def test_masked_mse_by_hand():
@@ -53,8 +53,16 @@ def tiny_setup(glue_dir, minilm_tokenizer):
     teacher = build_teacher(tiny_bert_backbone(num_layers=4, hidden_dim=24, intermediate_dim=48), "sst2")
     kernel, bias = teacher.output_dense.get_weights()
     teacher.output_dense.set_weights([kernel * 200.0, bias])  # confident logits: a target worth distilling
-    bank = build_bank(teacher.backbone, feats, layer=1, num_tokens=4, max_anchors=64,
-                      ignore_ids=(tok.cls_id, tok.sep_id, tok.pad_id), num_buckets=128, progress=False)
+    bank = build_bank(
+        teacher.backbone,
+        feats,
+        layer=1,
+        num_tokens=4,
+        max_anchors=64,
+        ignore_ids=(tok.cls_id, tok.sep_id, tok.pad_id),
+        num_buckets=128,
+        progress=False,
+    )
     return ex, feats, teacher, bank
 
 
@@ -94,8 +102,11 @@ def test_interrupted_distillation_resumes(tiny_setup, tmp_path):
 
     ex, feats, teacher, bank = tiny_setup
     ref, _ = bank.references_for(feats, exclude_self=True)
-    features = {"token_ids": feats["token_ids"], "segment_ids": feats["segment_ids"],
-                "reference_index": tf.constant(ref.astype(np.int32))}
+    features = {
+        "token_ids": feats["token_ids"],
+        "segment_ids": feats["segment_ids"],
+        "reference_index": tf.constant(ref.astype(np.int32)),
+    }
     ds = make_dataset(features, ex.labels, batch_size=16, shuffle=True, repeat=True)
 
     def distiller():
@@ -106,12 +117,12 @@ def test_interrupted_distillation_resumes(tiny_setup, tmp_path):
 
     first = distiller()
     with pytest.raises(KeyboardInterrupt):
-        run_fit(first, ds, intervals=4, steps_per_interval=3, backup_dir=tmp_path / "b",
-                callbacks=[Interrupt(8)], verbose=0)
+        run_fit(
+            first, ds, intervals=4, steps_per_interval=3, backup_dir=tmp_path / "b", callbacks=[Interrupt(8)], verbose=0
+        )
     assert int(first.optimizer.iterations) == 8
     resumed, counter = distiller(), Interrupt(-1)
-    run_fit(resumed, ds, intervals=4, steps_per_interval=3, backup_dir=tmp_path / "b", callbacks=[counter],
-            verbose=0)
+    run_fit(resumed, ds, intervals=4, steps_per_interval=3, backup_dir=tmp_path / "b", callbacks=[counter], verbose=0)
     # checkpoints after steps 3 and 6: the resumed run restores step 6 and does the remaining 6
     assert int(resumed.optimizer.iterations) == 12 and counter.seen == 6
     np.testing.assert_array_equal(np.asarray(resumed.student.bank.keys), bank.keys)
@@ -120,8 +131,9 @@ def test_interrupted_distillation_resumes(tiny_setup, tmp_path):
 def test_general_distillation_with_a_backbone_teacher_on_unlabeled_batches(tiny_setup):
     ex, feats, teacher, _ = tiny_setup
     keras.utils.set_random_seed(1)
-    ds = make_dataset({"token_ids": feats["token_ids"], "segment_ids": feats["segment_ids"]}, None, batch_size=64,
-                      shuffle=False).cache()  # inputs only: no labels
+    ds = make_dataset(
+        {"token_ids": feats["token_ids"], "segment_ids": feats["segment_ids"]}, None, batch_size=64, shuffle=False
+    ).cache()  # inputs only: no labels
     distiller = Distiller(teacher.backbone, _student(None), stage="intermediate")
     assert [m.name for m in distiller.metrics] == ["total_loss", "distillation_loss"]
     distiller.compile(optimizer=keras.optimizers.Adam(3e-3))

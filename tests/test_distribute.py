@@ -13,7 +13,7 @@ from refbert_tf.distribute import check_global_batch, make_strategy, scaled_lear
 TESTS = Path(__file__).resolve().parent
 
 # Run in a fresh process: logical devices must be configured before TensorFlow initialises (pytest's has).
-MIRRORED_CHECK = r'''
+MIRRORED_CHECK = r"""
 import json, sys
 from refbert_tf.distribute import make_strategy
 mirrored = make_strategy("mirrored", cpu_devices=2)  # before any other TensorFlow use
@@ -112,17 +112,26 @@ out["fit_loss_single"], out["fit_loss_mirrored"] = h1, h2
 out["after"] = compare(batch, dist_batch)
 out["max_weight_diff"] = max(float(np.max(np.abs(a - b))) for a, b in zip(d1.get_weights(), d2.get_weights()))
 print("RESULT " + json.dumps(out))
-'''
+"""
 
 
 def _run_check(glue_dir, stage, tmp_path):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), str(TESTS.parent)]),
-           "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    proc = subprocess.run([sys.executable, "-c", MIRRORED_CHECK, str(glue_dir), stage, str(tmp_path)], capture_output=True,
-                          text=True, env=env, timeout=600)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(TESTS), str(TESTS.parent)]),
+        "KERAS_BACKEND": "tensorflow",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", MIRRORED_CHECK, str(glue_dir), stage, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     assert proc.returncode == 0 and lines, proc.stderr[-3000:]
-    return json.loads(lines[-1][len("RESULT "):])
+    return json.loads(lines[-1][len("RESULT ") :])
 
 
 @pytest.mark.parametrize("stage", ["intermediate", "prediction"])

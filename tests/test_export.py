@@ -14,7 +14,7 @@ def test_four_variants_with_builtin_ops_and_cards(exported):
     for variant, card in exported.items():
         assert not [op for op in card["ops"] if op.startswith("Flex") or "CUSTOM" in op], variant
         assert {"ARG_MAX", "FLOOR_MOD", "GATHER", "UNSORTED_SEGMENT_SUM"} <= set(card["ops"])  # in-graph retrieval
-        on_disk = json.loads(open(card["path"][:-len(".tflite")] + ".json").read())
+        on_disk = json.loads(open(card["path"][: -len(".tflite")] + ".json").read())
         assert on_disk["task"] == "sst2" and on_disk["labels"] == ["negative", "positive"]
         assert on_disk["label_values"] == ["0", "1"]
         assert on_disk["vocab_sha256"] and on_disk["max_seq_len"] == 32 and on_disk["variant"] == variant
@@ -38,8 +38,9 @@ def test_strip_bank_removes_the_reference_path(student_run, tmp_path):
     run, student, feats, _ = student_run
     plain = export.strip_bank(student)
     assert not plain.uses_reference
-    np.testing.assert_array_equal(plain.get_layer("token_embedding").get_weights()[0],
-                                  student.get_layer("token_embedding").get_weights()[0])
+    np.testing.assert_array_equal(
+        plain.get_layer("token_embedding").get_weights()[0], student.get_layer("token_embedding").get_weights()[0]
+    )
     card = export.export_student(run, tmp_path, ["float32"], without_bank=True)[0]
     assert card["path"].endswith("sst2_refbert_no_bank_float32.tflite")
     assert "ARG_MAX" not in card["ops"] and card["bank_size_mb"] == 0
@@ -110,8 +111,9 @@ def test_full_int8_attention_scores_keep_a_real_range_with_short_references(stud
     mask = np.asarray(student.bank.representation_mask).copy()
     mask[:, -1] = 0  # every anchor one slot short
     student.bank.representation_mask.assign(mask)
-    card, = export.export_model(student, meta, tmp_path, ("full_int8",),
-                                export.representative_examples(feats, num_examples=10), progress=False)
+    (card,) = export.export_model(
+        student, meta, tmp_path, ("full_int8",), export.representative_examples(feats, num_examples=10), progress=False
+    )
     interpreter = Interpreter(model_path=card["path"])
     details = {d["index"]: d for d in interpreter.get_tensor_details()}
     softmax_inputs = [details[op["inputs"][0]] for op in interpreter._get_ops_details() if op["op_name"] == "SOFTMAX"]
@@ -144,16 +146,25 @@ def test_top_k_and_linear_norm_student_exports_with_builtins(student_run, tmp_pa
     """The ablation options stay exportable: top-k retrieval lowers to the builtin TOPK_V2 and the LayerNorm'd
     projection folds into the bank; the float32 file matches Keras."""
     from ai_edge_litert.interpreter import Interpreter
-
     from helpers import tiny_bert_backbone
+
     from refbert_tf.bank import build_bank
     from refbert_tf.models.student import build_student
 
     _, _, feats, _ = student_run
-    bank = build_bank(tiny_bert_backbone(hidden_dim=24, intermediate_dim=48), feats, layer=-1, num_tokens=4,
-                      max_anchors=60, ignore_ids=(101, 102, 0), num_buckets=128, progress=False)
-    student = build_student("tiny", 2, 30522, teacher_dim=24, bank=bank, max_sequence_length=64, top_k=2,
-                            reference_projection="linear_norm")
+    bank = build_bank(
+        tiny_bert_backbone(hidden_dim=24, intermediate_dim=48),
+        feats,
+        layer=-1,
+        num_tokens=4,
+        max_anchors=60,
+        ignore_ids=(101, 102, 0),
+        num_buckets=128,
+        progress=False,
+    )
+    student = build_student(
+        "tiny", 2, 30522, teacher_dim=24, bank=bank, max_sequence_length=64, top_k=2, reference_projection="linear_norm"
+    )
     flatbuffer, info = export.convert(export.export_saved_model(student, tmp_path / "saved"), "float32")
     assert "TOPK_V2" in info["ops"] and not [op for op in info["ops"] if op.startswith("Flex")]
     path = tmp_path / "topk.tflite"

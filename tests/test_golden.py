@@ -30,8 +30,16 @@ def _java_tools():
     """Paths of javac/java and the JUnit + Hamcrest jars, or fail with the apt packages to install."""
     junit = Path(os.environ.get("JUNIT_JAR", "/usr/share/java/junit4.jar"))
     hamcrest = Path(os.environ.get("HAMCREST_JAR", "/usr/share/java/hamcrest-core.jar"))
-    missing = [name for name, ok in (("javac", shutil.which("javac")), ("java", shutil.which("java")),
-                                     (str(junit), junit.is_file()), (str(hamcrest), hamcrest.is_file())) if not ok]
+    missing = [
+        name
+        for name, ok in (
+            ("javac", shutil.which("javac")),
+            ("java", shutil.which("java")),
+            (str(junit), junit.is_file()),
+            (str(hamcrest), hamcrest.is_file()),
+        )
+        if not ok
+    ]
     if missing:
         pytest.fail(f"the Java tokenizer test needs {', '.join(missing)}: {INSTALL_HINT}")
 
@@ -53,8 +61,12 @@ def test_golden_vectors_match_java_tokenizer(tmp_path, glue_dir, minilm_dir):
     assert all(1 in r["segment_ids"] for r in mrpc)
     assert out.read_text(encoding="utf-8").isascii()
 
-    proc = subprocess.run(["bash", str(RUN_JAVA_TESTS), str(out), str(minilm_dir / "vocab.txt")],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        ["bash", str(RUN_JAVA_TESTS), str(out), str(minilm_dir / "vocab.txt")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     report = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"Java tokenizer tests failed (exit {proc.returncode}):\n{report[-6000:]}"
     match = re.search(r"GOLDEN: (\d+)/(\d+) cases equal \(100\.00%\)", report)
@@ -69,7 +81,8 @@ def test_committed_edge_cases_are_current(tmp_path, minilm_dir):
     golden.generate_golden(fresh, minilm_dir / "vocab.txt", glue_dir=None)
     assert committed.read_text(encoding="utf-8") == fresh.read_text(encoding="utf-8"), (
         f"{committed} is stale: regenerate it with "
-        f"python recipes/make_golden_vectors.py --edge-cases-only --out {golden.COMMITTED_GOLDEN}")
+        f"python recipes/make_golden_vectors.py --edge-cases-only --out {golden.COMMITTED_GOLDEN}"
+    )
     _, records = golden.read_golden(committed)
     assert not any(r["name"].startswith(("sst2/", "mrpc/")) for r in records)
 

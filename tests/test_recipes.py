@@ -25,16 +25,32 @@ def test_finetune_teacher_rejects_an_unknown_task():
 def test_distill_glue_help():
     out = _run("recipes/distill_glue.py", "--help")
     assert out.returncode == 0
-    for flag in ("--task", "--no-reference", "--bank-layer", "--bank-tokens", "--max-anchors", "--temperature",
-                 "--teacher-dir", "--no-finetune-teacher"):
+    for flag in (
+        "--task",
+        "--no-reference",
+        "--bank-layer",
+        "--bank-tokens",
+        "--max-anchors",
+        "--temperature",
+        "--teacher-dir",
+        "--no-finetune-teacher",
+    ):
         assert flag in out.stdout
 
 
 def test_general_distill_help():
     out = _run("recipes/general_distill.py", "--help")
     assert out.returncode == 0, out.stderr
-    for flag in ("--teacher-checkpoint", "--glue-dir", "--tasks", "--max-examples", "--student", "--epochs",
-                 "--output-dir", "--results"):
+    for flag in (
+        "--teacher-checkpoint",
+        "--glue-dir",
+        "--tasks",
+        "--max-examples",
+        "--student",
+        "--epochs",
+        "--output-dir",
+        "--results",
+    ):
         assert flag in out.stdout
     out = _run("recipes/distill_glue.py", "--help")
     assert "--student-init" in out.stdout and "--init-by-pruning" in out.stdout and "--random-init" in out.stdout
@@ -72,9 +88,11 @@ def test_reference_ceiling_help_and_bad_values():
 
 
 def test_edge_recipes_help():
-    for recipe, flags in (("recipes/export_tflite.py", ("--task", "--variants", "--without-bank", "--num-representative")),
-                          ("recipes/benchmark.py", ("--seq-lens", "--threads", "--models", "--variants", "--plot")),
-                          ("tflite/android_benchmark.py", ("--model", "--threads", "--delegate", "--parse-log"))):
+    for recipe, flags in (
+        ("recipes/export_tflite.py", ("--task", "--variants", "--without-bank", "--num-representative")),
+        ("recipes/benchmark.py", ("--seq-lens", "--threads", "--models", "--variants", "--plot")),
+        ("tflite/android_benchmark.py", ("--model", "--threads", "--delegate", "--parse-log")),
+    ):
         out = _run(recipe, "--help")
         assert out.returncode == 0, (recipe, out.stderr)
         for flag in flags:
@@ -82,8 +100,10 @@ def test_edge_recipes_help():
 
 
 def test_summary_recipes_help():
-    for recipe, flags in (("recipes/glue_summary.py", ("--results-dir", "--tasks", "--distill-dir", "--out")),
-                          ("recipes/ablation_summary.py", ("results", "--out"))):
+    for recipe, flags in (
+        ("recipes/glue_summary.py", ("--results-dir", "--tasks", "--distill-dir", "--out")),
+        ("recipes/ablation_summary.py", ("results", "--out")),
+    ):
         out = _run(recipe, "--help")
         assert out.returncode == 0, (recipe, out.stderr)
         for flag in flags:

@@ -42,8 +42,7 @@ def test_on_device_choice_agrees_with_offline_choice(sst2):
     anchors = index.keys(train_f)
     offline, _ = nearest_anchors(index.keys(dev_f), anchors)
     mask = np.asarray(dev_f["token_ids"].to_tensor(-1)) >= 0
-    on_device = np.argmax(np.asarray(index.scorer()(dev_f["token_ids"].to_tensor(0), mask, anchors.toarray())),
-                          axis=1)
+    on_device = np.argmax(np.asarray(index.scorer()(dev_f["token_ids"].to_tensor(0), mask, anchors.toarray())), axis=1)
     agreement = float(np.mean(on_device == offline))
     assert agreement >= 0.95, agreement
 

@@ -5,9 +5,24 @@ import pytest
 from refbert_tf.data import read_glue_tsv
 from refbert_tf.tokenization import BertWordPieceTokenizer, VocabularyError, read_vocab
 
-EDGE_CASES = ["Café naïve résumé", "北京欢迎你 to Tokyo", "a" * 150, "ж" * 101, "ж" * 100, "ΣΑΣ and σας",
-              "x\x00y\ufffdz", "line\u2028separator", "µGuru ﬁx", "emoji 😀 test", "$5.00 & 10%!",
-              "tab\there\nnew line", "ÅNGSTRÖM", "don't", "１２３ＡＢＣ", "〈test〉 ’quote’ …"]
+EDGE_CASES = [
+    "Café naïve résumé",
+    "北京欢迎你 to Tokyo",
+    "a" * 150,
+    "ж" * 101,
+    "ж" * 100,
+    "ΣΑΣ and σας",
+    "x\x00y\ufffdz",
+    "line\u2028separator",
+    "µGuru ﬁx",
+    "emoji 😀 test",
+    "$5.00 & 10%!",
+    "tab\there\nnew line",
+    "ÅNGSTRÖM",
+    "don't",
+    "１２３ＡＢＣ",
+    "〈test〉 ’quote’ …",
+]
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +55,9 @@ def test_parity_on_every_mrpc_dev_pair(glue_dir, hf_tokenizer, minilm_tokenizer,
     assert enc["token_ids"].to_list() == ref_ids
     assert enc["segment_ids"].to_list() == ref_segs
     assert enc["num_truncated"] == sum(
-        len(e) > max_len - 3 for e in (hf_tokenizer.encode(a, b, add_special_tokens=False).ids
-                                       for a, b in zip(ex.text_a, ex.text_b)))
+        len(e) > max_len - 3
+        for e in (hf_tokenizer.encode(a, b, add_special_tokens=False).ids for a, b in zip(ex.text_a, ex.text_b))
+    )
 
 
 def test_parity_on_edge_cases(hf_tokenizer, minilm_tokenizer):

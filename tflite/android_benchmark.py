@@ -30,8 +30,13 @@ from pathlib import Path
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from refbert_tf.benchmark.mobile import (  # noqa: E402
-    DELEGATES, DEVICE_BINARY, BenchmarkLogError, benchmark_model_command, parse_benchmark_model_log,
-    parse_benchmark_model_log_file)
+    DELEGATES,
+    DEVICE_BINARY,
+    BenchmarkLogError,
+    benchmark_model_command,
+    parse_benchmark_model_log,
+    parse_benchmark_model_log_file,
+)
 
 
 class UsageError(Exception):
@@ -42,11 +47,19 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", help="the .tflite file to benchmark (host path)")
     p.add_argument("--parse-log", metavar="FILE", help="parse a saved benchmark_model log instead of running")
-    p.add_argument("--benchmark-binary", default=DEVICE_BINARY,
-                   help=f"benchmark_model path on the device (default {DEVICE_BINARY})")
+    p.add_argument(
+        "--benchmark-binary",
+        default=DEVICE_BINARY,
+        help=f"benchmark_model path on the device (default {DEVICE_BINARY})",
+    )
     p.add_argument("--threads", type=int, nargs="+", default=[1, 4], help="thread counts, one run each (1 4)")
-    p.add_argument("--delegate", nargs="+", choices=DELEGATES, default=["xnnpack"],
-                   help="delegates, one run each: cpu (builtin kernels), xnnpack, gpu, nnapi (default xnnpack)")
+    p.add_argument(
+        "--delegate",
+        nargs="+",
+        choices=DELEGATES,
+        default=["xnnpack"],
+        help="delegates, one run each: cpu (builtin kernels), xnnpack, gpu, nnapi (default xnnpack)",
+    )
     p.add_argument("--num-runs", type=int, default=50, help="--num_runs of benchmark_model (50)")
     p.add_argument("--warmup-runs", type=int, default=5, help="--warmup_runs of benchmark_model (5)")
     p.add_argument("--serial", help="adb device serial (required when several devices are attached)")
@@ -59,8 +72,11 @@ def parse_args(argv=None):
     p.add_argument("--seq-len", type=int, help="sequence length to benchmark (default: the card's max_seq_len)")
     p.add_argument("--variant", help="variant label for the rows (default: the card's variant)")
     p.add_argument("--op-profiling", action="store_true", help="add --enable_op_profiling=true")
-    p.add_argument("--no-peak-memory", action="store_true",
-                   help="do not pass --report_peak_memory_footprint=true (its sampling thread can perturb timings)")
+    p.add_argument(
+        "--no-peak-memory",
+        action="store_true",
+        help="do not pass --report_peak_memory_footprint=true (its sampling thread can perturb timings)",
+    )
     p.add_argument("--timeout", type=float, default=900, help="seconds allowed per benchmark run (900)")
     p.add_argument("--log-dir", help="also save each raw log here")
     p.add_argument("--output", help="JSON file for the rows (default: print to stdout)")
@@ -98,13 +114,17 @@ def input_spec(args, card: dict):
         # the card lists inputs in the model's own order; benchmark_model wants the flatbuffer tensor names
         names = [i.get("tensor") or i["name"] for i in card.get("inputs", [])]
         shapes = {i.get("tensor") or i["name"]: list(i.get("shape") or [1, -1]) for i in card.get("inputs", [])}
-    ids_tensor = next((i.get("tensor") or i["name"] for i in card.get("inputs", []) if i["name"] == "token_ids"),
-                      "token_ids" if "token_ids" in names else None)
+    ids_tensor = next(
+        (i.get("tensor") or i["name"] for i in card.get("inputs", []) if i["name"] == "token_ids"),
+        "token_ids" if "token_ids" in names else None,
+    )
     ids_input = args.ids_input or card.get("ids_input") or ids_tensor
     vocab_size = args.vocab_size or card.get("vocab_size")
     if not names:
-        raise UsageError("no model inputs known: benchmark_model needs every input listed with its shape to set "
-                         "the token-id range; give --model-card (or <model>.json beside the model) or --inputs")
+        raise UsageError(
+            "no model inputs known: benchmark_model needs every input listed with its shape to set "
+            "the token-id range; give --model-card (or <model>.json beside the model) or --inputs"
+        )
     if ids_input is None or ids_input not in names:
         raise UsageError(f"token-ids input {ids_input!r} is not among the inputs {names}: pass --ids-input")
     if not vocab_size:
@@ -114,8 +134,9 @@ def input_spec(args, card: dict):
         shape = shapes[name]
         if any(d is None or int(d) < 1 for d in shape):
             if not seq_len:
-                raise UsageError(f"input {name} has a dynamic shape {shape}: pass --seq-len (no max_seq_len in "
-                                 "the card)")
+                raise UsageError(
+                    f"input {name} has a dynamic shape {shape}: pass --seq-len (no max_seq_len in the card)"
+                )
             shape = [int(seq_len) if (d is None or int(d) < 1) else int(d) for d in shape]
         layers.append((name, [int(d) for d in shape]))
     ranges = {n: ((1, 1) if "mask" in n.lower() else (0, 1)) for n in names if n != ids_input}
@@ -130,22 +151,28 @@ def input_spec(args, card: dict):
 def adb_base(args) -> list:
     adb = shutil.which(args.adb) or (args.adb if os.path.isfile(args.adb) and os.access(args.adb, os.X_OK) else None)
     if adb is None:
-        raise UsageError(f"adb not found ({args.adb!r} is not on PATH): install Android platform-tools "
-                         "(https://developer.android.com/tools/releases/platform-tools) or pass --adb")
+        raise UsageError(
+            f"adb not found ({args.adb!r} is not on PATH): install Android platform-tools "
+            "(https://developer.android.com/tools/releases/platform-tools) or pass --adb"
+        )
     listing = run([adb, "devices"], timeout=60)
     if listing.returncode != 0:
         raise UsageError(f"`adb devices` failed: {listing.stdout.strip()}")
     # "List of devices attached" then one "<serial>\t<state>" line per device (state: device, unauthorized...).
-    devices = [parts[0] for parts in map(str.split, listing.stdout.splitlines())
-               if len(parts) >= 2 and parts[1] == "device"]
+    devices = [
+        parts[0] for parts in map(str.split, listing.stdout.splitlines()) if len(parts) >= 2 and parts[1] == "device"
+    ]
     if args.serial:
         if args.serial not in devices:
-            raise UsageError(f"device {args.serial} is not attached or not authorized; adb devices lists: "
-                             f"{devices or 'none'}")
+            raise UsageError(
+                f"device {args.serial} is not attached or not authorized; adb devices lists: {devices or 'none'}"
+            )
         return [adb, "-s", args.serial]
     if not devices:
-        raise UsageError("no Android device attached (adb devices lists none in state 'device'): connect a phone "
-                         "with USB debugging enabled and accept the authorization prompt")
+        raise UsageError(
+            "no Android device attached (adb devices lists none in state 'device'): connect a phone "
+            "with USB debugging enabled and accept the authorization prompt"
+        )
     if len(devices) > 1:
         raise UsageError(f"several devices attached ({', '.join(devices)}): pass --serial")
     return [adb]
@@ -153,8 +180,9 @@ def adb_base(args) -> list:
 
 def run(cmd, timeout) -> subprocess.CompletedProcess:
     try:
-        return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              errors="replace", timeout=timeout)
+        return subprocess.run(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", timeout=timeout
+        )
     except subprocess.TimeoutExpired:
         raise UsageError(f"timed out after {timeout:.0f} s: {shlex.join(map(str, cmd))}") from None
     except OSError as err:
@@ -170,8 +198,10 @@ def tensor_name_warnings(log: str) -> list:
     found = []
     for tensor, flag in re.findall(r"Tensor # ?\d+ is named (\S+) but flags call it (\S+)", log):
         if flag.lower() not in tensor.lower():
-            found.append(f"model input {tensor} received the settings of {flag}: input order differs from "
-                         "--inputs/the card, value ranges went to the wrong tensor")
+            found.append(
+                f"model input {tensor} received the settings of {flag}: input order differs from "
+                "--inputs/the card, value ranges went to the wrong tensor"
+            )
     return found
 
 
@@ -184,8 +214,7 @@ def parse_only(args) -> list:
     row = parse_benchmark_model_log_file(args.parse_log)
     size_mb = round(os.path.getsize(args.model) / 2**20, 3) if args.model and os.path.isfile(args.model) else None
     model = card.get("model") or (Path(args.model).stem if args.model else None)
-    row.update(base_row(model, args.variant or card.get("variant"), args.seq_len or card.get("max_seq_len"),
-                        size_mb))
+    row.update(base_row(model, args.variant or card.get("variant"), args.seq_len or card.get("max_seq_len"), size_mb))
     row["log_file"] = str(args.parse_log)
     return [row]
 
@@ -200,9 +229,11 @@ def run_on_device(args) -> tuple:
 
     check = shell(adb, f"[ -x {shlex.quote(args.benchmark_binary)} ] && echo BENCHMARK_BINARY_OK")
     if "BENCHMARK_BINARY_OK" not in check.stdout:
-        raise UsageError(f"{args.benchmark_binary} is missing or not executable on the device: download "
-                         "android_aarch64_benchmark_model (see tflite/README.md), then `adb push` it there and "
-                         "`adb shell chmod +x` it")
+        raise UsageError(
+            f"{args.benchmark_binary} is missing or not executable on the device: download "
+            "android_aarch64_benchmark_model (see tflite/README.md), then `adb push` it there and "
+            "`adb shell chmod +x` it"
+        )
     device_model = f"{args.device_dir.rstrip('/')}/{model_path.name}"
     pushed = run(adb + ["push", str(model_path), device_model], timeout=600)
     if pushed.returncode != 0:
@@ -217,10 +248,19 @@ def run_on_device(args) -> tuple:
     for delegate in args.delegate:
         for threads in args.threads:
             argv = benchmark_model_command(
-                device_model, threads=threads, delegate=delegate, num_runs=args.num_runs,
-                warmup_runs=args.warmup_runs, input_layer=ids_input, vocab_size=vocab_size, input_layers=layers,
-                value_ranges=ranges, binary=args.benchmark_binary, enable_op_profiling=args.op_profiling,
-                report_peak_memory_footprint=not args.no_peak_memory)
+                device_model,
+                threads=threads,
+                delegate=delegate,
+                num_runs=args.num_runs,
+                warmup_runs=args.warmup_runs,
+                input_layer=ids_input,
+                vocab_size=vocab_size,
+                input_layers=layers,
+                value_ranges=ranges,
+                binary=args.benchmark_binary,
+                enable_op_profiling=args.op_profiling,
+                report_peak_memory_footprint=not args.no_peak_memory,
+            )
             command = shlex.join(argv)
             print(f"[{delegate}, {threads} thread(s)] adb shell {command}", file=sys.stderr)
             log = shell(adb, command, timeout=args.timeout).stdout
@@ -239,8 +279,9 @@ def run_on_device(args) -> tuple:
             if row["threads"] is not None and row["threads"] != threads:
                 print(f"  warning: the log reports {row['threads']} threads", file=sys.stderr)
             row.update(base_row(model, variant, seq_len, size_mb))
-            row.update(threads=threads, delegate_requested=delegate, device=device, soc=soc,
-                       command="adb shell " + command)
+            row.update(
+                threads=threads, delegate_requested=delegate, device=device, soc=soc, command="adb shell " + command
+            )
             print(f"  avg {row['avg_ms']} ms, min {row['min_ms']} ms, delegate {row['delegate']}", file=sys.stderr)
             rows.append(row)
     return rows, failures

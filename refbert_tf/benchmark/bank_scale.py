@@ -62,10 +62,21 @@ def sst2_words(glue_dir=None) -> list[str]:
     return [w for text in read_glue_tsv("sst2", "train", glue_dir=glue_dir).text_a for w in text.split()]
 
 
-def run_bank_benchmark(num_sentences: int = 1_000_000, max_anchors: int = 1024, num_tokens: int = 4,
-                       shard_size: int = 4096, batch_size: int = 128, chunk_size: int = 65536,
-                       out_dir: str = "bank_scale", strategy=None, glue_dir=None, seed: int = 0,
-                       max_seq_len: int = 128, kmeans_passes: int = 100, progress: bool = True) -> dict:
+def run_bank_benchmark(
+    num_sentences: int = 1_000_000,
+    max_anchors: int = 1024,
+    num_tokens: int = 4,
+    shard_size: int = 4096,
+    batch_size: int = 128,
+    chunk_size: int = 65536,
+    out_dir: str = "bank_scale",
+    strategy=None,
+    glue_dir=None,
+    seed: int = 0,
+    max_seq_len: int = 128,
+    kmeans_passes: int = 100,
+    progress: bool = True,
+) -> dict:
     """Build a bank over a synthetic corpus with the default MiniLM teacher, pick every sentence's reference.
 
     Args:
@@ -94,22 +105,46 @@ def run_bank_benchmark(num_sentences: int = 1_000_000, max_anchors: int = 1024, 
     backbone, tokenizer, info = load_backbone()
     corpus = Corpus.from_texts(SyntheticCorpus(sst2_words(glue_dir), num_sentences, seed), tokenizer, max_seq_len)
     timings = {"load_teacher_and_words": round(time.perf_counter() - start, 1)}
-    bank = build_bank(backbone, corpus, num_tokens=num_tokens, max_anchors=max_anchors, batch_size=batch_size,
-                      seed=seed, ignore_ids=(tokenizer.cls_id, tokenizer.sep_id, tokenizer.pad_id),
-                      metadata={"teacher": info.spec, "vocab_sha256": tokenizer.vocab_sha256,
-                                "corpus": f"synthetic sst2-words seed={seed}"},
-                      progress=progress, strategy=strategy, bank_dir=out_dir, shard_size=shard_size,
-                      chunk_size=chunk_size, kmeans_passes=kmeans_passes, timings=timings)
+    bank = build_bank(
+        backbone,
+        corpus,
+        num_tokens=num_tokens,
+        max_anchors=max_anchors,
+        batch_size=batch_size,
+        seed=seed,
+        ignore_ids=(tokenizer.cls_id, tokenizer.sep_id, tokenizer.pad_id),
+        metadata={
+            "teacher": info.spec,
+            "vocab_sha256": tokenizer.vocab_sha256,
+            "corpus": f"synthetic sst2-words seed={seed}",
+        },
+        progress=progress,
+        strategy=strategy,
+        bank_dir=out_dir,
+        shard_size=shard_size,
+        chunk_size=chunk_size,
+        kmeans_passes=kmeans_passes,
+        timings=timings,
+    )
     t0 = time.perf_counter()
     reference, _ = bank.references_for(corpus, exclude_self=True, chunk_size=chunk_size)
     timings["references"] = round(time.perf_counter() - t0, 1)
-    return {"num_sentences": num_sentences, "num_anchors": bank.num_anchors, "max_anchors": max_anchors,
-            "num_tokens": bank.num_tokens, "teacher_dim": int(bank.representations.shape[2]),
-            "num_shards": len(list(Path(out_dir).glob("representations-*-of-*.npy"))),
-            "shard_size": shard_size, "batch_size": batch_size, "chunk_size": chunk_size,
-            "kmeans_passes": kmeans_passes,
-            "replicas": int(getattr(strategy, "num_replicas_in_sync", 1)),
-            "seconds": timings, "total_seconds": round(time.perf_counter() - start, 1),
-            "peak_memory_mb": round(peak_memory_mb(), 1), "bank_mb": round(bank.size_mb, 1),
-            "self_references": int(np.sum(bank.anchor_ids[reference] == np.arange(num_sentences))),
-            "distinct_references": int(len(np.unique(reference)))}
+    return {
+        "num_sentences": num_sentences,
+        "num_anchors": bank.num_anchors,
+        "max_anchors": max_anchors,
+        "num_tokens": bank.num_tokens,
+        "teacher_dim": int(bank.representations.shape[2]),
+        "num_shards": len(list(Path(out_dir).glob("representations-*-of-*.npy"))),
+        "shard_size": shard_size,
+        "batch_size": batch_size,
+        "chunk_size": chunk_size,
+        "kmeans_passes": kmeans_passes,
+        "replicas": int(getattr(strategy, "num_replicas_in_sync", 1)),
+        "seconds": timings,
+        "total_seconds": round(time.perf_counter() - start, 1),
+        "peak_memory_mb": round(peak_memory_mb(), 1),
+        "bank_mb": round(bank.size_mb, 1),
+        "self_references": int(np.sum(bank.anchor_ids[reference] == np.arange(num_sentences))),
+        "distinct_references": int(len(np.unique(reference))),
+    }

@@ -36,8 +36,16 @@ def _rss_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def measure_in_process(model_path: str, seq_len: int, threads: int, num_runs: int = 50, warmup_runs: int = 5,
-                       vocab_size: int = 30522, first_id: int = 1000, seed: int = 0) -> dict:
+def measure_in_process(
+    model_path: str,
+    seq_len: int,
+    threads: int,
+    num_runs: int = 50,
+    warmup_runs: int = 5,
+    vocab_size: int = 30522,
+    first_id: int = 1000,
+    seed: int = 0,
+) -> dict:
     """Time one model in this process (see the module docstring; prefer :func:`benchmark_tflite`).
 
     Raises:
@@ -76,18 +84,36 @@ def measure_in_process(model_path: str, seq_len: int, threads: int, num_runs: in
     warm = [run() for _ in range(max(warmup_runs, 1))]
     times = np.asarray([run() for _ in range(num_runs)])
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    return {"init_ms": round(init_ms, 3), "warmup_first_ms": round(warm[0], 3),
-            "warmup_avg_ms": round(float(np.mean(warm)), 3), "median_ms": round(float(np.median(times)), 3),
-            "p90_ms": round(float(np.percentile(times, 90)), 3), "p99_ms": round(float(np.percentile(times, 99)), 3),
-            "avg_ms": round(float(times.mean()), 3), "std_ms": round(float(times.std()), 3),
-            "min_ms": round(float(times.min()), 3), "max_ms": round(float(times.max()), 3), "count": int(num_runs),
-            "peak_mem_mb": round(peak_mb, 1), "model_mem_mb": round(peak_mb - base_mb, 1), "threads": threads,
-            "seq_len": seq_len, "size_mb": round(os.path.getsize(model_path) / 2**20, 3),
-            "source": "litert_python"}
+    return {
+        "init_ms": round(init_ms, 3),
+        "warmup_first_ms": round(warm[0], 3),
+        "warmup_avg_ms": round(float(np.mean(warm)), 3),
+        "median_ms": round(float(np.median(times)), 3),
+        "p90_ms": round(float(np.percentile(times, 90)), 3),
+        "p99_ms": round(float(np.percentile(times, 99)), 3),
+        "avg_ms": round(float(times.mean()), 3),
+        "std_ms": round(float(times.std()), 3),
+        "min_ms": round(float(times.min()), 3),
+        "max_ms": round(float(times.max()), 3),
+        "count": int(num_runs),
+        "peak_mem_mb": round(peak_mb, 1),
+        "model_mem_mb": round(peak_mb - base_mb, 1),
+        "threads": threads,
+        "seq_len": seq_len,
+        "size_mb": round(os.path.getsize(model_path) / 2**20, 3),
+        "source": "litert_python",
+    }
 
 
-def benchmark_tflite(model_path, seq_len: int = 128, threads: int = 1, num_runs: int = 50, warmup_runs: int = 5,
-                     vocab_size: int = 30522, timeout_s: float = 600) -> dict:
+def benchmark_tflite(
+    model_path,
+    seq_len: int = 128,
+    threads: int = 1,
+    num_runs: int = 50,
+    warmup_runs: int = 5,
+    vocab_size: int = 30522,
+    timeout_s: float = 600,
+) -> dict:
     """Benchmark one ``.tflite`` file in a fresh process and return the schema of the module docstring.
 
     Args:
@@ -101,12 +127,27 @@ def benchmark_tflite(model_path, seq_len: int = 128, threads: int = 1, num_runs:
     Raises:
         RuntimeError: the child failed (its last error line is in the message) or timed out.
     """
-    cmd = [sys.executable, "-m", "refbert_tf.benchmark.desktop", str(model_path), "--seq-len", str(seq_len),
-           "--threads", str(threads), "--num-runs", str(num_runs), "--warmup-runs", str(warmup_runs),
-           "--vocab-size", str(vocab_size), "--json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "refbert_tf.benchmark.desktop",
+        str(model_path),
+        "--seq-len",
+        str(seq_len),
+        "--threads",
+        str(threads),
+        "--num-runs",
+        str(num_runs),
+        "--warmup-runs",
+        str(warmup_runs),
+        "--vocab-size",
+        str(vocab_size),
+        "--json",
+    ]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s,
-                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout_s, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+        )
     except subprocess.TimeoutExpired as e:
         raise RuntimeError(f"benchmark of {model_path} timed out after {timeout_s} s") from e
     if proc.returncode != 0:
@@ -127,17 +168,18 @@ def main(argv=None) -> int:
     p.add_argument("--json", action="store_true", help="print one JSON line instead of a sentence")
     args = p.parse_args(argv)
     try:
-        r = measure_in_process(args.model, args.seq_len, args.threads, args.num_runs, args.warmup_runs,
-                               args.vocab_size)
+        r = measure_in_process(args.model, args.seq_len, args.threads, args.num_runs, args.warmup_runs, args.vocab_size)
     except (ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(r))
     else:
-        print(f"{Path(args.model).name}: seq {r['seq_len']}, {r['threads']} thread(s): init {r['init_ms']:.1f} ms, "
-              f"median {r['median_ms']:.2f} ms, p90 {r['p90_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, "
-              f"peak memory {r['peak_mem_mb']:.0f} MB ({r['model_mem_mb']:.0f} MB for the model)")
+        print(
+            f"{Path(args.model).name}: seq {r['seq_len']}, {r['threads']} thread(s): init {r['init_ms']:.1f} ms, "
+            f"median {r['median_ms']:.2f} ms, p90 {r['p90_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, "
+            f"peak memory {r['peak_mem_mb']:.0f} MB ({r['model_mem_mb']:.0f} MB for the model)"
+        )
     return 0
 
 

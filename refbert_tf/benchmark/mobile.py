@@ -34,8 +34,8 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 __all__ = [
     "BenchmarkLogError",
@@ -64,17 +64,22 @@ _SEVERITY_PREFIX = re.compile(r"^(?:INFO|WARN|WARNING|ERROR|VERBOSE|FATAL):\s?")
 
 _SUMMARY = re.compile(
     rf"Inference timings in us: Init: (?P<init>{_NUM}), First inference: (?P<first>{_NUM}), "
-    rf"Warmup \(avg\): (?P<warmup>{_NUM}), Inference \(avg\): (?P<avg>{_NUM})", re.IGNORECASE)
+    rf"Warmup \(avg\): (?P<warmup>{_NUM}), Inference \(avg\): (?P<avg>{_NUM})",
+    re.IGNORECASE,
+)
 _LEGACY_SUMMARY = re.compile(
     rf"Average inference timings in us: Warmup: (?P<warmup>{_NUM}), Init: (?P<init>{_NUM}), "
-    rf"(?:no stats|Inference): (?P<avg>{_NUM})", re.IGNORECASE)
+    rf"(?:no stats|Inference): (?P<avg>{_NUM})",
+    re.IGNORECASE,
+)
 _RUN_HEADER = re.compile(r"^Running benchmark for at least")
 _RUN_START = re.compile(r"^(?:STARTING!|Log parameter values verbosely)")
 _STAT_PAIR = re.compile(rf"(\w+)=({_NUM})", re.IGNORECASE)
 
 _PEAK_MONITOR = re.compile(rf"Overall peak memory footprint \(MB\) via periodic monitoring:\s*({_NUM})")
 _MEM_DELTA = re.compile(
-    rf"Memory footprint delta from the start of the tool \(MB\):\s*init=({_NUM})\s+overall=({_NUM})")
+    rf"Memory footprint delta from the start of the tool \(MB\):\s*init=({_NUM})\s+overall=({_NUM})"
+)
 _MEM_OLD = re.compile(rf"^Peak memory footprint \(MB\):\s*init=({_NUM})\s+overall=({_NUM})")
 
 _THREADS = re.compile(r"^Num threads\s*:\s*\[(-?\d+)\]")
@@ -83,18 +88,22 @@ _GRAPH = re.compile(r"^Graph\s*:\s*\[(.*)\]\s*$")
 _LOADED = re.compile(r"^Loaded model (.+?)\s*$")
 
 _APPLIED = re.compile(
-    r"Explicitly applied (\w+) delegate, and the model graph will be (?:completely|partially) executed")
+    r"Explicitly applied (\w+) delegate, and the model graph will be (?:completely|partially) executed"
+)
 _NOT_APPLIED = re.compile(r"Though (\w+) delegate is explicitly applied, the model graph will not be executed")
 _REPLACING = re.compile(r"Replacing \d+ (?:out of \d+ )?node\(s\) with delegate \((\w+)\)")
 _XNNPACK_CREATED = re.compile(r"Created TensorFlow Lite XNNPACK delegate for CPU")
 _USE_FLAG = re.compile(r"^Use (xnnpack|gpu|nnapi|hexagon|coreml)\s*:\s*\[1\]", re.IGNORECASE)
 _CONFIG_LINE = re.compile(
-    r"^(?:Graph\s*:|Log parameter values verbosely|Loaded model |Initialized session in|STARTING!)")
+    r"^(?:Graph\s*:|Log parameter values verbosely|Loaded model |Initialized session in|STARTING!)"
+)
 
 _FATAL_IN_RUN = re.compile(r"Benchmarking failed|failed to invoke", re.IGNORECASE)
 _ERROR_LINE = re.compile(
     r"\berror\b|failed|failure|fatal|abort|segmentation fault|out of bounds|was not true|not found|"
-    r"no such file|cannot|can't|permission denied|inaccessible|signal \d+|killed", re.IGNORECASE)
+    r"no such file|cannot|can't|permission denied|inaccessible|signal \d+|killed",
+    re.IGNORECASE,
+)
 
 
 class BenchmarkLogError(ValueError):
@@ -107,7 +116,7 @@ def _strip(line: str) -> tuple[str, str]:
     for prefix in _LOGCAT_PREFIXES:
         m = prefix.match(line)
         if m:
-            line = line[m.end():]
+            line = line[m.end() :]
             break
     shown = line.strip()
     bare = shown
@@ -115,7 +124,7 @@ def _strip(line: str) -> tuple[str, str]:
         m = _SEVERITY_PREFIX.match(bare)
         if not m:
             break
-        bare = bare[m.end():].lstrip()
+        bare = bare[m.end() :].lstrip()
     return shown, bare
 
 
@@ -249,8 +258,11 @@ def parse_benchmark_model_log(text: str) -> dict:
         errors = _error_lines(shown_lines)
         if not text.strip():
             raise BenchmarkLogError("the benchmark_model log is empty")
-        detail = ("; tool errors: " + " | ".join(errors)) if errors else (
-            "; no error line either: the log may be truncated or not from benchmark_model")
+        detail = (
+            ("; tool errors: " + " | ".join(errors))
+            if errors
+            else ("; no error line either: the log may be truncated or not from benchmark_model")
+        )
         raise BenchmarkLogError("no 'Inference timings in us' line in the benchmark_model log" + detail)
     summaries.sort(key=lambda item: item[0])
     s_idx, summary, legacy = summaries[-1]
@@ -353,14 +365,23 @@ def _flag_name(name: str) -> str:
     return re.sub(r"[,:\s]", "_", name)
 
 
-def benchmark_model_command(device_model_path: str, threads: int = 1, use_xnnpack: bool | None = None,
-                            delegate: str = "xnnpack", num_runs: int = 50, warmup_runs: int = 1,
-                            input_layer: str | None = None, vocab_size: int | None = None, *,
-                            input_layers: Sequence[tuple[str, Sequence[int]]] | None = None,
-                            value_ranges: Mapping[str, tuple[int, int]] | None = None,
-                            binary: str = DEVICE_BINARY, enable_op_profiling: bool = False,
-                            report_peak_memory_footprint: bool = True,
-                            extra_flags: Sequence[str] = ()) -> list[str]:
+def benchmark_model_command(
+    device_model_path: str,
+    threads: int = 1,
+    use_xnnpack: bool | None = None,
+    delegate: str = "xnnpack",
+    num_runs: int = 50,
+    warmup_runs: int = 1,
+    input_layer: str | None = None,
+    vocab_size: int | None = None,
+    *,
+    input_layers: Sequence[tuple[str, Sequence[int]]] | None = None,
+    value_ranges: Mapping[str, tuple[int, int]] | None = None,
+    binary: str = DEVICE_BINARY,
+    enable_op_profiling: bool = False,
+    report_peak_memory_footprint: bool = True,
+    extra_flags: Sequence[str] = (),
+) -> list[str]:
     """Build the argv of one ``benchmark_model`` run (first element: the binary), with TFLite's real flag names.
 
     Flags (names checked in ``benchmark_model.cc`` / ``benchmark_tflite_model.cc`` and the delegate providers, and
@@ -417,8 +438,13 @@ def benchmark_model_command(device_model_path: str, threads: int = 1, use_xnnpac
     elif delegate == "xnnpack" and not use_xnnpack:
         raise ValueError("delegate='xnnpack' contradicts use_xnnpack=False")
 
-    argv = [str(binary), f"--graph={device_model_path}", f"--num_threads={int(threads)}",
-            f"--num_runs={int(num_runs)}", f"--warmup_runs={int(warmup_runs)}"]
+    argv = [
+        str(binary),
+        f"--graph={device_model_path}",
+        f"--num_threads={int(threads)}",
+        f"--num_runs={int(num_runs)}",
+        f"--warmup_runs={int(warmup_runs)}",
+    ]
     if use_xnnpack is not None:
         argv.append(f"--use_xnnpack={'true' if use_xnnpack else 'false'}")
     if delegate == "gpu":
@@ -436,9 +462,11 @@ def benchmark_model_command(device_model_path: str, threads: int = 1, use_xnnpac
             raise ValueError(f"input_layer={input_layer!r} needs vocab_size >= 1, got {vocab_size!r}")
         ranges[input_layer] = (0, int(vocab_size) - 1)
     if ranges and not input_layers:
-        raise ValueError("value ranges need input_layers: benchmark_model only accepts --input_layer_value_range "
-                         "names listed in --input_layer, which must name every model input with its shape "
-                         "(--input_layer_shape), in the interpreter's input order")
+        raise ValueError(
+            "value ranges need input_layers: benchmark_model only accepts --input_layer_value_range "
+            "names listed in --input_layer, which must name every model input with its shape "
+            "(--input_layer_shape), in the interpreter's input order"
+        )
     if input_layers:
         names = [name for name, _ in input_layers]
         unknown = sorted(set(ranges) - set(names))

@@ -30,13 +30,16 @@ def headline(rows: list[dict], seq_len: int = 128, threads: int = 1) -> dict:
     for variant in sorted({r["variant"] for r in rows}):
         ref = _find(rows, "refbert", variant, seq_len, threads)
         if ref and base:
-            out["vs_bert_base"][variant] = {"smaller": round(base["size_mb"] / ref["size_mb"], 2),
-                                            "faster": round(base["median_ms"] / ref["median_ms"], 2)}
+            out["vs_bert_base"][variant] = {
+                "smaller": round(base["size_mb"] / ref["size_mb"], 2),
+                "faster": round(base["median_ms"] / ref["median_ms"], 2),
+            }
         plain = _find(rows, "refbert_no_bank", variant, seq_len, threads)
         if ref and plain:
             out["bank_share"][variant] = {
                 "size": round((ref["size_mb"] - plain["size_mb"]) / ref["size_mb"], 4),
-                "latency": round((ref["median_ms"] - plain["median_ms"]) / ref["median_ms"], 4)}
+                "latency": round((ref["median_ms"] - plain["median_ms"]) / ref["median_ms"], 4),
+            }
     return out
 
 
@@ -44,20 +47,26 @@ def markdown_table(rows: list[dict], command: str = "") -> str:
     """All rows as one markdown table, sorted by model, variant, sequence length, threads, plus the headline."""
     order = {m: i for i, m in enumerate(("bert_base_shape", "teacher", "vanilla", "refbert", "refbert_no_bank"))}
     rows = sorted(rows, key=lambda r: (order.get(r["model"], 99), r["variant"], r["seq_len"], r["threads"]))
-    lines = ["| model | variant | seq | threads | size MB | init ms | median ms | p90 ms | p99 ms | peak MB | dev |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | variant | seq | threads | size MB | init ms | median ms | p90 ms | p99 ms | peak MB | dev |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         dev = "-" if r.get("dev_metric") is None else f"{r['dev_metric']:.2f}"
-        lines.append(f"| {r['model']} | {r['variant']} | {r['seq_len']} | {r['threads']} | {r['size_mb']:.2f} | "
-                     f"{r['init_ms']:.1f} | {r['median_ms']:.2f} | {r['p90_ms']:.2f} | {r['p99_ms']:.2f} | "
-                     f"{r['peak_mem_mb']:.0f} | {dev} |")
+        lines.append(
+            f"| {r['model']} | {r['variant']} | {r['seq_len']} | {r['threads']} | {r['size_mb']:.2f} | "
+            f"{r['init_ms']:.1f} | {r['median_ms']:.2f} | {r['p90_ms']:.2f} | {r['p99_ms']:.2f} | "
+            f"{r['peak_mem_mb']:.0f} | {dev} |"
+        )
     h = headline(rows)
     lines += ["", f"At sequence {h['seq_len']}, {h['threads']} thread (medians of this run):", ""]
     for variant, v in h["vs_bert_base"].items():
         lines.append(f"- RefBERT {variant} vs BERT-base-shape float32: {v['smaller']}x smaller, {v['faster']}x faster")
     for variant, v in h["bank_share"].items():
-        lines.append(f"- bank share of the RefBERT {variant} file: {100 * v['size']:.1f}% of size, "
-                     f"{100 * v['latency']:.1f}% of latency")
+        lines.append(
+            f"- bank share of the RefBERT {variant} file: {100 * v['size']:.1f}% of size, "
+            f"{100 * v['latency']:.1f}% of latency"
+        )
     if command:
         lines += ["", f"Command: `{command}`"]
     return "\n".join(lines) + "\n"
@@ -76,16 +85,24 @@ def pareto_plot(rows: list[dict], path: str | os.PathLike, seq_len: int = 128, t
 
     from refbert_tf.io_utils import atomic_path
 
-    points = [r for r in rows if r["seq_len"] == seq_len and r["threads"] == threads and r.get("dev_metric") is not None]
+    points = [
+        r for r in rows if r["seq_len"] == seq_len and r["threads"] == threads and r.get("dev_metric") is not None
+    ]
     if not points:
         raise ValueError(f"no measured dev metric at seq_len {seq_len}, threads {threads}: nothing to plot")
     markers = {"float32": "o", "dynamic_int8": "s", "full_int8": "^", "float16": "D"}
     colors = {"teacher": "tab:blue", "vanilla": "tab:orange", "refbert": "tab:green"}
     fig, ax = plt.subplots(figsize=(9.5, 4.5))
     for r in points:
-        ax.scatter(r["median_ms"], r["dev_metric"], marker=markers.get(r["variant"], "x"),
-                   color=colors.get(r["model"], "tab:gray"), s=30 + 4 * r["size_mb"] ** 0.5 * 4, alpha=0.8,
-                   label=f"{r['model']} {r['variant']}")
+        ax.scatter(
+            r["median_ms"],
+            r["dev_metric"],
+            marker=markers.get(r["variant"], "x"),
+            color=colors.get(r["model"], "tab:gray"),
+            s=30 + 4 * r["size_mb"] ** 0.5 * 4,
+            alpha=0.8,
+            label=f"{r['model']} {r['variant']}",
+        )
     ax.set_xscale("log")
     ax.set_xlabel(f"median latency, ms (batch 1, sequence {seq_len}, {threads} thread, LiteRT on this CPU)")
     ax.set_ylabel(f"dev {points[0].get('dev_metric_name', 'metric')} (%)")

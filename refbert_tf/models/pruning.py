@@ -57,12 +57,19 @@ def pruning_statistics(teacher_features, inputs, batch_size: int = 32) -> dict:
         raise ValueError("pruning statistics need at least one example")
     model = teacher_features.model
     layers = teacher_features.num_layers
-    sums = {"hidden": 0.0, "query": [0.0] * layers, "key": [0.0] * layers, "value": [0.0] * layers,
-            "ffn": [0.0] * layers}
+    sums = {
+        "hidden": 0.0,
+        "query": [0.0] * layers,
+        "key": [0.0] * layers,
+        "value": [0.0] * layers,
+        "ffn": [0.0] * layers,
+    }
     weight = 0.0
     for start in range(0, n, batch_size):
-        batch = {k: np.asarray(inputs[k][start:start + batch_size], np.int32)
-                 for k in ("token_ids", "segment_ids", "padding_mask")}
+        batch = {
+            k: np.asarray(inputs[k][start : start + batch_size], np.int32)
+            for k in ("token_ids", "segment_ids", "padding_mask")
+        }
         mask = batch["padding_mask"]
         tokens = float(mask.sum())
         out = model(batch, training=False)
@@ -72,8 +79,11 @@ def pruning_statistics(teacher_features, inputs, batch_size: int = 32) -> dict:
             block = model.get_layer(f"transformer_layer_{i}")
             attention = block._self_attention_layer
             x = states[i]
-            for name, dense in (("query", attention._query_dense), ("key", attention._key_dense),
-                                ("value", attention._value_dense)):
+            for name, dense in (
+                ("query", attention._query_dense),
+                ("key", attention._key_dense),
+                ("value", attention._value_dense),
+            ):
                 sums[name][i] += tokens * _mean_square(dense(x), mask)
             attended = attention(query=x, value=x, key=x, attention_mask=keras.ops.expand_dims(mask, 1))
             h = block._self_attention_layer_norm(x + attended)
@@ -102,8 +112,10 @@ def pruning_misfit(student, backbone) -> str | None:
     if c["num_heads"] != backbone.num_heads:
         return f"student has {c['num_heads']} heads, the teacher {backbone.num_heads} (pruning keeps every head)"
     if c["hidden_dim"] > backbone.hidden_dim or c["intermediate_dim"] > backbone.intermediate_dim:
-        return (f"student (hidden {c['hidden_dim']}, FFN {c['intermediate_dim']}) is wider than the teacher (hidden "
-                f"{backbone.hidden_dim}, FFN {backbone.intermediate_dim}; pruning cannot add units)")
+        return (
+            f"student (hidden {c['hidden_dim']}, FFN {c['intermediate_dim']}) is wider than the teacher (hidden "
+            f"{backbone.hidden_dim}, FFN {backbone.intermediate_dim}; pruning cannot add units)"
+        )
     if len(student.blocks) > backbone.num_layers:
         return f"student has {len(student.blocks)} layers, the teacher {backbone.num_layers}"
     return None
@@ -168,11 +180,15 @@ def init_student_by_pruning(student, teacher, statistics: dict, layer_mapping: l
         w_o = theirs._output_dense.get_weights()[0]  # [heads, d_head, d_t]
         v_keep = _top(np.asarray(statistics["value"][t - 1]) * np.square(w_o).sum(-1), head_s)
         scale = np.sqrt(head_s / head_t)  # q.k / sqrt(head_s) == (teacher's kept part of q.k) / sqrt(head_t)
-        for dense, keep, factor in (("_query_dense", q_keep, scale), ("_key_dense", q_keep, 1.0),
-                                    ("_value_dense", v_keep, 1.0)):
+        for dense, keep, factor in (
+            ("_query_dense", q_keep, scale),
+            ("_key_dense", q_keep, 1.0),
+            ("_value_dense", v_keep, 1.0),
+        ):
             kernel, bias = getattr(theirs, dense).get_weights()  # [d_t, heads, d_head], [heads, d_head]
-            getattr(mine, dense).set_weights([per_head(kernel[kept], keep, 1) * factor,
-                                              per_head(bias, keep, 0) * factor])
+            getattr(mine, dense).set_weights(
+                [per_head(kernel[kept], keep, 1) * factor, per_head(bias, keep, 0) * factor]
+            )
         out_bias = theirs._output_dense.get_weights()[1]
         mine._output_dense.set_weights([per_head(w_o, v_keep, 0)[:, :, kept], out_bias[kept]])
         for norm in ("_self_attention_layer_norm", "_feedforward_layer_norm"):

@@ -41,8 +41,11 @@ def _gelu(x):
 
 def dummy_inputs() -> dict:
     """A one-example, four-token batch of model inputs, for building models before use."""
-    return {"token_ids": np.zeros((1, 4), np.int32), "segment_ids": np.zeros((1, 4), np.int32),
-            "padding_mask": np.ones((1, 4), np.int32)}
+    return {
+        "token_ids": np.zeros((1, 4), np.int32),
+        "segment_ids": np.zeros((1, 4), np.int32),
+        "padding_mask": np.ones((1, 4), np.int32),
+    }
 
 
 def attention_logits(block, x):
@@ -75,11 +78,19 @@ class ReferenceTransformerEncoder(keras_hub.layers.TransformerEncoder):
         self-attention (tested to 1e-5).
     """
 
-    def call(self, inputs, padding_mask=None, reference=None, reference_mask=None, training=None,
-             return_attention_scores=False):
+    def call(
+        self,
+        inputs,
+        padding_mask=None,
+        reference=None,
+        reference_mask=None,
+        training=None,
+        return_attention_scores=False,
+    ):
         if reference is None:
-            return super().call(inputs, padding_mask=padding_mask, training=training,
-                                return_attention_scores=return_attention_scores)
+            return super().call(
+                inputs, padding_mask=padding_mask, training=training, return_attention_scores=return_attention_scores
+            )
         ops = keras.ops
         x = inputs
         if padding_mask is None:
@@ -91,8 +102,14 @@ class ReferenceTransformerEncoder(keras_hub.layers.TransformerEncoder):
         if self.normalize_first:
             x = self._self_attention_layer_norm(x)
             memory = ops.concatenate([x, ops.cast(reference, x.dtype)], axis=1)
-        outputs = self._self_attention_layer(query=x, value=memory, key=memory, attention_mask=attention_mask,
-                                             return_attention_scores=return_attention_scores, training=training)
+        outputs = self._self_attention_layer(
+            query=x,
+            value=memory,
+            key=memory,
+            attention_mask=attention_mask,
+            return_attention_scores=return_attention_scores,
+            training=training,
+        )
         x, scores = outputs if return_attention_scores else (outputs, None)
         x = self._self_attention_dropout(x, training=training)
         x = x + residual
@@ -128,8 +145,17 @@ class ReferenceBankLayer(keras.layers.Layer):
     3.9e6 against 0.09 in layer 1, every real score quantized to one value).
     """
 
-    def __init__(self, num_anchors: int, num_tokens: int, teacher_dim: int, num_buckets: int, idf, ignore_ids,
-                 top_k: int = 1, **kwargs):
+    def __init__(
+        self,
+        num_anchors: int,
+        num_tokens: int,
+        teacher_dim: int,
+        num_buckets: int,
+        idf,
+        ignore_ids,
+        top_k: int = 1,
+        **kwargs,
+    ):
         super().__init__(trainable=False, **kwargs)
         if not 1 <= int(top_k) <= int(num_anchors):
             raise ValueError(f"top_k={top_k} must be between 1 and the bank's {num_anchors} anchors")
@@ -137,13 +163,18 @@ class ReferenceBankLayer(keras.layers.Layer):
         self.num_anchors, self.num_tokens = int(num_anchors), int(num_tokens)
         self.teacher_dim, self.num_buckets = int(teacher_dim), int(num_buckets)
         self.scorer = AnchorScorer(num_buckets, idf, ignore_ids, name="retrieval_key")
-        self.representations = self.add_weight(shape=(self.num_anchors, self.num_tokens, self.teacher_dim),
-                                               initializer="zeros", trainable=False, name="representations")
-        self.representation_mask = self.add_weight(shape=(self.num_anchors, self.num_tokens),
-                                                   initializer="zeros", trainable=False,
-                                                   name="representation_mask")
-        self.keys = self.add_weight(shape=(self.num_anchors, self.num_buckets), initializer="zeros",
-                                    trainable=False, name="keys")
+        self.representations = self.add_weight(
+            shape=(self.num_anchors, self.num_tokens, self.teacher_dim),
+            initializer="zeros",
+            trainable=False,
+            name="representations",
+        )
+        self.representation_mask = self.add_weight(
+            shape=(self.num_anchors, self.num_tokens), initializer="zeros", trainable=False, name="representation_mask"
+        )
+        self.keys = self.add_weight(
+            shape=(self.num_anchors, self.num_buckets), initializer="zeros", trainable=False, name="keys"
+        )
         self.projected_representations = None  # NumPy [M, R, d_student] = P(representations), for export only
 
     def retrieve(self, token_ids, padding_mask):
@@ -169,14 +200,18 @@ class ReferenceBankLayer(keras.layers.Layer):
             projection: the student's P, a callable [M, R, d_teacher] -> [M, R, d_student]
                 (:meth:`RefBertStudent.project_reference`).
         """
-        self.projected_representations = np.asarray(keras.ops.convert_to_numpy(projection(self.representations)),
-                                                    np.float32)
+        self.projected_representations = np.asarray(
+            keras.ops.convert_to_numpy(projection(self.representations)), np.float32
+        )
 
     def call(self, index):
         import tensorflow as tf
 
-        representations = (self.representations if self.projected_representations is None
-                           else tf.constant(self.projected_representations))
+        representations = (
+            self.representations
+            if self.projected_representations is None
+            else tf.constant(self.projected_representations)
+        )
         mask = tf.gather(self.representation_mask, index)  # [B, R] float 0/1 ([B, k, R] for top-k)
         reference = tf.gather(representations, index)  # [B, R, d] ([B, k, R, d] for top-k)
         slots = self.num_tokens
@@ -192,9 +227,15 @@ class ReferenceBankLayer(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.pop("trainable", None)
-        config.update(num_anchors=self.num_anchors, num_tokens=self.num_tokens, teacher_dim=self.teacher_dim,
-                      num_buckets=self.num_buckets, idf=self.scorer.idf_values.tolist(),
-                      ignore_ids=list(self.scorer.ignore_ids), top_k=self.top_k)
+        config.update(
+            num_anchors=self.num_anchors,
+            num_tokens=self.num_tokens,
+            teacher_dim=self.teacher_dim,
+            num_buckets=self.num_buckets,
+            idf=self.scorer.idf_values.tolist(),
+            ignore_ids=list(self.scorer.ignore_ids),
+            top_k=self.top_k,
+        )
         return config
 
 
@@ -222,47 +263,79 @@ class RefBertStudent(keras.Model):
     (list of L tensors [B, heads, T, T], pre-softmax scores over the input tokens) for distillation.
     """
 
-    def __init__(self, vocabulary_size: int, num_classes: int, num_layers: int = 4, hidden_dim: int = 312,
-                 num_heads: int = 12, intermediate_dim: int = 1200, max_sequence_length: int = 512,
-                 teacher_dim: int = 384, bank_config: dict | None = None, dropout: float = 0.1,
-                 reference_projection: str = "linear", **kwargs):
+    def __init__(
+        self,
+        vocabulary_size: int,
+        num_classes: int,
+        num_layers: int = 4,
+        hidden_dim: int = 312,
+        num_heads: int = 12,
+        intermediate_dim: int = 1200,
+        max_sequence_length: int = 512,
+        teacher_dim: int = 384,
+        bank_config: dict | None = None,
+        dropout: float = 0.1,
+        reference_projection: str = "linear",
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if reference_projection not in REFERENCE_PROJECTIONS:
-            raise ValueError(f"unknown reference_projection {reference_projection!r}; use one of "
-                             f"{', '.join(REFERENCE_PROJECTIONS)}")
-        self.config_values = dict(vocabulary_size=vocabulary_size, num_classes=num_classes, num_layers=num_layers,
-                                  hidden_dim=hidden_dim, num_heads=num_heads, intermediate_dim=intermediate_dim,
-                                  max_sequence_length=max_sequence_length, teacher_dim=teacher_dim,
-                                  bank_config=bank_config, dropout=dropout,
-                                  reference_projection=reference_projection)
+            raise ValueError(
+                f"unknown reference_projection {reference_projection!r}; use one of {', '.join(REFERENCE_PROJECTIONS)}"
+            )
+        self.config_values = dict(
+            vocabulary_size=vocabulary_size,
+            num_classes=num_classes,
+            num_layers=num_layers,
+            hidden_dim=hidden_dim,
+            num_heads=num_heads,
+            intermediate_dim=intermediate_dim,
+            max_sequence_length=max_sequence_length,
+            teacher_dim=teacher_dim,
+            bank_config=bank_config,
+            dropout=dropout,
+            reference_projection=reference_projection,
+        )
         init = keras.initializers.TruncatedNormal(stddev=0.02)
-        self.token_embedding = keras.layers.Embedding(vocabulary_size, hidden_dim, embeddings_initializer=init,
-                                                      name="token_embedding")
-        self.position_embedding = keras_hub.layers.PositionEmbedding(max_sequence_length, initializer=init,
-                                                                     name="position_embedding")
-        self.segment_embedding = keras.layers.Embedding(2, hidden_dim, embeddings_initializer=init,
-                                                        name="segment_embedding")
+        self.token_embedding = keras.layers.Embedding(
+            vocabulary_size, hidden_dim, embeddings_initializer=init, name="token_embedding"
+        )
+        self.position_embedding = keras_hub.layers.PositionEmbedding(
+            max_sequence_length, initializer=init, name="position_embedding"
+        )
+        self.segment_embedding = keras.layers.Embedding(
+            2, hidden_dim, embeddings_initializer=init, name="segment_embedding"
+        )
         self.embeddings_layer_norm = keras.layers.LayerNormalization(epsilon=1e-12, name="embeddings_layer_norm")
         self.embeddings_dropout = keras.layers.Dropout(dropout)
         self.blocks = [
-            ReferenceTransformerEncoder(num_heads=num_heads, intermediate_dim=intermediate_dim, activation=_gelu,
-                                        dropout=dropout, layer_norm_epsilon=1e-12, kernel_initializer=init,
-                                        name=f"transformer_layer_{i}")
+            ReferenceTransformerEncoder(
+                num_heads=num_heads,
+                intermediate_dim=intermediate_dim,
+                activation=_gelu,
+                dropout=dropout,
+                layer_norm_epsilon=1e-12,
+                kernel_initializer=init,
+                name=f"transformer_layer_{i}",
+            )
             for i in range(num_layers)
         ]
-        self.pooled_dense = keras.layers.Dense(hidden_dim, activation="tanh", kernel_initializer=init,
-                                               name="pooled_dense")
+        self.pooled_dense = keras.layers.Dense(
+            hidden_dim, activation="tanh", kernel_initializer=init, name="pooled_dense"
+        )
         self.head_dropout = keras.layers.Dropout(dropout)
         self.classifier = keras.layers.Dense(num_classes, kernel_initializer=init, name="logits")
         self.bank = None
         if bank_config is not None:
             self.bank = ReferenceBankLayer(**bank_config, name="reference_bank")
-            self.reference_projection = keras.layers.Dense(hidden_dim, kernel_initializer=init,
-                                                           name="reference_projection")
+            self.reference_projection = keras.layers.Dense(
+                hidden_dim, kernel_initializer=init, name="reference_projection"
+            )
             self.reference_projection_norm = None
             if reference_projection == "linear_norm":
                 self.reference_projection_norm = keras.layers.LayerNormalization(
-                    epsilon=1e-12, name="reference_projection_norm")
+                    epsilon=1e-12, name="reference_projection_norm"
+                )
 
     def project_reference(self, reference):
         """P(ref): teacher-width reference tokens [..., d_teacher] -> [..., d_student]."""
@@ -294,8 +367,9 @@ class RefBertStudent(keras.Model):
         for i, block in enumerate(self.blocks):
             block_input = x
             if i == 0 and reference is not None:
-                x = block(x, padding_mask=padding_mask, reference=reference, reference_mask=reference_mask,
-                          training=training)
+                x = block(
+                    x, padding_mask=padding_mask, reference=reference, reference_mask=reference_mask, training=training
+                )
             else:
                 x = block(x, padding_mask=padding_mask, training=training)
             features["attention_logits"].append(attention_logits(block, block_input))  # block is built now
@@ -336,9 +410,17 @@ class RefBertStudent(keras.Model):
         return cls(**config)
 
 
-def build_student(preset: str, num_classes: int, vocabulary_size: int, teacher_dim: int, bank=None,
-                  max_sequence_length: int = 512, dropout: float = 0.1, top_k: int = 1,
-                  reference_projection: str = "linear") -> RefBertStudent:
+def build_student(
+    preset: str,
+    num_classes: int,
+    vocabulary_size: int,
+    teacher_dim: int,
+    bank=None,
+    max_sequence_length: int = 512,
+    dropout: float = 0.1,
+    top_k: int = 1,
+    reference_projection: str = "linear",
+) -> RefBertStudent:
     """Build a student from a preset name, with the bank's arrays loaded when ``bank`` is given.
 
     Args:
@@ -361,14 +443,29 @@ def build_student(preset: str, num_classes: int, vocabulary_size: int, teacher_d
     bank_config = None
     if bank is not None:
         if bank.representations.shape[-1] != teacher_dim:
-            raise ValueError(f"the bank holds {bank.representations.shape[-1]}-wide teacher states, but the "
-                             f"teacher is {teacher_dim} wide: the bank was built with another teacher")
-        bank_config = dict(num_anchors=bank.num_anchors, num_tokens=bank.num_tokens, teacher_dim=teacher_dim,
-                           num_buckets=bank.index.num_buckets, idf=bank.index.idf.tolist(),
-                           ignore_ids=list(bank.index.ignore_ids), top_k=top_k)
-    student = RefBertStudent(vocabulary_size, num_classes, max_sequence_length=max_sequence_length,
-                             teacher_dim=teacher_dim, bank_config=bank_config, dropout=dropout,
-                             reference_projection=reference_projection, **STUDENT_PRESETS[preset])
+            raise ValueError(
+                f"the bank holds {bank.representations.shape[-1]}-wide teacher states, but the "
+                f"teacher is {teacher_dim} wide: the bank was built with another teacher"
+            )
+        bank_config = dict(
+            num_anchors=bank.num_anchors,
+            num_tokens=bank.num_tokens,
+            teacher_dim=teacher_dim,
+            num_buckets=bank.index.num_buckets,
+            idf=bank.index.idf.tolist(),
+            ignore_ids=list(bank.index.ignore_ids),
+            top_k=top_k,
+        )
+    student = RefBertStudent(
+        vocabulary_size,
+        num_classes,
+        max_sequence_length=max_sequence_length,
+        teacher_dim=teacher_dim,
+        bank_config=bank_config,
+        dropout=dropout,
+        reference_projection=reference_projection,
+        **STUDENT_PRESETS[preset],
+    )
     student(dummy_inputs())  # build
     if bank is not None:
         student.bank.representations.assign(bank.representations)
@@ -391,15 +488,21 @@ def init_student_from_teacher(student: RefBertStudent, teacher_backbone, layer_m
     """
     c = student.config_values
     mine = (c["hidden_dim"], c["num_heads"], c["intermediate_dim"], c["vocabulary_size"])
-    theirs = (teacher_backbone.hidden_dim, teacher_backbone.num_heads, teacher_backbone.intermediate_dim,
-              teacher_backbone.vocabulary_size)
+    theirs = (
+        teacher_backbone.hidden_dim,
+        teacher_backbone.num_heads,
+        teacher_backbone.intermediate_dim,
+        teacher_backbone.vocabulary_size,
+    )
     if mine != theirs:
-        raise ValueError(f"student (hidden, heads, ffn, vocab) = {mine} differs from the teacher's {theirs}: "
-                         "initialisation from the teacher needs equal widths")
+        raise ValueError(
+            f"student (hidden, heads, ffn, vocab) = {mine} differs from the teacher's {theirs}: "
+            "initialisation from the teacher needs equal widths"
+        )
     student.token_embedding.set_weights(teacher_backbone.get_layer("token_embedding").get_weights())
     student.segment_embedding.set_weights(teacher_backbone.get_layer("segment_embedding").get_weights())
     positions = teacher_backbone.get_layer("position_embedding").get_weights()[0]
-    student.position_embedding.set_weights([positions[:c["max_sequence_length"]]])
+    student.position_embedding.set_weights([positions[: c["max_sequence_length"]]])
     student.embeddings_layer_norm.set_weights(teacher_backbone.get_layer("embeddings_layer_norm").get_weights())
     for block, t in zip(student.blocks, layer_mapping):
         block.set_weights(teacher_backbone.get_layer(f"transformer_layer_{t - 1}").get_weights())
@@ -432,14 +535,16 @@ def init_student_embeddings_from_teacher(student: RefBertStudent, teacher_backbo
     c = student.config_values
     d_s, d_t = c["hidden_dim"], teacher_backbone.hidden_dim
     if c["vocabulary_size"] != teacher_backbone.vocabulary_size:
-        raise ValueError(f"student vocabulary ({c['vocabulary_size']}) differs from the teacher's "
-                         f"({teacher_backbone.vocabulary_size}): embeddings cannot be initialised from the teacher")
+        raise ValueError(
+            f"student vocabulary ({c['vocabulary_size']}) differs from the teacher's "
+            f"({teacher_backbone.vocabulary_size}): embeddings cannot be initialised from the teacher"
+        )
     if d_s > d_t:
         raise ValueError(f"student width {d_s} exceeds the teacher's {d_t}: PCA cannot add directions")
     tokens = np.asarray(teacher_backbone.get_layer("token_embedding").get_weights()[0], np.float64)
     basis = PCA(n_components=d_s, svd_solver="full").fit(tokens).components_.astype(np.float32)
-    positions = teacher_backbone.get_layer("position_embedding").get_weights()[0][:c["max_sequence_length"]]
-    segments = teacher_backbone.get_layer("segment_embedding").get_weights()[0][:student.segment_embedding.input_dim]
+    positions = teacher_backbone.get_layer("position_embedding").get_weights()[0][: c["max_sequence_length"]]
+    segments = teacher_backbone.get_layer("segment_embedding").get_weights()[0][: student.segment_embedding.input_dim]
     student.token_embedding.set_weights([tokens.astype(np.float32) @ basis.T])
     student.position_embedding.set_weights([positions @ basis.T])
     student.segment_embedding.set_weights([segments @ basis.T])
@@ -473,14 +578,18 @@ def init_student_from_general(student: RefBertStudent, general_dir, vocab_sha256
     """
     general, meta = load_student(general_dir)
     if vocab_sha256 is not None and meta.get("vocab_sha256") != vocab_sha256:
-        raise ValueError(f"{general_dir}/vocab.txt is not the teacher's vocabulary (sha256 "
-                         f"{str(meta.get('vocab_sha256'))[:12]}... vs {vocab_sha256[:12]}...): general-distil with "
-                         "the same checkpoint's tokenizer")
+        raise ValueError(
+            f"{general_dir}/vocab.txt is not the teacher's vocabulary (sha256 "
+            f"{str(meta.get('vocab_sha256'))[:12]}... vs {vocab_sha256[:12]}...): general-distil with "
+            "the same checkpoint's tokenizer"
+        )
     mine = {k: student.config_values[k] for k in ENCODER_SHAPE}
     theirs = {k: general.config_values[k] for k in ENCODER_SHAPE}
     if mine != theirs:
-        raise ValueError(f"{general_dir} holds a student of shape {theirs}, this run builds {mine}: pass the same "
-                         "--student preset to general_distill.py and distill_glue.py")
+        raise ValueError(
+            f"{general_dir} holds a student of shape {theirs}, this run builds {mine}: pass the same "
+            "--student preset to general_distill.py and distill_glue.py"
+        )
     for name in ("token_embedding", "segment_embedding", "embeddings_layer_norm"):
         getattr(student, name).set_weights(getattr(general, name).get_weights())
     positions = general.position_embedding.get_weights()[0]
@@ -514,8 +623,9 @@ def load_student(student_dir):
     student_dir = Path(student_dir)
     missing = [f for f in STUDENT_FILES if not (student_dir / f).is_file()]
     if missing:
-        raise FileNotFoundError(f"no distilled student in {student_dir} (missing {', '.join(missing)}); run "
-                                "recipes/distill_glue.py first")
+        raise FileNotFoundError(
+            f"no distilled student in {student_dir} (missing {', '.join(missing)}); run recipes/distill_glue.py first"
+        )
     meta = json.loads((student_dir / "student.json").read_text(encoding="utf-8"))
     student = keras.saving.load_model(student_dir / "student.keras", compile=False)
     return student, meta

@@ -47,8 +47,9 @@ def build_teacher(backbone, task: GlueTask | str, dropout: float = 0.1):
     import keras_hub
 
     task = get_task(task) if isinstance(task, str) else task
-    return keras_hub.models.BertTextClassifier(backbone=backbone, num_classes=task.num_classes,
-                                               preprocessor=None, activation=None, dropout=dropout)
+    return keras_hub.models.BertTextClassifier(
+        backbone=backbone, num_classes=task.num_classes, preprocessor=None, activation=None, dropout=dropout
+    )
 
 
 def save_teacher(model, tokenizer: BertWordPieceTokenizer, out_dir: str | os.PathLike, metadata: dict) -> Path:
@@ -70,8 +71,12 @@ def save_teacher(model, tokenizer: BertWordPieceTokenizer, out_dir: str | os.Pat
     with atomic_path(out_dir / "vocab.txt") as tmp:
         shutil.copyfile(tokenizer.vocab_path, tmp)
     meta = dict(metadata)
-    meta.update(vocab_size=tokenizer.vocab_size, vocab_sha256=tokenizer.vocab_sha256,
-                lowercase=tokenizer.lowercase, max_seq_len=tokenizer.max_seq_len)
+    meta.update(
+        vocab_size=tokenizer.vocab_size,
+        vocab_sha256=tokenizer.vocab_sha256,
+        lowercase=tokenizer.lowercase,
+        max_seq_len=tokenizer.max_seq_len,
+    )
     write_json(out_dir / "teacher.json", meta)
     return out_dir
 
@@ -91,7 +96,6 @@ def load_teacher(teacher_dir: str | os.PathLike, task: GlueTask | str | None = N
         ValueError: if the teacher was fine-tuned on another task, or its vocabulary file was changed.
     """
     import keras
-
     import keras_hub  # noqa: F401  (registers keras-hub classes for deserialization)
 
     import refbert_tf.models.backbone  # noqa: F401  (registers our BertBackbone, which saved teachers name)
@@ -99,25 +103,40 @@ def load_teacher(teacher_dir: str | os.PathLike, task: GlueTask | str | None = N
     teacher_dir = Path(teacher_dir)
     missing = [f for f in TEACHER_FILES if not (teacher_dir / f).is_file()]
     if missing:
-        raise TeacherNotFoundError(f"no fine-tuned teacher in {teacher_dir} (missing {', '.join(missing)}); "
-                                   "run recipes/finetune_teacher.py first")
+        raise TeacherNotFoundError(
+            f"no fine-tuned teacher in {teacher_dir} (missing {', '.join(missing)}); "
+            "run recipes/finetune_teacher.py first"
+        )
     meta = json.loads((teacher_dir / "teacher.json").read_text(encoding="utf-8"))
     if task is not None:
         task = get_task(task) if isinstance(task, str) else task
         if meta.get("task") != task.name:
-            raise ValueError(f"{teacher_dir / 'teacher.json'}: teacher was fine-tuned on {meta.get('task')!r}, "
-                             f"not {task.name!r}")
-    tokenizer = BertWordPieceTokenizer(teacher_dir / "vocab.txt", lowercase=meta["lowercase"],
-                                       max_seq_len=meta["max_seq_len"])
+            raise ValueError(
+                f"{teacher_dir / 'teacher.json'}: teacher was fine-tuned on {meta.get('task')!r}, not {task.name!r}"
+            )
+    tokenizer = BertWordPieceTokenizer(
+        teacher_dir / "vocab.txt", lowercase=meta["lowercase"], max_seq_len=meta["max_seq_len"]
+    )
     if tokenizer.vocab_sha256 != meta["vocab_sha256"]:
         raise ValueError(f"{teacher_dir / 'vocab.txt'} does not match the sha256 recorded in teacher.json")
     model = keras.saving.load_model(teacher_dir / "model.keras", compile=False)
     return model, tokenizer, meta
 
 
-def finetune_teacher(task: GlueTask | str, out_dir: str | os.PathLike, checkpoint=None, config=None,
-                     glue_dir=None, source: str = "tsv", max_train_examples: int | None = None,
-                     backbone=None, tokenizer=None, verbose="auto", command: str = "", strategy=None) -> dict:
+def finetune_teacher(
+    task: GlueTask | str,
+    out_dir: str | os.PathLike,
+    checkpoint=None,
+    config=None,
+    glue_dir=None,
+    source: str = "tsv",
+    max_train_examples: int | None = None,
+    backbone=None,
+    tokenizer=None,
+    verbose="auto",
+    command: str = "",
+    strategy=None,
+) -> dict:
     """Fine-tune a teacher on a GLUE task end to end: load, tokenize, fit (resumable), evaluate on dev, save.
 
     Args:
@@ -173,8 +192,7 @@ def finetune_teacher(task: GlueTask | str, out_dir: str | os.PathLike, checkpoin
         model = build_teacher(backbone, task, dropout=config.dropout)
         train_features = tokenizer.encode(train.text_a, train.text_b, config.max_seq_len)
         dev_features = tokenizer.encode(dev.text_a, dev.text_b, config.max_seq_len)
-        history = fit(model, task, train_features, train.labels, config, backup_dir=out_dir / "backup",
-                      verbose=verbose)
+        history = fit(model, task, train_features, train.labels, config, backup_dir=out_dir / "backup", verbose=verbose)
     metrics = evaluate(model, task, dev_features, dev.labels)
     result = {
         "task": task.name,
@@ -195,6 +213,11 @@ def finetune_teacher(task: GlueTask | str, out_dir: str | os.PathLike, checkpoin
         "strategy": strategy_info(strategy),
         "final_train_loss": float(history.history["loss"][-1]) if history.history.get("loss") else None,
     }
-    save_teacher(model, tokenizer, out_dir, {k: result[k] for k in ("task", "metrics", "checkpoint", "config")}
-                 | {"labels": list(task.labels), "num_classes": task.num_classes})
+    save_teacher(
+        model,
+        tokenizer,
+        out_dir,
+        {k: result[k] for k in ("task", "metrics", "checkpoint", "config")}
+        | {"labels": list(task.labels), "num_classes": task.num_classes},
+    )
     return result

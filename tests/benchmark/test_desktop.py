@@ -5,8 +5,19 @@ import pytest
 from refbert_tf.benchmark.desktop import benchmark_tflite, measure_in_process
 from refbert_tf.inference import ModelFileError
 
-KEYS = {"init_ms", "warmup_first_ms", "median_ms", "p90_ms", "p99_ms", "peak_mem_mb", "model_mem_mb", "threads",
-        "seq_len", "size_mb", "count"}
+KEYS = {
+    "init_ms",
+    "warmup_first_ms",
+    "median_ms",
+    "p90_ms",
+    "p99_ms",
+    "peak_mem_mb",
+    "model_mem_mb",
+    "threads",
+    "seq_len",
+    "size_mb",
+    "count",
+}
 
 
 def _tiny_model(tmp_path):

@@ -15,7 +15,11 @@ from pathlib import Path
 import pytest
 
 from refbert_tf.benchmark.mobile import (
-    BenchmarkLogError, benchmark_model_command, parse_benchmark_model_log, parse_benchmark_model_log_file)
+    BenchmarkLogError,
+    benchmark_model_command,
+    parse_benchmark_model_log,
+    parse_benchmark_model_log_file,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 LOGS = ROOT / "tests" / "fixtures" / "benchmark_logs"
@@ -25,28 +29,72 @@ NO_PERCENTILES = {"median_ms": None, "p90_ms": None, "p99_ms": None, "source": "
 EXPECTED = {
     # Desktop Linux, INFO: prefixes, no delegate lines, memory delta line.
     "linux_desktop_tf61946.log": {
-        "init_ms": 0.53, "warmup_first_ms": 124.02, "warmup_avg_ms": 117.225, "avg_ms": 116.066, "std_ms": 1.906,
-        "min_ms": 111.222, "max_ms": 121.324, "count": 50, "peak_mem_mb": None, "model_mem_mb": 12.1914,
+        "init_ms": 0.53,
+        "warmup_first_ms": 124.02,
+        "warmup_avg_ms": 117.225,
+        "avg_ms": 116.066,
+        "std_ms": 1.906,
+        "min_ms": 111.222,
+        "max_ms": 121.324,
+        "count": 50,
+        "peak_mem_mb": None,
+        "model_mem_mb": 12.1914,
         "threads": None,
-        "delegate": "cpu", "model_path": "./mobilenet_v1_1.0_224_quant.tflite", **NO_PERCENTILES},
+        "delegate": "cpu",
+        "model_path": "./mobilenet_v1_1.0_224_quant.tflite",
+        **NO_PERCENTILES,
+    },
     # Android, adb shell, GPU delegate fully applied; excerpt ends at the timings line (no memory line).
     "android_adb_shell_gpu_tf43541.log": {
-        "init_ms": 870.557, "warmup_first_ms": 130.565, "warmup_avg_ms": 122.373, "avg_ms": 119.375,
-        "std_ms": 1.948, "min_ms": 113.737, "max_ms": 124.776, "count": 50, "peak_mem_mb": None,
-        "model_mem_mb": None, "threads": 4,
-        "delegate": "gpu", "model_path": "/data/local/tmp/tflite/denoising_32bit.tflite", **NO_PERCENTILES},
+        "init_ms": 870.557,
+        "warmup_first_ms": 130.565,
+        "warmup_avg_ms": 122.373,
+        "avg_ms": 119.375,
+        "std_ms": 1.948,
+        "min_ms": 113.737,
+        "max_ms": 124.776,
+        "count": 50,
+        "peak_mem_mb": None,
+        "model_mem_mb": None,
+        "threads": 4,
+        "delegate": "gpu",
+        "model_path": "/data/local/tmp/tflite/denoising_32bit.tflite",
+        **NO_PERCENTILES,
+    },
     # Android logcat (threadtime headers), NNAPI partially applied; excerpt without the parameter block.
     "android_logcat_nnapi_tf56301.log": {
-        "init_ms": 126.059, "warmup_first_ms": 32.942, "warmup_avg_ms": 12.5819, "avg_ms": 12.1676,
-        "std_ms": 0.325, "min_ms": 11.787, "max_ms": 13.649, "count": 75, "peak_mem_mb": None,
-        "model_mem_mb": None, "threads": None,
-        "delegate": "nnapi", "model_path": None, **NO_PERCENTILES},
+        "init_ms": 126.059,
+        "warmup_first_ms": 32.942,
+        "warmup_avg_ms": 12.5819,
+        "avg_ms": 12.1676,
+        "std_ms": 0.325,
+        "min_ms": 11.787,
+        "max_ms": 13.649,
+        "count": 75,
+        "peak_mem_mb": None,
+        "model_mem_mb": None,
+        "threads": None,
+        "delegate": "nnapi",
+        "model_path": None,
+        **NO_PERCENTILES,
+    },
     # TF 2.2: legacy summary line, warm-up "count=1 curr=15908626", avg in scientific notation.
     "legacy_tf40183.log": {
-        "init_ms": 48.019, "warmup_first_ms": 15908.626, "warmup_avg_ms": 15908.6, "avg_ms": 16850.5,
-        "std_ms": 69.772, "min_ms": 16767.506, "max_ms": 17015.249, "count": 9, "peak_mem_mb": None,
+        "init_ms": 48.019,
+        "warmup_first_ms": 15908.626,
+        "warmup_avg_ms": 15908.6,
+        "avg_ms": 16850.5,
+        "std_ms": 69.772,
+        "min_ms": 16767.506,
+        "max_ms": 17015.249,
+        "count": 9,
+        "peak_mem_mb": None,
         "model_mem_mb": None,
-        "threads": 8, "delegate": "cpu", "model_path": "model.tflite", **NO_PERCENTILES},
+        "threads": 8,
+        "delegate": "cpu",
+        "model_path": "model.tflite",
+        **NO_PERCENTILES,
+    },
 }
 
 
@@ -94,9 +142,11 @@ def test_text_without_timings_or_errors_says_so():
 
 def test_gather_failure_message_is_quoted():
     # Constructed from TFLite's own strings (kernels/gather.cc, Subgraph::Invoke, benchmark_main.cc).
-    text = ("INFO: Running benchmark for at least 1 iterations and at least 0.5 seconds but terminate if "
-            "exceeding 150 seconds.\nERROR: gather index out of bounds\n"
-            "ERROR: Node number 17 (GATHER) failed to invoke.\nERROR: Benchmarking failed.\n")
+    text = (
+        "INFO: Running benchmark for at least 1 iterations and at least 0.5 seconds but terminate if "
+        "exceeding 150 seconds.\nERROR: gather index out of bounds\n"
+        "ERROR: Node number 17 (GATHER) failed to invoke.\nERROR: Benchmarking failed.\n"
+    )
     with pytest.raises(BenchmarkLogError, match="gather index out of bounds") as err:
         parse_benchmark_model_log(text)
     assert "Node number 17 (GATHER) failed to invoke." in str(err.value)
@@ -111,14 +161,20 @@ def test_failure_after_the_timings_line_still_raises():
 
 def test_percentiles_all_same_and_periodic_peak_memory():
     # Constructed in LiteRT's format (StatWithPercentiles::OutputToStream, BenchmarkLoggingListener).
-    text = "\n".join([
-        "INFO: STARTING!", "INFO: Num threads: [2]", "INFO: Graph: [/data/local/tmp/s.tflite]",
-        "INFO: Use xnnpack: [1]", "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",
-        "INFO: count=3 curr=2000(all same) p5=2000 median=2000 p95=2000",
-        "INFO: count=50 first=1500 curr=1400 min=1300 max=2500 avg=1450.5 std=120 p5=1310 median=1420 p95=1900",
-        "INFO: Inference timings in us: Init: 9000, First inference: 2000, Warmup (avg): 2000, Inference (avg): 1450.5",
-        "INFO: Memory footprint delta from the start of the tool (MB): init=3.5 overall=20.25",
-        "INFO: Overall peak memory footprint (MB) via periodic monitoring: 31.5"])
+    text = "\n".join(
+        [
+            "INFO: STARTING!",
+            "INFO: Num threads: [2]",
+            "INFO: Graph: [/data/local/tmp/s.tflite]",
+            "INFO: Use xnnpack: [1]",
+            "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",
+            "INFO: count=3 curr=2000(all same) p5=2000 median=2000 p95=2000",
+            "INFO: count=50 first=1500 curr=1400 min=1300 max=2500 avg=1450.5 std=120 p5=1310 median=1420 p95=1900",
+            "INFO: Inference timings in us: Init: 9000, First inference: 2000, Warmup (avg): 2000, Inference (avg): 1450.5",
+            "INFO: Memory footprint delta from the start of the tool (MB): init=3.5 overall=20.25",
+            "INFO: Overall peak memory footprint (MB) via periodic monitoring: 31.5",
+        ]
+    )
     row = parse_benchmark_model_log(text)
     assert row["median_ms"] == pytest.approx(1.42)
     assert row["p90_ms"] is None and row["p99_ms"] is None
@@ -129,9 +185,11 @@ def test_percentiles_all_same_and_periodic_peak_memory():
 
 
 def test_delegate_not_executed_is_not_reported():
-    text = ("Graph: [m.tflite]\nUse NNAPI: [1]\nThough NNAPI delegate is explicitly applied, the model graph will "
-            "not be executed by the delegate.\ncount=5 first=10 curr=10 min=9 max=11 avg=10 std=1\n"
-            "Inference timings in us: Init: 1, First inference: 10, Warmup (avg): 10, Inference (avg): 10\n")
+    text = (
+        "Graph: [m.tflite]\nUse NNAPI: [1]\nThough NNAPI delegate is explicitly applied, the model graph will "
+        "not be executed by the delegate.\ncount=5 first=10 curr=10 min=9 max=11 avg=10 std=1\n"
+        "Inference timings in us: Init: 1, First inference: 10, Warmup (avg): 10, Inference (avg): 10\n"
+    )
     assert parse_benchmark_model_log(text)["delegate"] == "cpu"
 
 
@@ -139,46 +197,76 @@ BERT_INPUTS = [("token_ids", [1, 128]), ("segment_ids", [1, 128]), ("padding_mas
 
 
 def test_command_for_a_bert_student_on_xnnpack():
-    argv = benchmark_model_command("/data/local/tmp/s.tflite", threads=4, delegate="xnnpack", num_runs=100,
-                                   warmup_runs=5, input_layer="token_ids", vocab_size=30522,
-                                   input_layers=BERT_INPUTS, value_ranges={"segment_ids": (0, 1),
-                                                                           "padding_mask": (1, 1)})
+    argv = benchmark_model_command(
+        "/data/local/tmp/s.tflite",
+        threads=4,
+        delegate="xnnpack",
+        num_runs=100,
+        warmup_runs=5,
+        input_layer="token_ids",
+        vocab_size=30522,
+        input_layers=BERT_INPUTS,
+        value_ranges={"segment_ids": (0, 1), "padding_mask": (1, 1)},
+    )
     assert argv == [
-        "/data/local/tmp/benchmark_model", "--graph=/data/local/tmp/s.tflite", "--num_threads=4",
-        "--num_runs=100", "--warmup_runs=5", "--use_xnnpack=true", "--report_peak_memory_footprint=true",
-        "--input_layer=token_ids,segment_ids,padding_mask", "--input_layer_shape=1,128:1,128:1,128",
-        "--input_layer_value_range=token_ids,0,30521:segment_ids,0,1:padding_mask,1,1"]
+        "/data/local/tmp/benchmark_model",
+        "--graph=/data/local/tmp/s.tflite",
+        "--num_threads=4",
+        "--num_runs=100",
+        "--warmup_runs=5",
+        "--use_xnnpack=true",
+        "--report_peak_memory_footprint=true",
+        "--input_layer=token_ids,segment_ids,padding_mask",
+        "--input_layer_shape=1,128:1,128:1,128",
+        "--input_layer_value_range=token_ids,0,30521:segment_ids,0,1:padding_mask,1,1",
+    ]
 
 
-@pytest.mark.parametrize("delegate, expected, absent", [
-    ("cpu", ["--use_xnnpack=false"], ["--use_gpu=true", "--use_nnapi=true"]),
-    ("gpu", ["--use_gpu=true"], ["--use_xnnpack=true", "--use_xnnpack=false", "--use_nnapi=true"]),
-    ("nnapi", ["--use_nnapi=true"], ["--use_xnnpack=true", "--use_xnnpack=false", "--use_gpu=true"]),
-])
+@pytest.mark.parametrize(
+    "delegate, expected, absent",
+    [
+        ("cpu", ["--use_xnnpack=false"], ["--use_gpu=true", "--use_nnapi=true"]),
+        ("gpu", ["--use_gpu=true"], ["--use_xnnpack=true", "--use_xnnpack=false", "--use_nnapi=true"]),
+        ("nnapi", ["--use_nnapi=true"], ["--use_xnnpack=true", "--use_xnnpack=false", "--use_gpu=true"]),
+    ],
+)
 def test_command_delegate_flags(delegate, expected, absent):
-    argv = benchmark_model_command("m.tflite", threads=1, delegate=delegate, enable_op_profiling=True,
-                                   report_peak_memory_footprint=False, binary="./benchmark_model")
+    argv = benchmark_model_command(
+        "m.tflite",
+        threads=1,
+        delegate=delegate,
+        enable_op_profiling=True,
+        report_peak_memory_footprint=False,
+        binary="./benchmark_model",
+    )
     assert argv[0] == "./benchmark_model" and "--enable_op_profiling=true" in argv
     assert "--report_peak_memory_footprint=true" not in argv
     assert all(flag in argv for flag in expected) and not any(flag in argv for flag in absent)
 
 
 def test_command_sanitizes_names_with_separators():
-    argv = benchmark_model_command("m.tflite", input_layer="serve_token_ids:0", vocab_size=100,
-                                   input_layers=[("serve_token_ids:0", [1, 8]), ("serve_mask:0", [1, 8])])
+    argv = benchmark_model_command(
+        "m.tflite",
+        input_layer="serve_token_ids:0",
+        vocab_size=100,
+        input_layers=[("serve_token_ids:0", [1, 8]), ("serve_mask:0", [1, 8])],
+    )
     assert "--input_layer=serve_token_ids_0,serve_mask_0" in argv
     assert "--input_layer_value_range=serve_token_ids_0,0,99" in argv
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"delegate": "tpu"}, "delegate must be one of"),
-    ({"delegate": "cpu", "use_xnnpack": True}, "contradicts"),
-    ({"input_layer": "token_ids", "vocab_size": 30522}, "need input_layers"),
-    ({"input_layer": "ids", "vocab_size": 10, "input_layers": BERT_INPUTS}, "not in input_layers"),
-    ({"input_layer": "token_ids", "vocab_size": 0, "input_layers": BERT_INPUTS}, "vocab_size >= 1"),
-    ({"input_layers": [("token_ids", [1, -1])]}, "fully known shape"),
-    ({"threads": 0}, "threads must be"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"delegate": "tpu"}, "delegate must be one of"),
+        ({"delegate": "cpu", "use_xnnpack": True}, "contradicts"),
+        ({"input_layer": "token_ids", "vocab_size": 30522}, "need input_layers"),
+        ({"input_layer": "ids", "vocab_size": 10, "input_layers": BERT_INPUTS}, "not in input_layers"),
+        ({"input_layer": "token_ids", "vocab_size": 0, "input_layers": BERT_INPUTS}, "vocab_size >= 1"),
+        ({"input_layers": [("token_ids", [1, -1])]}, "fully known shape"),
+        ({"threads": 0}, "threads must be"),
+    ],
+)
 def test_command_rejects_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         benchmark_model_command("m.tflite", **kwargs)
@@ -186,10 +274,12 @@ def test_command_rejects_bad_arguments(kwargs, message):
 
 # ---- the command-line script ------------------------------------------------------------------------------------
 
+
 def run_script(*args, env=None):
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True,
-                          env=full_env, timeout=120)
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True, env=full_env, timeout=120
+    )
 
 
 def test_script_help():
@@ -236,9 +326,14 @@ esac
 def student(tmp_path):
     model = tmp_path / "sst2_tinybert4_dynamic_int8.tflite"
     model.write_bytes(b"\0" * 2**20)
-    card = {"model": "tinybert4", "variant": "dynamic_int8", "max_seq_len": 128,
-            "inputs": [{"name": n, "dtype": "int32", "shape": [1, -1]}
-                       for n in ("token_ids", "segment_ids", "padding_mask")]}
+    card = {
+        "model": "tinybert4",
+        "variant": "dynamic_int8",
+        "max_seq_len": 128,
+        "inputs": [
+            {"name": n, "dtype": "int32", "shape": [1, -1]} for n in ("token_ids", "segment_ids", "padding_mask")
+        ],
+    }
     model.with_suffix(".json").write_text(json.dumps(card))
     return model
 
@@ -251,26 +346,58 @@ def test_script_without_adb_is_a_clean_error(tmp_path):
 
 def test_script_without_device_is_a_clean_error(tmp_path):
     adb = fake_adb(tmp_path, devices="")
-    result = run_script("--model", student(tmp_path), "--vocab-size", 30522, "--adb", adb,
-                        env={"FAKE_ADB_CALLS": str(tmp_path / "calls.txt")})
+    result = run_script(
+        "--model",
+        student(tmp_path),
+        "--vocab-size",
+        30522,
+        "--adb",
+        adb,
+        env={"FAKE_ADB_CALLS": str(tmp_path / "calls.txt")},
+    )
     assert result.returncode == 2
     assert "no Android device attached" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_script_runs_on_a_fake_device(tmp_path):
     adb, calls, out = fake_adb(tmp_path), tmp_path / "calls.txt", tmp_path / "rows.json"
-    result = run_script("--model", student(tmp_path), "--vocab-size", 30522, "--adb", adb, "--threads", 4,
-                        "--delegate", "gpu", "--output", out,
-                        env={"FAKE_ADB_CALLS": str(calls),
-                             "FAKE_ADB_LOG": str(LOGS / "android_adb_shell_gpu_tf43541.log")})
+    result = run_script(
+        "--model",
+        student(tmp_path),
+        "--vocab-size",
+        30522,
+        "--adb",
+        adb,
+        "--threads",
+        4,
+        "--delegate",
+        "gpu",
+        "--output",
+        out,
+        env={"FAKE_ADB_CALLS": str(calls), "FAKE_ADB_LOG": str(LOGS / "android_adb_shell_gpu_tf43541.log")},
+    )
     assert result.returncode == 0, result.stderr
     (row,) = json.loads(out.read_text())
-    assert row == {**EXPECTED["android_adb_shell_gpu_tf43541.log"], "model": "tinybert4",
-                   "variant": "dynamic_int8", "seq_len": 128, "size_mb": 1.0, "threads": 4,
-                   "delegate_requested": "gpu", "device": "Pixel Fake", "soc": "fakesoc", "command": row["command"]}
+    assert row == {
+        **EXPECTED["android_adb_shell_gpu_tf43541.log"],
+        "model": "tinybert4",
+        "variant": "dynamic_int8",
+        "seq_len": 128,
+        "size_mb": 1.0,
+        "threads": 4,
+        "delegate_requested": "gpu",
+        "device": "Pixel Fake",
+        "soc": "fakesoc",
+        "command": row["command"],
+    }
     sent = calls.read_text()
     assert "/data/local/tmp/sst2_tinybert4_dynamic_int8.tflite" in sent
-    for flag in ("--graph=/data/local/tmp/sst2_tinybert4_dynamic_int8.tflite", "--num_threads=4", "--use_gpu=true",
-                 "--input_layer=token_ids,segment_ids,padding_mask", "--input_layer_shape=1,128:1,128:1,128",
-                 "--input_layer_value_range=token_ids,0,30521:segment_ids,0,1:padding_mask,1,1"):
+    for flag in (
+        "--graph=/data/local/tmp/sst2_tinybert4_dynamic_int8.tflite",
+        "--num_threads=4",
+        "--use_gpu=true",
+        "--input_layer=token_ids,segment_ids,padding_mask",
+        "--input_layer_shape=1,128:1,128:1,128",
+        "--input_layer_value_range=token_ids,0,30521:segment_ids,0,1:padding_mask,1,1",
+    ):
         assert flag in sent

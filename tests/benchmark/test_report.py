@@ -6,14 +6,29 @@ from refbert_tf.benchmark.report import headline, markdown_table, pareto_plot
 
 
 def _row(model, variant, size, median, dev=None, seq=128, threads=1):
-    return {"model": model, "variant": variant, "seq_len": seq, "threads": threads, "size_mb": size,
-            "init_ms": 5.0, "median_ms": median, "p90_ms": median * 1.1, "p99_ms": median * 1.3,
-            "peak_mem_mb": 60.0, "dev_metric": dev, "dev_metric_name": "accuracy"}
+    return {
+        "model": model,
+        "variant": variant,
+        "seq_len": seq,
+        "threads": threads,
+        "size_mb": size,
+        "init_ms": 5.0,
+        "median_ms": median,
+        "p90_ms": median * 1.1,
+        "p99_ms": median * 1.3,
+        "peak_mem_mb": 60.0,
+        "dev_metric": dev,
+        "dev_metric_name": "accuracy",
+    }
 
 
-ROWS = [_row("bert_base_shape", "float32", 400.0, 200.0), _row("refbert", "float32", 50.0, 10.0, 85.0),
-        _row("refbert_no_bank", "float32", 40.0, 9.0), _row("refbert", "dynamic_int8", 16.0, 8.0, 84.5),
-        _row("refbert", "float32", 50.0, 6.0, 85.0, seq=64)]
+ROWS = [
+    _row("bert_base_shape", "float32", 400.0, 200.0),
+    _row("refbert", "float32", 50.0, 10.0, 85.0),
+    _row("refbert_no_bank", "float32", 40.0, 9.0),
+    _row("refbert", "dynamic_int8", 16.0, 8.0, 84.5),
+    _row("refbert", "float32", 50.0, 6.0, 85.0, seq=64),
+]
 
 
 def test_headline_ratios():

@@ -23,8 +23,9 @@ def test_minilm_weights_match_numpy_reference(minilm):
     ref = json.loads(FIXTURE.read_text())
     assert backbone.count_params() == 22_713_216
     ids = np.asarray([ref["token_ids"]], np.int32)
-    out = backbone({"token_ids": ids, "segment_ids": np.asarray([ref["segment_ids"]], np.int32),
-                    "padding_mask": np.ones_like(ids)})
+    out = backbone(
+        {"token_ids": ids, "segment_ids": np.asarray([ref["segment_ids"]], np.int32), "padding_mask": np.ones_like(ids)}
+    )
     np.testing.assert_allclose(np.asarray(out["sequence_output"])[0], ref["sequence_output"], atol=1e-4)
     np.testing.assert_allclose(np.asarray(out["pooled_output"])[0], ref["pooled_output"], atol=1e-4)
     # the fixture's ids are what our tokenizer produces for its text
@@ -70,11 +71,13 @@ def test_missing_directory_config_and_weights(minilm_dir, tmp_path):
 def test_keras_hub_preset_directory(minilm_dir, tmp_path):
     import keras_hub
 
-    tiny = keras_hub.models.BertBackbone(vocabulary_size=30522, num_layers=1, num_heads=2, hidden_dim=16,
-                                         intermediate_dim=32, max_sequence_length=64)
+    tiny = keras_hub.models.BertBackbone(
+        vocabulary_size=30522, num_layers=1, num_heads=2, hidden_dim=16, intermediate_dim=32, max_sequence_length=64
+    )
     tiny.save_to_preset(str(tmp_path / "preset"))
     keras_hub.models.BertTokenizer(vocabulary=str(minilm_dir / "vocab.txt"), lowercase=True).save_to_preset(
-        str(tmp_path / "preset"))
+        str(tmp_path / "preset")
+    )
     backbone, tokenizer, info = load_backbone(tmp_path / "preset", max_seq_len=128)
     assert info.kind == "keras_hub_dir" and info.lowercase and backbone.num_layers == 1
     assert tokenizer.max_seq_len == 64  # capped by the backbone's position embeddings

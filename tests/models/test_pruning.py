@@ -9,24 +9,43 @@ from tests.helpers import tiny_bert_backbone
 def _inputs(n=6, length=10, vocab=100, seed=0):
     rng = np.random.default_rng(seed)
     mask = np.ones((n, length), np.int32)
-    mask[::2, length // 2:] = 0  # half the rows padded
-    return {"token_ids": (rng.integers(3, vocab, (n, length)) * mask).astype(np.int32),
-            "segment_ids": np.zeros((n, length), np.int32), "padding_mask": mask}
+    mask[::2, length // 2 :] = 0  # half the rows padded
+    return {
+        "token_ids": (rng.integers(3, vocab, (n, length)) * mask).astype(np.int32),
+        "segment_ids": np.zeros((n, length), np.int32),
+        "padding_mask": mask,
+    }
 
 
 def _teacher(num_classes=2, hidden_dim=32):
     keras.utils.set_random_seed(5)
-    backbone = tiny_bert_backbone(num_layers=2, hidden_dim=hidden_dim, intermediate_dim=64, vocabulary_size=100,
-                                  max_sequence_length=32, dropout=0.0)
-    return keras_hub.models.BertTextClassifier(backbone=backbone, num_classes=num_classes, preprocessor=None,
-                                               dropout=0.0)
+    backbone = tiny_bert_backbone(
+        num_layers=2,
+        hidden_dim=hidden_dim,
+        intermediate_dim=64,
+        vocabulary_size=100,
+        max_sequence_length=32,
+        dropout=0.0,
+    )
+    return keras_hub.models.BertTextClassifier(
+        backbone=backbone, num_classes=num_classes, preprocessor=None, dropout=0.0
+    )
 
 
 def _student(hidden_dim, intermediate_dim, num_heads=2, num_layers=2, num_classes=2):
     from refbert_tf.models.student import RefBertStudent
 
-    student = RefBertStudent(100, num_classes, num_layers=num_layers, hidden_dim=hidden_dim, num_heads=num_heads,
-                             intermediate_dim=intermediate_dim, max_sequence_length=24, teacher_dim=32, dropout=0.0)
+    student = RefBertStudent(
+        100,
+        num_classes,
+        num_layers=num_layers,
+        hidden_dim=hidden_dim,
+        num_heads=num_heads,
+        intermediate_dim=intermediate_dim,
+        max_sequence_length=24,
+        teacher_dim=32,
+        dropout=0.0,
+    )
     student(_inputs())
     return student
 
@@ -55,8 +74,11 @@ def test_pruning_keeps_the_most_active_units_and_refuses_misfits():
     dead = np.array([3, 10, 17, 29, 30, 31])  # LayerNorm gain and bias 0: these coordinates are 0 in every state
     for name in ["embeddings_layer_norm"] + [f"transformer_layer_{i}" for i in range(2)]:
         layer = backbone.get_layer(name)
-        norms = [layer] if name.startswith("embeddings") else [layer._self_attention_layer_norm,
-                                                               layer._feedforward_layer_norm]
+        norms = (
+            [layer]
+            if name.startswith("embeddings")
+            else [layer._self_attention_layer_norm, layer._feedforward_layer_norm]
+        )
         for norm in norms:
             gamma, beta = norm.get_weights()
             gamma[dead], beta[dead] = 0.0, 0.0
@@ -72,16 +94,19 @@ def test_pruning_keeps_the_most_active_units_and_refuses_misfits():
     kept = init_student_by_pruning(student, teacher, stats, [1, 2])
     assert len(kept) == 26 and not set(dead) & set(kept.tolist()) and np.all(np.diff(kept) > 0)
     w_1 = backbone.get_layer("transformer_layer_1")._feedforward_intermediate_dense.get_weights()[0]
-    np.testing.assert_array_equal(student.blocks[1]._feedforward_intermediate_dense.get_weights()[0],
-                                  w_1[kept][:, 16:])  # all of the 48 live units, none of the 16 silent ones
+    np.testing.assert_array_equal(
+        student.blocks[1]._feedforward_intermediate_dense.get_weights()[0], w_1[kept][:, 16:]
+    )  # all of the 48 live units, none of the 16 silent ones
     # queries rescaled so q.k keeps the teacher's 1/sqrt(16) scale under the student's 1/sqrt(13)
     q_student = student.blocks[0]._self_attention_layer._query_dense.get_weights()[0]
     q_teacher = backbone.get_layer("transformer_layer_0")._self_attention_layer._query_dense.get_weights()[0]
     assert q_student.shape == (26, 2, 13)
     ratio = np.abs(q_student).sum() / np.abs(q_teacher[kept]).sum()
     assert 0.5 * np.sqrt(13 / 16) < ratio < np.sqrt(13 / 16) + 1e-6
-    np.testing.assert_array_equal(student.embeddings_layer_norm.get_weights()[0],
-                                  backbone.get_layer("embeddings_layer_norm").get_weights()[0][kept])
+    np.testing.assert_array_equal(
+        student.embeddings_layer_norm.get_weights()[0],
+        backbone.get_layer("embeddings_layer_norm").get_weights()[0][kept],
+    )
     np.testing.assert_array_equal(student.classifier.get_weights()[0], teacher.output_dense.get_weights()[0][kept])
     s = selection_matrix(kept, 32)
     np.testing.assert_array_equal(s @ s.T, np.eye(26))

@@ -1,11 +1,11 @@
 import keras
 import numpy as np
 import pytest
+from helpers import tiny_bert_backbone
 
 from refbert_tf.bank import build_bank
 from refbert_tf.data import read_glue_tsv
 from refbert_tf.models.student import STUDENT_PRESETS, ReferenceTransformerEncoder, build_student
-from helpers import tiny_bert_backbone
 
 
 def test_all_masked_reference_equals_plain_attention():
@@ -28,15 +28,19 @@ def small_bank(glue_dir, minilm_tokenizer):
     train = read_glue_tsv("sst2", "train", glue_dir=glue_dir).take(120)
     feats = tok.encode(train.text_a, max_seq_len=32)
     teacher = tiny_bert_backbone(hidden_dim=24, intermediate_dim=48)
-    bank = build_bank(teacher, feats, layer=2, num_tokens=4, max_anchors=60, ignore_ids=(101, 102, 0),
-                      num_buckets=128, progress=False)
+    bank = build_bank(
+        teacher, feats, layer=2, num_tokens=4, max_anchors=60, ignore_ids=(101, 102, 0), num_buckets=128, progress=False
+    )
     return bank, feats
 
 
 def _inputs(feats, n=8):
     ids = feats["token_ids"][:n].to_tensor(0)
-    return {"token_ids": ids, "segment_ids": feats["segment_ids"][:n].to_tensor(0),
-            "padding_mask": keras.ops.cast(feats["token_ids"][:n].to_tensor(-1) >= 0, "int32")}
+    return {
+        "token_ids": ids,
+        "segment_ids": feats["segment_ids"][:n].to_tensor(0),
+        "padding_mask": keras.ops.cast(feats["token_ids"][:n].to_tensor(-1) >= 0, "int32"),
+    }
 
 
 def test_in_graph_retrieval_equals_offline_choice(small_bank):
@@ -96,19 +100,33 @@ def test_presets_and_errors(small_bank):
 def test_init_from_teacher_copies_mapped_layers():
     from refbert_tf.models.student import RefBertStudent, init_student_from_teacher
 
-    teacher = tiny_bert_backbone(num_layers=4, hidden_dim=16, intermediate_dim=32, vocabulary_size=100,
-                                 max_sequence_length=32)
-    student = RefBertStudent(100, 2, num_layers=2, hidden_dim=16, num_heads=2, intermediate_dim=32,
-                             max_sequence_length=32, teacher_dim=16, dropout=0.0)
-    x = {"token_ids": np.array([[1, 5, 7, 2]], np.int32), "segment_ids": np.zeros((1, 4), np.int32),
-         "padding_mask": np.ones((1, 4), np.int32)}
+    teacher = tiny_bert_backbone(
+        num_layers=4, hidden_dim=16, intermediate_dim=32, vocabulary_size=100, max_sequence_length=32
+    )
+    student = RefBertStudent(
+        100,
+        2,
+        num_layers=2,
+        hidden_dim=16,
+        num_heads=2,
+        intermediate_dim=32,
+        max_sequence_length=32,
+        teacher_dim=16,
+        dropout=0.0,
+    )
+    x = {
+        "token_ids": np.array([[1, 5, 7, 2]], np.int32),
+        "segment_ids": np.zeros((1, 4), np.int32),
+        "padding_mask": np.ones((1, 4), np.int32),
+    }
     student(x)
     init_student_from_teacher(student, teacher, [2, 4])
     for block, t in zip(student.blocks, [2, 4]):
         for a, b in zip(block.get_weights(), teacher.get_layer(f"transformer_layer_{t - 1}").get_weights()):
             np.testing.assert_array_equal(a, b)
-    wide = RefBertStudent(100, 2, num_layers=2, hidden_dim=8, num_heads=2, intermediate_dim=32,
-                          max_sequence_length=32, teacher_dim=16)
+    wide = RefBertStudent(
+        100, 2, num_layers=2, hidden_dim=8, num_heads=2, intermediate_dim=32, max_sequence_length=32, teacher_dim=16
+    )
     wide(x)
     with pytest.raises(ValueError, match="needs equal widths"):
         init_student_from_teacher(wide, teacher, [2, 4])
@@ -120,8 +138,11 @@ def test_init_from_general_student_copies_the_encoder_and_checks_shape_and_vocab
     from refbert_tf.io_utils import write_json
     from refbert_tf.models.student import RefBertStudent, init_student_from_general
 
-    x = {"token_ids": np.array([[1, 5, 7, 2]], np.int32), "segment_ids": np.zeros((1, 4), np.int32),
-         "padding_mask": np.ones((1, 4), np.int32)}
+    x = {
+        "token_ids": np.array([[1, 5, 7, 2]], np.int32),
+        "segment_ids": np.zeros((1, 4), np.int32),
+        "padding_mask": np.ones((1, 4), np.int32),
+    }
     shape = dict(num_layers=2, hidden_dim=16, num_heads=2, intermediate_dim=32, teacher_dim=16, dropout=0.0)
     general = RefBertStudent(100, 1, max_sequence_length=64, **shape)
     general(x)
@@ -137,8 +158,9 @@ def test_init_from_general_student_copies_the_encoder_and_checks_shape_and_vocab
         for a, b in zip(mine.get_weights(), theirs.get_weights()):
             np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(student.token_embedding.get_weights()[0], general.token_embedding.get_weights()[0])
-    np.testing.assert_array_equal(student.position_embedding.get_weights()[0],
-                                  general.position_embedding.get_weights()[0][:32])
+    np.testing.assert_array_equal(
+        student.position_embedding.get_weights()[0], general.position_embedding.get_weights()[0][:32]
+    )
     for a, b in zip(student.classifier.get_weights(), head):  # the task head stays as it was
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="not the teacher's vocabulary"):
@@ -158,16 +180,29 @@ def test_init_embeddings_from_teacher_projects_by_pca():
     from refbert_tf.models.student import RefBertStudent, init_student_embeddings_from_teacher
 
     keras.utils.set_random_seed(3)
-    teacher = tiny_bert_backbone(num_layers=2, hidden_dim=16, intermediate_dim=32, vocabulary_size=100,
-                                 max_sequence_length=32)
+    teacher = tiny_bert_backbone(
+        num_layers=2, hidden_dim=16, intermediate_dim=32, vocabulary_size=100, max_sequence_length=32
+    )
     # teacher token embeddings of rank 8: an 8-wide student keeps them exactly, up to the basis
     rng = np.random.default_rng(0)
     low_rank = (rng.normal(size=(100, 8)) @ rng.normal(size=(8, 16))).astype(np.float32)
     teacher.get_layer("token_embedding").set_weights([low_rank])
-    student = RefBertStudent(100, 2, num_layers=1, hidden_dim=8, num_heads=2, intermediate_dim=16,
-                             max_sequence_length=24, teacher_dim=16, dropout=0.0)
-    x = {"token_ids": np.array([[1, 5, 7, 2]], np.int32), "segment_ids": np.zeros((1, 4), np.int32),
-         "padding_mask": np.ones((1, 4), np.int32)}
+    student = RefBertStudent(
+        100,
+        2,
+        num_layers=1,
+        hidden_dim=8,
+        num_heads=2,
+        intermediate_dim=16,
+        max_sequence_length=24,
+        teacher_dim=16,
+        dropout=0.0,
+    )
+    x = {
+        "token_ids": np.array([[1, 5, 7, 2]], np.int32),
+        "segment_ids": np.zeros((1, 4), np.int32),
+        "padding_mask": np.ones((1, 4), np.int32),
+    }
     student(x)
     basis = init_student_embeddings_from_teacher(student, teacher)
     assert basis.shape == (8, 16)
@@ -179,13 +214,15 @@ def test_init_embeddings_from_teacher_projects_by_pca():
     np.testing.assert_allclose(student.position_embedding.get_weights()[0], positions[:24] @ basis.T, atol=1e-6)
     segments = teacher.get_layer("segment_embedding").get_weights()[0]
     np.testing.assert_allclose(student.segment_embedding.get_weights()[0], segments[:2] @ basis.T, atol=1e-6)
-    other_vocab = RefBertStudent(90, 2, num_layers=1, hidden_dim=8, num_heads=2, intermediate_dim=16,
-                                 max_sequence_length=24, teacher_dim=16)
+    other_vocab = RefBertStudent(
+        90, 2, num_layers=1, hidden_dim=8, num_heads=2, intermediate_dim=16, max_sequence_length=24, teacher_dim=16
+    )
     other_vocab({**x})
     with pytest.raises(ValueError, match="vocabulary"):
         init_student_embeddings_from_teacher(other_vocab, teacher)
-    wider = RefBertStudent(100, 2, num_layers=1, hidden_dim=32, num_heads=2, intermediate_dim=16,
-                           max_sequence_length=24, teacher_dim=16)
+    wider = RefBertStudent(
+        100, 2, num_layers=1, hidden_dim=32, num_heads=2, intermediate_dim=16, max_sequence_length=24, teacher_dim=16
+    )
     wider(x)
     with pytest.raises(ValueError, match="exceeds the teacher"):
         init_student_embeddings_from_teacher(wider, teacher)
@@ -202,7 +239,7 @@ def test_top_k_student_reads_the_k_best_references(small_bank):
     reference, mask = student.bank(on_device)
     assert reference.shape[1] == mask.shape[1] <= 2 * bank.num_tokens
     # slot r of reference j is token r of anchor j
-    np.testing.assert_allclose(np.asarray(reference)[:, :bank.num_tokens], bank.representations[offline[:, 0]])
+    np.testing.assert_allclose(np.asarray(reference)[:, : bank.num_tokens], bank.representations[offline[:, 0]])
     with_index = np.asarray(student({**x, "reference_index": offline.astype(np.int32)}, training=False))
     np.testing.assert_allclose(np.asarray(student(x, training=False)), with_index, atol=1e-6)
     too_many = bank.num_anchors + 1
@@ -214,8 +251,9 @@ def test_linear_norm_projection_folds_and_reloads(small_bank, tmp_path):
     from refbert_tf import export
 
     bank, feats = small_bank
-    student = build_student("tinybert4", 2, 30522, teacher_dim=24, bank=bank, max_sequence_length=64,
-                            reference_projection="linear_norm")
+    student = build_student(
+        "tinybert4", 2, 30522, teacher_dim=24, bank=bank, max_sequence_length=64, reference_projection="linear_norm"
+    )
     x = _inputs(feats)
     logits = np.asarray(student(x, training=False))
     projected = np.asarray(student.project_reference(bank.representations[:2]))

@@ -2,18 +2,27 @@ import json
 
 import keras
 import pytest
+from helpers import Interrupt, tiny_bert_backbone
 
 from refbert_tf.data import get_task, read_glue_tsv
 from refbert_tf.models.teacher import TeacherNotFoundError, build_teacher, finetune_teacher, load_teacher
 from refbert_tf.training import FinetuneConfig, fit, predict_outputs
-from helpers import Interrupt, tiny_bert_backbone
 
 
 @pytest.mark.parametrize("task", ["sst2", "stsb"])
 def test_tiny_finetune_saves_a_teacher_that_reloads(glue_dir, minilm_tokenizer, tmp_path, task):
     config = FinetuneConfig(epochs=2, batch_size=16, learning_rate=1e-3, max_seq_len=32)
-    result = finetune_teacher(task, tmp_path / task, config=config, glue_dir=glue_dir, max_train_examples=64,
-                              backbone=tiny_bert_backbone(), tokenizer=minilm_tokenizer, verbose=0, command="pytest")
+    result = finetune_teacher(
+        task,
+        tmp_path / task,
+        config=config,
+        glue_dir=glue_dir,
+        max_train_examples=64,
+        backbone=tiny_bert_backbone(),
+        tokenizer=minilm_tokenizer,
+        verbose=0,
+        command="pytest",
+    )
     t = get_task(task)
     assert result["task"] == task and list(result["metrics"]) == list(t.metric_names)
     assert result["num_train"] == 64 and result["num_dev"] == len(read_glue_tsv(task, "dev", glue_dir=glue_dir))
@@ -51,8 +60,7 @@ def test_interrupted_fit_resumes_from_its_last_checkpoint(minilm_tokenizer, glue
     keras.utils.set_random_seed(0)
     model = build_teacher(tiny_bert_backbone(), task)
     with pytest.raises(KeyboardInterrupt):
-        fit(model, task, feats, ex.labels, config, backup_dir=tmp_path / "backup", callbacks=[Interrupt(7)],
-            verbose=0)
+        fit(model, task, feats, ex.labels, config, backup_dir=tmp_path / "backup", callbacks=[Interrupt(7)], verbose=0)
     assert (tmp_path / "backup").exists() and int(model.optimizer.iterations) == 7
     keras.utils.set_random_seed(0)
     resumed = build_teacher(tiny_bert_backbone(), task)
@@ -68,8 +76,16 @@ def test_load_teacher_errors(tmp_path, glue_dir, minilm_tokenizer):
     with pytest.raises(TeacherNotFoundError, match=rf"no fine-tuned teacher in {tmp_path / 'rte'}"):
         load_teacher(tmp_path / "rte", task="rte")
     config = FinetuneConfig(epochs=1, batch_size=16, max_seq_len=32)
-    finetune_teacher("rte", tmp_path / "rte", config=config, glue_dir=glue_dir, max_train_examples=16,
-                     backbone=tiny_bert_backbone(), tokenizer=minilm_tokenizer, verbose=0)
+    finetune_teacher(
+        "rte",
+        tmp_path / "rte",
+        config=config,
+        glue_dir=glue_dir,
+        max_train_examples=16,
+        backbone=tiny_bert_backbone(),
+        tokenizer=minilm_tokenizer,
+        verbose=0,
+    )
     with pytest.raises(ValueError, match="fine-tuned on 'rte', not 'mrpc'"):
         load_teacher(tmp_path / "rte", task="mrpc")
     meta = json.loads((tmp_path / "rte" / "teacher.json").read_text())
