@@ -28,7 +28,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     from refbert_tf.cli import command_line
     from refbert_tf.io_utils import write_json, write_text
-    from refbert_tf.pipelines import ablation_plot, ablation_summary
+    from refbert_tf.reports import ablation_plot, ablation_summary
 
     rows, markdown = ablation_summary(args.results)
     command = command_line(argv)

@@ -15,12 +15,20 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from refbert_tf.cli import add_data_and_training_args, command_line, strategy_from_args  # noqa: E402
+from refbert_tf.cli import (  # noqa: E402
+    add_config_args,
+    add_data_args,
+    add_strategy_args,
+    command_line,
+    config_from_args,
+    strategy_from_args,
+)
+from refbert_tf.config import TEACHER_DEFAULTS, FinetuneConfig  # noqa: E402
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_data_and_training_args(p)
+    add_data_args(p)
     p.add_argument(
         "--teacher-checkpoint",
         default="default",
@@ -29,36 +37,20 @@ def parse_args(argv=None):
     )
     p.add_argument("--output-dir", default="artifacts/teacher", help="teachers are saved to <output-dir>/<task>")
     p.add_argument("--results", default=None, help="metrics JSON (default results/teacher/<task>.json)")
-    p.add_argument(
-        "--epochs",
-        type=float,
-        default=None,
-        help="training epochs (may be fractional); default per task, see refbert_tf.training.TEACHER_DEFAULTS",
-    )
-    p.add_argument("--warmup-ratio", type=float, default=None, help="share of steps for linear warm-up (0.1)")
-    p.add_argument("--weight-decay", type=float, default=None, help="AdamW weight decay (0.01)")
+    add_config_args(p, FinetuneConfig, TEACHER_DEFAULTS)
+    add_strategy_args(p)
     return p.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    from refbert_tf.data import get_task
-    from refbert_tf.io_utils import write_json
-    from refbert_tf.models.teacher import finetune_teacher
-    from refbert_tf.training import teacher_config
+    from refbert_tf.tasks import get_task
 
     task = get_task(args.task)
-    config = teacher_config(
-        task.name,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        lr_scaling=args.lr_scaling,
-        warmup_ratio=args.warmup_ratio,
-        weight_decay=args.weight_decay,
-        max_seq_len=args.max_seq_len,
-        seed=args.seed,
-    )
+    config = config_from_args(FinetuneConfig, args, TEACHER_DEFAULTS, task.name)
+    from refbert_tf.io_utils import write_json
+    from refbert_tf.models.teacher import finetune_teacher  # lazy: TensorFlow, after the options are checked
+
     command = command_line(argv)
     result = finetune_teacher(
         task,

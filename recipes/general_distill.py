@@ -4,7 +4,7 @@
 Example:
     python recipes/general_distill.py --glue-dir ../shared/glue_data
     python recipes/distill_glue.py --task stsb --glue-dir ../shared/glue_data \
-        --student-init artifacts/general/tinybert4
+        --init artifacts/general/tinybert4
 
 TinyBERT (Jiao et al. 2020, sec. 3.3) first distils the pre-trained teacher into the student on unlabeled text
 with the intermediate-stage losses (embeddings, attention scores, hidden states), then runs task distillation from
@@ -21,7 +21,15 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from refbert_tf.cli import add_strategy_args, command_line, strategy_from_args  # noqa: E402
+from refbert_tf.cli import (  # noqa: E402
+    add_config_args,
+    add_data_args,
+    add_strategy_args,
+    command_line,
+    config_from_args,
+    strategy_from_args,
+)
+from refbert_tf.config import GeneralDistillConfig  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -32,54 +40,21 @@ def parse_args(argv=None):
         help="pre-trained teacher: 'default' (the embedded MiniLM), a Hugging Face or keras-hub "
         "directory, or a keras-hub preset name (online)",
     )
-    p.add_argument("--glue-dir", default=None, help="GLUE TSV directory (default: $GLUE_DIR)")
-    p.add_argument(
-        "--source",
-        choices=["tsv", "tfds"],
-        default="tsv",
-        help="read GLUE from the TSV directory or from tensorflow-datasets (online)",
-    )
-    p.add_argument(
-        "--tasks",
-        nargs="+",
-        default=None,
-        help="tasks whose training text forms the corpus (default: every task present)",
-    )
-    p.add_argument("--max-examples", type=int, default=None, help="use a random subset of N corpus rows")
-    p.add_argument("--student", default="tinybert4", help="student preset: tinybert4 (default) or tinybert6")
-    p.add_argument("--epochs", type=float, default=3.0, help="passes over the corpus (3)")
-    p.add_argument("--batch-size", type=int, default=32, help="examples per step (32): the global batch")
-    p.add_argument("--learning-rate", type=float, default=1e-4, help="peak AdamW learning rate (1e-4)")
-    p.add_argument(
-        "--lr-scaling",
-        choices=["none", "linear", "sqrt"],
-        default="none",
-        help="scale the learning rate by (global batch / 32)",
-    )
-    p.add_argument("--max-seq-len", type=int, default=128, help="max packed tokens (128); longer rows are truncated")
-    p.add_argument("--seed", type=int, default=42, help="random seed (42)")
+    add_data_args(p, task=False)
     p.add_argument("--output-dir", default=None, help="run directory (default artifacts/general/<student>)")
     p.add_argument("--results", default=None, help="metrics JSON (default results/general/<student>.json)")
+    add_config_args(p, GeneralDistillConfig)
     add_strategy_args(p)
     return p.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    config = config_from_args(GeneralDistillConfig, args)
     from refbert_tf.io_utils import write_json
-    from refbert_tf.pipelines import GeneralDistillConfig, general_distill
+    from refbert_tf.pipelines import general_distill  # lazy: TensorFlow, after the options are checked
 
-    config = GeneralDistillConfig(
-        student=args.student,
-        tasks=tuple(args.tasks) if args.tasks else None,
-        max_examples=args.max_examples,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        lr_scaling=args.lr_scaling,
-        max_seq_len=args.max_seq_len,
-        seed=args.seed,
-    )
+    args.student = config.student
     out_dir = args.output_dir or os.path.join("artifacts", "general", args.student)
     result = general_distill(
         out_dir,

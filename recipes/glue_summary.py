@@ -28,7 +28,7 @@ def main(argv=None):
     p.add_argument("--out", default=None, help="output path without suffix (default <results-dir>/glue_summary)")
     args = p.parse_args(argv)
     from refbert_tf.io_utils import write_json, write_text
-    from refbert_tf.pipelines import SUMMARY_TASKS, glue_summary
+    from refbert_tf.reports import SUMMARY_TASKS, glue_summary
 
     rows, markdown = glue_summary(args.results_dir, args.tasks or SUMMARY_TASKS, args.distill_dir)
     out = args.out or os.path.join(args.results_dir, "glue_summary")

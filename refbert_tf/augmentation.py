@@ -23,6 +23,8 @@ import dataclasses
 import re
 
 import numpy as np
+import tensorflow as tf
+from sklearn.neighbors import NearestNeighbors
 
 DEFAULT_REPLACE_PROB = 0.4  # TinyBERT's p_t
 DEFAULT_NUM_CANDIDATES = 15  # TinyBERT's K
@@ -66,8 +68,6 @@ def word_candidates(vocab: list[str], embeddings, num_candidates: int = DEFAULT_
         ValueError: if the vocabulary and the embedding table differ in size (a teacher of another vocabulary), or
             K < 1, or fewer than K + 1 entries are replaceable.
     """
-    from sklearn.neighbors import NearestNeighbors
-
     embeddings = np.asarray(embeddings, np.float32)
     if embeddings.ndim != 2 or embeddings.shape[0] != len(vocab):
         raise ValueError(
@@ -116,8 +116,6 @@ def augment_features(
     Raises:
         ValueError: if ``copies`` < 1 or ``replace_prob`` is outside (0, 1].
     """
-    import tensorflow as tf
-
     if copies < 1:
         raise ValueError(f"copies must be >= 1, got {copies}")
     if not 0.0 < replace_prob <= 1.0:
@@ -153,3 +151,37 @@ def augment_features(
         )
     source = np.tile(np.arange(num_rows, dtype=np.int64), copies)
     return augmented, source
+
+
+def augment_training_set(
+    features: dict,
+    labels: np.ndarray,
+    vocab: list[str],
+    teacher_backbone,
+    copies: int,
+    replace_prob: float,
+    num_candidates: int,
+    seed: int,
+):
+    """The training set grown by ``copies`` word-replaced copies of every example (TinyBERT Alg. 1, our reading).
+
+    Args:
+        features: encoded training examples, ragged ``token_ids`` and ``segment_ids`` [N, None].
+        labels: [N] gold labels (a copy carries its source's label, for the ``student_loss`` metric only: the
+            distillation reads the teacher's outputs on the new text).
+        vocab: the teacher's wordpieces in id order.
+        teacher_backbone: the teacher's keras-hub ``BertBackbone`` (its input token embeddings give the candidates).
+        copies: N_a, copies per example (> 0).
+        replace_prob: p_t.
+        num_candidates: K.
+        seed: seeds the replacement.
+
+    Returns:
+        ``(features, labels, augmented, source)``: ``token_ids`` and ``segment_ids`` of the originals followed by
+        the copies [N (1 + N_a), None], their labels, the copies' features alone, and each copy's source row [N N_a].
+    """
+    embeddings = teacher_backbone.get_layer("token_embedding").get_weights()[0]
+    candidates = word_candidates(vocab, embeddings, num_candidates)
+    augmented, source = augment_features(features, candidates, copies, replace_prob, seed=seed)
+    grown = {k: tf.concat([features[k], augmented[k]], axis=0) for k in ("token_ids", "segment_ids")}
+    return grown, np.concatenate([labels, labels[source]]), augmented, source

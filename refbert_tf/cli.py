@@ -1,18 +1,25 @@
-"""Command-line pieces shared by the recipes: common arguments and the recorded command line."""
+"""Command-line pieces shared by the recipes: data options, options built from the config dataclasses, the
+strategy options, and the recorded command line (TensorFlow-free, so ``--help`` stays fast)."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shlex
+import subprocess
 import sys
+import typing
+
+from refbert_tf.config import option_name, task_config
+from refbert_tf.tasks import TASKS
 
 
-def add_data_and_training_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the options every training recipe has: task, data, batch, learning rate, length, seed, strategy."""
-    from refbert_tf.data import TASKS
-
-    parser.add_argument("--task", required=True, help=f"GLUE task: {', '.join(TASKS)}")
+def add_data_args(parser: argparse.ArgumentParser, task: bool = True) -> argparse.ArgumentParser:
+    """Add the data options: ``--task`` (unless ``task`` is False), ``--glue-dir``, ``--source``,
+    ``--max-train-examples``."""
+    if task:
+        parser.add_argument("--task", required=True, help=f"GLUE task: {', '.join(TASKS)}")
     parser.add_argument("--glue-dir", default=None, help="GLUE TSV directory (default: $GLUE_DIR)")
     parser.add_argument(
         "--source",
@@ -20,27 +27,114 @@ def add_data_and_training_args(parser: argparse.ArgumentParser) -> argparse.Argu
         default="tsv",
         help="read GLUE from the TSV directory or from tensorflow-datasets (online)",
     )
-    parser.add_argument(
-        "--batch-size",
-        type=int,
-        default=None,
-        help="examples per step (default 32): the global batch, split over the replicas",
-    )
-    parser.add_argument("--learning-rate", type=float, default=None, help="peak AdamW learning rate")
-    parser.add_argument(
-        "--lr-scaling",
-        choices=["none", "linear", "sqrt"],
-        default=None,
-        help="scale the learning rate by (global batch / 32): linear (Goyal et al. 2017) or sqrt; default none",
-    )
-    parser.add_argument(
-        "--max-seq-len", type=int, default=None, help="max packed tokens (default 128); longer inputs are truncated"
-    )
-    parser.add_argument("--seed", type=int, default=None, help="random seed (default 42)")
-    parser.add_argument(
-        "--max-train-examples", type=int, default=None, help="use only the first N training rows (smoke runs)"
-    )
-    return add_strategy_args(parser)
+    if task:
+        parser.add_argument(
+            "--max-train-examples", type=int, default=None, help="use only the first N training rows (smoke runs)"
+        )
+    return parser
+
+
+class _Alias(argparse.Action):
+    """An old option spelling: sets the field it stands for and prints the new spelling on stderr."""
+
+    def __init__(self, option_strings, dest, value=None, new_flag="", **kwargs):
+        self.value, self.new_flag = value, new_flag
+        super().__init__(option_strings, dest, nargs=0 if value is not None else None, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        value = self.value if self.value is not None else values
+        typed = option_string if self.value is not None else f"{option_string} {values}"
+        _set_once(parser, namespace, self.dest, value, typed)
+        print(f"note: {option_string} is spelled {self.new_flag} {value} now", file=sys.stderr)
+
+
+class _Once(argparse.Action):
+    """A config option that may be given once (its aliases count: ``--init random --init-by-pruning`` is an
+    error)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        _set_once(parser, namespace, self.dest, values, f"{option_string} {values}")
+
+
+def _set_once(parser, namespace, dest, value, typed):
+    """Set ``dest`` unless another spelling already set it to something else; ``typed`` is what the user wrote."""
+    given = getattr(namespace, f"_{dest}_given", None)
+    if given is not None and getattr(namespace, dest) != value:
+        parser.error(f"{typed} conflicts with {given}: choose one")
+    setattr(namespace, dest, value)
+    setattr(namespace, f"_{dest}_given", typed)
+
+
+def _field_type(cls, field: dataclasses.Field):
+    hint = typing.get_type_hints(cls)[field.name]
+    args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+    return args[0]
+
+
+def add_config_args(
+    parser: argparse.ArgumentParser, config_cls, task_defaults: dict | None = None, skip=()
+) -> argparse.ArgumentParser:
+    """Add one option per field of the config dataclass ``config_cls`` (:mod:`refbert_tf.config`), from the
+    field's :func:`~refbert_tf.config.setting` metadata: help text, choices, metavar, old spellings (aliases).
+
+    Every option defaults to None (not given), so that :func:`config_from_args` can apply the task's defaults
+    before the field's own; ``--help`` shows both. Booleans get ``--flag`` / ``--no-flag``; tuples take one or more
+    values.
+
+    Args:
+        parser: the recipe's parser.
+        config_cls: a config dataclass.
+        task_defaults: per-task defaults ``{task: {field: value}}`` (shown in ``--help``).
+        skip: field names to leave out.
+    """
+    group = parser.add_argument_group(f"run configuration ({config_cls.__name__})")
+    for field in dataclasses.fields(config_cls):
+        if field.name in skip:
+            continue
+        meta, name = field.metadata, option_name(field)
+        per_task = {t: d[field.name] for t, d in (task_defaults or {}).items() if field.name in d}
+        shown = f"default {field.default}" + (
+            "; per task: " + ", ".join(f"{t} {v}" for t, v in per_task.items()) if per_task else ""
+        )
+        kwargs = dict(dest=field.name, default=None, help=f"{meta.get('help', '')} ({shown})")
+        kind = _field_type(config_cls, field)
+        if kind is bool:
+            group.add_argument(name, action=argparse.BooleanOptionalAction, **kwargs)
+            continue
+        if kind is tuple:
+            kwargs.update(nargs="+", type=str)
+        else:
+            kwargs.update(type=kind, action=_Once, metavar=meta.get("metavar"))
+            if meta.get("choices"):
+                kwargs["choices"] = list(meta["choices"])
+        group.add_argument(name, **kwargs)
+        for alias, value in meta.get("aliases", {}).items():
+            what = f"same as {name} {value if value is not None else 'DIR'}"
+            group.add_argument(
+                alias,
+                action=_Alias,
+                dest=field.name,
+                value=value,
+                new_flag=name,
+                help=what,
+                **({} if value is not None else {"metavar": "DIR"}),
+            )
+    return parser
+
+
+def config_from_args(config_cls, args: argparse.Namespace, task_defaults: dict | None = None, task: str = ""):
+    """The ``config_cls`` of parsed options: the field's default, then the task's, then the options given.
+
+    A value outside its field's range ends the program as a usage error does: one line naming the option on
+    stderr, exit code 2.
+    """
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls) if hasattr(args, f.name)}
+    given = {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
+    try:
+        return task_config(config_cls, task_defaults or {}, task, **given)
+    except ValueError as error:
+        print(f"{os.path.basename(sys.argv[0])}: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def add_strategy_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -50,7 +144,7 @@ def add_strategy_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
         choices=["default", "mirrored", "multi_worker", "tpu"],
         default="default",
         help="tf.distribute strategy: default (one device), mirrored (all local GPUs), multi_worker "
-        "(TF_CONFIG cluster), tpu (see README 'Scale-out')",
+        "(TF_CONFIG cluster), tpu (see docs/scale-out.md)",
     )
     parser.add_argument("--tpu", default=None, help="TPU name or grpc:// address for --strategy tpu")
     parser.add_argument(
@@ -64,7 +158,7 @@ def add_strategy_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
 
 def strategy_from_args(args):
     """The ``tf.distribute`` strategy named by ``--strategy`` / ``--tpu`` / ``--cpu-devices``."""
-    from refbert_tf.distribute import make_strategy
+    from refbert_tf.distribute import make_strategy  # lazy: TensorFlow, only once a strategy is built
 
     return make_strategy(args.strategy, tpu=args.tpu, cpu_devices=args.cpu_devices)
 
@@ -85,8 +179,6 @@ def code_version() -> str | None:
     Recipes put their repository root first on ``sys.path``, so this is the commit of the code that ran, also from a
     worktree. Returns None outside a git checkout or without git.
     """
-    import subprocess
-
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     try:
         sha = subprocess.run(

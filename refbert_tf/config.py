@@ -1,14 +1,94 @@
-"""Run configuration shared by the training jobs (no TensorFlow import, so recipes' ``--help`` stays fast)."""
+"""Run configuration: every setting of a training run, in one place.
+
+Each config class is a dataclass whose fields are the run's settings. A field's ``metadata`` (written with
+:func:`setting`) holds its help text, its valid range, whether it is an ablation knob, and any old flag spellings
+that still work; the recipes build their command-line options from it (:func:`refbert_tf.cli.add_config_args`)
+and :data:`ABLATION_KNOBS` is read from it. Adding a distillation option is one field here plus the code that uses
+it. Per-task defaults are plain data (:data:`TEACHER_DEFAULTS`, :data:`DISTILL_DEFAULTS`).
+
+TensorFlow-free, so that a recipe's ``--help`` stays fast.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
+
+from refbert_tf.models.presets import REFERENCE_PROJECTIONS, STUDENT_PRESETS
+
+STUDENT_INITS = ("auto", "random", "pruned", "teacher", "teacher-embeddings")  # or a directory: see DistillConfig.init
+
+
+def setting(
+    default,
+    help: str,
+    *,
+    knob: bool = False,
+    minimum=None,
+    maximum=None,
+    above=None,
+    choices=None,
+    flag: str | None = None,
+    metavar: str | None = None,
+    aliases: dict | None = None,
+):
+    """A config field with its command-line description.
+
+    Args:
+        default: the field's default value.
+        help: the option's help text (the default is appended by the recipes).
+        knob: an ablation knob: :func:`refbert_tf.reports.ablation_summary` describes runs by the knobs they change.
+        minimum, maximum: inclusive bounds; ``above``: exclusive lower bound. Checked, with finiteness, when the
+            config is built (:meth:`TrainingConfig.__post_init__`).
+        choices: the allowed values.
+        flag: the option's name when it is not ``--<field-name>`` (booleans get ``--flag`` / ``--no-flag``).
+        metavar: the value's name in ``--help``.
+        aliases: old option spellings that still work: ``{"--old-flag": value}`` sets the field to ``value``, and
+            ``{"--old-flag": None}`` takes the value from the command line; both print the new spelling.
+
+    Returns:
+        a ``dataclasses.field``.
+    """
+    meta = {
+        "help": help,
+        "knob": knob,
+        "minimum": minimum,
+        "maximum": maximum,
+        "above": above,
+        "choices": choices,
+        "flag": flag,
+        "metavar": metavar,
+        "aliases": aliases or {},
+    }
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def option_name(field: dataclasses.Field) -> str:
+    """The command-line spelling of a config field: ``--bank-tokens`` for ``bank_tokens``."""
+    return field.metadata.get("flag") or "--" + field.name.replace("_", "-")
+
+
+def _check_field(config, field: dataclasses.Field) -> None:
+    value, meta, name = getattr(config, field.name), field.metadata, option_name(field)
+    if value is None or isinstance(value, (bool, str, tuple)):
+        if meta.get("choices") and value is not None and value not in meta["choices"]:
+            raise ValueError(f"{name} must be one of {', '.join(map(str, meta['choices']))}, got {value!r}")
+        return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value}")
+    if meta.get("minimum") is not None and value < meta["minimum"]:
+        raise ValueError(f"{name} must be >= {meta['minimum']}, got {value}")
+    if meta.get("maximum") is not None and value > meta["maximum"]:
+        raise ValueError(f"{name} must be <= {meta['maximum']}, got {value}")
+    if meta.get("above") is not None and value <= meta["above"]:
+        raise ValueError(f"{name} must be > {meta['above']}, got {value}")
 
 
 @dataclasses.dataclass
 class TrainingConfig:
-    """Optimisation settings shared by every training run: fine-tuning (``training.FinetuneConfig``), task distillation
-    (``pipelines.DistillConfig``) and general distillation (``pipelines.GeneralDistillConfig``).
+    """Optimisation settings shared by every training run: fine-tuning (:class:`FinetuneConfig`), task distillation
+    (:class:`DistillConfig`) and general distillation (:class:`GeneralDistillConfig`).
 
     Attributes:
         batch_size: examples per optimizer step: the global batch, split over the replicas of a strategy.
@@ -21,13 +101,220 @@ class TrainingConfig:
         seed: seed for weights init, dropout and shuffling.
         backup_every: optimizer steps between resume checkpoints (each is one Keras "epoch" of the progress
             bar; passes over the data are set by the subclass).
+
+    Raises:
+        ValueError: a setting outside its range or not finite (the message names the option).
     """
 
-    batch_size: int = 32
-    learning_rate: float = 1e-4
-    lr_scaling: str = "none"
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    max_seq_len: int = 128
-    seed: int = 42
-    backup_every: int = 200
+    batch_size: int = setting(
+        32, "examples per optimizer step: the global batch, split over the replicas", knob=True, minimum=1
+    )
+    learning_rate: float = setting(1e-4, "peak AdamW learning rate", knob=True, above=0)
+    lr_scaling: str = setting(
+        "none",
+        "scale the learning rate by (global batch / 32): linear (Goyal et al. 2017) or sqrt",
+        choices=("none", "linear", "sqrt"),
+    )
+    warmup_ratio: float = setting(0.1, "share of steps spent on the linear warm-up", minimum=0, maximum=1)
+    weight_decay: float = setting(0.01, "AdamW decoupled weight decay (not on biases and LayerNorm)", minimum=0)
+    max_seq_len: int = setting(128, "max packed tokens per input; longer inputs are truncated", minimum=8)
+    seed: int = setting(42, "random seed: weights init, dropout, shuffling, anchor selection", minimum=0)
+    backup_every: int = setting(200, "optimizer steps between resume checkpoints", minimum=1)
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            _check_field(self, field)
+
+
+@dataclasses.dataclass
+class FinetuneConfig(TrainingConfig):
+    """Hyper-parameters of one teacher fine-tuning run: :class:`TrainingConfig` plus
+
+    Attributes:
+        epochs: passes over the training set.
+        learning_rate: peak learning rate (default 5e-5, BERT's).
+        dropout: dropout before the task head.
+    """
+
+    epochs: float = setting(3.0, "passes over the training set (may be fractional)", above=0)
+    learning_rate: float = setting(5e-5, "peak AdamW learning rate", above=0)
+    dropout: float = setting(0.1, "dropout before the task head", minimum=0, maximum=0.99)
+
+
+@dataclasses.dataclass
+class DistillConfig(TrainingConfig):
+    """Hyper-parameters of one task-distillation run (RefBERT, Wang et al. 2021; TinyBERT, Jiao et al. 2020):
+    :class:`TrainingConfig` (``learning_rate`` 1e-4 in both stages) plus
+
+    Attributes:
+        student: student preset (:data:`~refbert_tf.models.presets.STUDENT_PRESETS`).
+        use_reference: RefBERT (True) or the vanilla TinyBERT baseline (False), all else equal.
+        init: how the student's weights start: ``auto`` (``pruned`` when the student fits the teacher,
+            :func:`~refbert_tf.models.pruning.pruning_misfit`, else ``random``), ``random``, ``pruned`` (a
+            width-pruned slice of the fine-tuned teacher, :mod:`refbert_tf.models.pruning`; an error if it does
+            not fit), ``teacher`` (the teacher's embeddings and mapped blocks; equal widths), ``teacher-embeddings``
+            (the teacher's embeddings projected by PCA) or a directory holding a general-distilled student
+            (``recipes/general_distill.py``; TinyBERT sec. 3.3). A run's result records the resolved choice.
+        bank_layer: teacher layer whose hidden states the bank stores (0 = embeddings, -1 = the last block).
+        bank_tokens: R, tokens stored per anchor ([CLS] first).
+        max_anchors: M, cap on the number of anchors (k-means picks them above it).
+        num_buckets: K, hash buckets of the retrieval key.
+        top_k: references read per input (1: RefBERT; k > 1: the k best anchors' R tokens side by side).
+        reference_projection: P, ``linear`` or ``linear_norm`` (see :class:`~refbert_tf.models.student.RefBertStudent`).
+        intermediate_epochs, prediction_epochs: passes over the training set in each stage.
+        temperature: prediction-loss temperature (TinyBERT Eq. 10).
+        augment: N_a, word-replaced copies of each training example (TinyBERT sec. 3.1; 0: none). Epochs count
+            passes over the augmented set, ``1 + augment`` times the rows.
+        augment_prob: p_t, probability of replacing each one-piece word.
+        augment_candidates: K, nearest teacher-embedding neighbours a word is replaced by.
+
+    Raises:
+        ValueError: a setting outside its range; an ``init`` that is neither a known choice nor a directory.
+    """
+
+    student: str = setting("tinybert4", "student preset", knob=True, choices=STUDENT_PRESETS)
+    use_reference: bool = setting(
+        True,
+        "RefBERT references (--no-reference: the vanilla TinyBERT baseline, all else equal)",
+        knob=True,
+        flag="--reference",
+    )
+    init: str = setting(
+        "auto",
+        "how the student's weights start: auto (pruned from the fine-tuned teacher when the student fits "
+        "it, else random), random, pruned (fail if it does not fit), teacher (copy the teacher's embeddings and "
+        "mapped blocks; equal widths), teacher-embeddings (the teacher's embeddings projected by PCA), or DIR (the "
+        "encoder of a general-distilled student, recipes/general_distill.py)",
+        knob=True,
+        metavar="{auto,random,pruned,teacher,teacher-embeddings,DIR}",
+        aliases={
+            "--init-by-pruning": "pruned",
+            "--random-init": "random",
+            "--init-from-teacher": "teacher",
+            "--init-embeddings-from-teacher": "teacher-embeddings",
+            "--student-init": None,
+        },
+    )
+    bank_layer: int = setting(
+        -1, "teacher layer whose hidden states the bank stores (0 = embeddings, -1 = last)", knob=True
+    )
+    bank_tokens: int = setting(4, "R: tokens stored per anchor", knob=True, minimum=1)
+    max_anchors: int = setting(1024, "M: bank size cap; k-means picks the anchors", knob=True, minimum=1)
+    num_buckets: int = setting(1024, "K: hash buckets of the retrieval key", knob=True, minimum=1)
+    top_k: int = setting(
+        1, "references read per input (1: RefBERT; k > 1: the k best anchors side by side)", knob=True, minimum=1
+    )
+    reference_projection: str = setting(
+        "linear",
+        "P: teacher width -> student width: linear, or linear_norm (then a LayerNorm)",
+        knob=True,
+        choices=REFERENCE_PROJECTIONS,
+    )
+    intermediate_epochs: float = setting(
+        1.0,
+        "passes over the training set in the intermediate stage (embeddings, attention scores, hidden states)",
+        knob=True,
+        minimum=0,
+    )
+    prediction_epochs: float = setting(
+        1.0, "passes over the training set in the prediction stage (logits)", knob=True, minimum=0
+    )
+    temperature: float = setting(1.0, "prediction-loss temperature", knob=True, above=0)
+    augment: int = setting(
+        0,
+        "N: word-replaced copies of each training example, relabelled by the teacher "
+        "(TinyBERT data augmentation; 0 = off); epochs then count passes over the (1 + N)x set",
+        knob=True,
+        minimum=0,
+    )
+    augment_prob: float = setting(
+        0.4, "p_t: probability of replacing each one-piece word", knob=True, minimum=0, maximum=1
+    )
+    augment_candidates: int = setting(15, "K: nearest teacher-embedding neighbours a word may become", minimum=1)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.init not in STUDENT_INITS and not os.path.isdir(self.init):
+            raise ValueError(
+                f"--init {self.init!r}: neither one of {', '.join(STUDENT_INITS)} nor a directory "
+                "holding a general-distilled student"
+            )
+
+
+@dataclasses.dataclass
+class GeneralDistillConfig(TrainingConfig):
+    """Hyper-parameters of one general-distillation run (TinyBERT, Jiao et al. 2020, sec. 3.3):
+    :class:`TrainingConfig` (``seed`` also picks the corpus subset) plus
+
+    Attributes:
+        student: student preset.
+        tasks: GLUE tasks whose training text forms the corpus (None: every task present).
+        max_examples: cap on corpus rows (a seeded random subset).
+        epochs: passes over the corpus (TinyBERT: 3 over English Wikipedia).
+    """
+
+    student: str = setting("tinybert4", "student preset", choices=STUDENT_PRESETS)
+    tasks: tuple | None = setting(None, "GLUE tasks whose training text forms the corpus (default: every task present)")
+    max_examples: int | None = setting(None, "use a seeded random subset of N corpus rows", minimum=1)
+    epochs: float = setting(3.0, "passes over the corpus", above=0)
+
+
+# Per-task defaults for the MiniLM-L6-H384 teacher; results/teacher/*.json record what each produced.
+TEACHER_DEFAULTS: dict[str, dict] = {
+    "sst2": dict(epochs=0.5, learning_rate=1e-4),
+    "cola": dict(epochs=6, learning_rate=1e-4),
+    "mrpc": dict(epochs=3, learning_rate=1e-4),
+    "rte": dict(epochs=6, learning_rate=3e-5),
+    "stsb": dict(epochs=3, learning_rate=1e-4),
+    "wnli": dict(epochs=3, learning_rate=2e-5),
+}
+
+# Per-task distillation budgets (passes over the training set per stage).
+DISTILL_DEFAULTS: dict[str, dict] = {
+    "sst2": dict(intermediate_epochs=1.0, prediction_epochs=1.0),
+    "cola": dict(intermediate_epochs=4.0, prediction_epochs=3.0),
+    "mrpc": dict(intermediate_epochs=6.0, prediction_epochs=4.0),
+    "rte": dict(intermediate_epochs=6.0, prediction_epochs=4.0),
+    "stsb": dict(intermediate_epochs=4.0, prediction_epochs=3.0),
+}
+
+ABLATION_KNOBS = tuple(f.name for f in dataclasses.fields(DistillConfig) if f.metadata.get("knob"))
+
+
+def task_config(config_cls, defaults: dict, task: str, **overrides):
+    """``config_cls`` with the task's ``defaults`` and the non-None ``overrides`` applied.
+
+    Raises:
+        TypeError: for an override that is not a field of ``config_cls``.
+        ValueError: a value outside its field's range.
+    """
+    values = dict(defaults.get(task, {}))
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return config_cls(**values)
+
+
+def teacher_config(task: str, **overrides) -> FinetuneConfig:
+    """The default :class:`FinetuneConfig` for ``task``, with non-None ``overrides`` applied."""
+    return task_config(FinetuneConfig, TEACHER_DEFAULTS, task, **overrides)
+
+
+def distill_config(task: str, **overrides) -> DistillConfig:
+    """The default :class:`DistillConfig` for ``task``, with non-None ``overrides`` applied."""
+    return task_config(DistillConfig, DISTILL_DEFAULTS, task, **overrides)
+
+
+def init_from_record(config: dict) -> str:
+    """The ``init`` of a recorded run's config, also for result files written before ``init`` was one field.
+
+    Those recorded ``init_from_teacher``, ``init_embeddings_from_teacher``, ``student_init`` (a directory) and
+    ``init_by_pruning`` (absent in runs older than pruning, which started from random weights).
+    """
+    if "init" in config:
+        return config["init"]
+    if config.get("init_from_teacher"):
+        return "teacher"
+    if config.get("init_embeddings_from_teacher"):
+        return "teacher-embeddings"
+    if config.get("student_init"):
+        return str(config["student_init"])
+    return "pruned" if config.get("init_by_pruning") else "random"

@@ -16,16 +16,24 @@ single-device gradient of the same global batch.
 Training runs in two stages (Sec. 3.3): ``"intermediate"`` (embedding + attention + hidden) then
 ``"prediction"``. With a pre-trained backbone as the teacher and unlabeled text, the intermediate stage alone is
 TinyBERT's *general* distillation (Sec. 3.3), which gives task distillation a pre-trained student to start from
-(``pipelines.general_distill``). Conventions follow ``keras.distillation.Distiller``: teacher frozen, ``.student`` reachable for
+(:func:`refbert_tf.pipelines.general_distill`). Conventions follow ``keras.distillation.Distiller``: teacher frozen, ``.student`` reachable for
 export, loss trackers ``student_loss``, ``distillation_loss``, ``total_loss``.
 """
 
 from __future__ import annotations
 
+import math
+import time
+from pathlib import Path
+
 import keras
 import tensorflow as tf
 
 from refbert_tf.distribute import global_mean, global_sum
+from refbert_tf.io_utils import atomic_path
+from refbert_tf.models.reference_encoder import attention_logits
+from refbert_tf.models.student import dummy_inputs
+from refbert_tf.training import optimizer_for, plan_steps, run_fit
 
 STAGES = ("intermediate", "prediction")
 
@@ -75,8 +83,6 @@ def layer_map(num_student_layers: int, num_teacher_layers: int) -> list[int]:
 
     E.g. 4 student layers on a 12-layer teacher: [3, 6, 9, 12]; on the 6-layer MiniLM: [2, 3, 5, 6].
     """
-    import math
-
     return [math.ceil(m * num_teacher_layers / num_student_layers) for m in range(1, num_student_layers + 1)]
 
 
@@ -92,9 +98,8 @@ def check_layer_mapping(mapping, num_student_layers: int, num_teacher_layers: in
 def pruning_layer_map(num_student_layers: int, num_teacher_layers: int) -> list[int]:
     """The teacher blocks a pruned student copies and then learns: the first L_S - 1 and the last, e.g.
     [1, 2, 3, 6] for 4 student layers on the 6-layer MiniLM. The lower blocks keep their inputs' statistics (each
-    copied block reads what it read in the teacher), and the last block is the one the fine-tuned classifier reads.
-    A pruned student with TinyBERT's uniform [2, 3, 5, 6] scores 70.9% on SST-2 dev before any training, with
-    [1, 2, 3, 6] 79.2% (README, "Pruned-teacher initialisation, the default")."""
+    copied block reads what it read in the teacher), and the last block is the one the fine-tuned classifier reads
+    (``recipes/pruning_probe.py`` compares mappings before training; docs/distillation.md)."""
     if num_student_layers > num_teacher_layers:
         raise ValueError(
             f"a {num_student_layers}-layer student cannot be pruned from a {num_teacher_layers}-layer teacher"
@@ -134,8 +139,6 @@ class TeacherFeatures:
         teacher.trainable = False
 
     def __call__(self, inputs):
-        from refbert_tf.models.student import attention_logits
-
         inputs = {k: inputs[k] for k in ("token_ids", "segment_ids", "padding_mask")}
         out = self.model(inputs, training=False)
         hidden = [out[f"hidden_{i}"] for i in range(self.num_layers)]
@@ -202,8 +205,6 @@ class Distiller(keras.Model):
         self.total_loss_tracker = keras.metrics.Mean(name="total_loss")
         # build now: the optimizer takes the variables that exist at the first fit, and BackupAndRestore
         # refuses unbuilt models
-        from refbert_tf.models.student import dummy_inputs
-
         self(dummy_inputs())
 
     def set_stage(self, stage: str):
@@ -300,3 +301,41 @@ class Distiller(keras.Model):
         if "student_loss" in losses:
             self.student_loss_tracker.update_state(global_sum(losses["student_loss"]))
         return {m.name: m.result() for m in self.metrics}
+
+
+def run_stages(distiller: Distiller, dataset, num_examples: int, config, out_dir, strategy, verbose="auto") -> dict:
+    """Both TinyBERT stages, intermediate then prediction, each resumable and each skipped when already finished.
+
+    A finished stage leaves ``out_dir/stage_<stage>.weights.h5`` (written atomically); a re-run loads it instead of
+    training again. Inside a stage, ``model.fit`` resumes from its last checkpoint interval
+    (:func:`~refbert_tf.training.run_fit`, ``out_dir/backup_<stage>``).
+
+    Args:
+        distiller: the :class:`Distiller` (its optimizer is rebuilt for each stage).
+        dataset: repeated, shuffled ``(inputs, labels)`` batches.
+        num_examples: training rows per pass (epochs count passes over them).
+        config: a ``DistillConfig`` (``intermediate_epochs``, ``prediction_epochs``, batch and schedule).
+        out_dir: the run directory.
+        strategy: the ``tf.distribute.Strategy`` the distiller was built under.
+        verbose: ``fit`` verbosity.
+
+    Returns:
+        ``{"<stage>_seconds": wall time}`` for the stages trained in this call.
+    """
+    timings = {}
+    for stage, epochs in (("intermediate", config.intermediate_epochs), ("prediction", config.prediction_epochs)):
+        done = Path(out_dir) / f"stage_{stage}.weights.h5"
+        if done.is_file():  # finished in an earlier, interrupted run
+            distiller.load_weights(done)
+            continue
+        start = time.perf_counter()
+        distiller.set_stage(stage)
+        intervals, steps = plan_steps(num_examples, config.batch_size, epochs, config.backup_every)
+        with strategy.scope():
+            distiller.compile(optimizer=optimizer_for(config, intervals * steps))
+            if epochs > 0:
+                run_fit(distiller, dataset, intervals, steps, Path(out_dir) / f"backup_{stage}", verbose=verbose)
+        with atomic_path(done) as tmp:
+            distiller.save_weights(tmp)
+        timings[f"{stage}_seconds"] = round(time.perf_counter() - start, 1)
+    return timings

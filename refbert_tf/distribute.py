@@ -23,6 +23,7 @@ import math
 import os
 
 import keras
+import tensorflow as tf
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 LR_SCALINGS = ("none", "linear", "sqrt")
@@ -37,8 +38,6 @@ def split_cpu(num_devices: int) -> None:
     Raises:
         RuntimeError: if TensorFlow's devices are already initialised.
     """
-    import tensorflow as tf
-
     cpus = tf.config.list_physical_devices("CPU")
     tf.config.set_logical_device_configuration(
         cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(int(num_devices))]
@@ -63,8 +62,6 @@ def make_strategy(name: str = "default", tpu: str | None = None, cpu_devices: in
     Raises:
         ValueError: unknown ``name``; ``multi_worker`` without ``TF_CONFIG``.
     """
-    import tensorflow as tf
-
     if name not in STRATEGIES:
         raise ValueError(f"unknown --strategy {name!r}; use one of {', '.join(STRATEGIES)}")
     if name == "default":
@@ -78,7 +75,7 @@ def make_strategy(name: str = "default", tpu: str | None = None, cpu_devices: in
         if "TF_CONFIG" not in os.environ:
             raise ValueError(
                 "--strategy multi_worker needs the TF_CONFIG environment variable (cluster spec and "
-                "this worker's task); see README 'Scale-out'"
+                "this worker's task); see docs/scale-out.md"
             )
         return tf.distribute.MultiWorkerMirroredStrategy()
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or "")
@@ -127,16 +124,12 @@ def check_global_batch(global_batch_size: int, strategy) -> int:
 
 def _replica_context():
     """The current replica context with more than one replica, or None (single device, cross-replica code)."""
-    import tensorflow as tf
-
     ctx = tf.distribute.get_replica_context()
     return ctx if ctx is not None and ctx.num_replicas_in_sync > 1 else None
 
 
 def global_sum(value):
     """Sum of ``value`` over the replicas (``value`` itself on one device or outside a replica step)."""
-    import tensorflow as tf
-
     ctx = _replica_context()
     return ctx.all_reduce(tf.distribute.ReduceOp.SUM, value) if ctx is not None else value
 
@@ -154,8 +147,6 @@ def global_mean(local_sum, local_count):
     Returns:
         scalar tensor.
     """
-    import tensorflow as tf
-
     count = global_sum(tf.stop_gradient(tf.cast(local_count, local_sum.dtype)))
     return local_sum / tf.maximum(count, tf.ones_like(count))
 
@@ -182,8 +173,6 @@ class AdamW(keras.optimizers.AdamW):
         clips = (self.clipnorm or 0) > 0 or (self.global_clipnorm or 0) > 0 or (self.clipvalue or 0) > 0
         if ctx is None or not clips:
             return super()._clip_gradients(grads)
-        import tensorflow as tf
-
         present = [i for i, g in enumerate(grads) if g is not None]
         reduced = ctx.all_reduce(tf.distribute.ReduceOp.SUM, [grads[i] for i in present])
         clipped = super()._clip_gradients(reduced)

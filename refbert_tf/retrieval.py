@@ -168,12 +168,12 @@ class AnchorScorer(keras.layers.Layer):
     ``b(t) = token_id mod K``. The table ``round(SCORE_SCALE * idf_k * key_mk)`` (int32 [K + 1, M], a zero row for
     tokens not counted) is gathered per token and summed: int32 ``FLOOR_MOD``, ``SELECT``, ``GATHER``, ``SUM``,
     ``ARG_MAX``, all TFLite builtins. Integer ops are left alone by full-integer quantization, so the exported int8
-    model picks the same reference as the float one; with float ops the int8 scores collapsed (3 distinct anchors
-    chosen over 300 SST-2 dev inputs instead of 212, and 3.2 points of accuracy lost). Rounding changes a choice
+    model picks the same reference as the float one; with float ops the int8 scores collapse onto a few anchors
+    (docs/export.md). Rounding changes a choice
     only between anchors whose similarities differ by about 1e-5.
 
-    The dense table is mostly zeros (an anchor fills about 5 of 1,024 buckets on SST-2), and as an int32 constant it
-    was 3.9 MB of every exported file. :meth:`freeze` replaces it by its non-zeros (bucket, anchor, value; 12 bytes
+    The dense table is mostly zeros (an anchor fills a handful of the K buckets), and as an int32 constant it
+    would be 4 K M bytes of every exported file. :meth:`freeze` replaces it by its non-zeros (bucket, anchor, value; 12 bytes
     each) for export: the scores become ``sum_b hist(x)_b * table_bm`` over the non-zeros, with the query's bucket
     histogram from ``ONE_HOT`` + ``SUM``, a ``GATHER`` of the histogram at the non-zeros' buckets, ``MUL``, and
     ``UNSORTED_SEGMENT_SUM`` by anchor: the same integers as the dense path (tested), TFLite builtins only,

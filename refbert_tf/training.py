@@ -7,7 +7,6 @@ A.2). Interrupted runs resume from the last ``keras.callbacks.BackupAndRestore``
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import resource
@@ -16,8 +15,15 @@ import time
 import keras
 import numpy as np
 
-from refbert_tf.config import TrainingConfig
+from refbert_tf.config import (  # noqa: F401  (re-exported: the configs' old home)
+    TEACHER_DEFAULTS,
+    FinetuneConfig,
+    TrainingConfig,
+    task_config,
+    teacher_config,
+)
 from refbert_tf.data import GlueTask, make_dataset
+from refbert_tf.distribute import AdamW, scaled_learning_rate
 from refbert_tf.metrics import compute_metrics, predictions_from_outputs
 
 
@@ -64,8 +70,6 @@ def make_adamw(peak_learning_rate: float, total_steps: int, warmup_ratio: float 
         warmup_ratio: share of ``total_steps`` spent warming up.
         weight_decay: decoupled weight-decay coefficient.
     """
-    from refbert_tf.distribute import AdamW  # Keras' AdamW, clipping the global gradient under a strategy
-
     schedule = linear_warmup_decay(peak_learning_rate, total_steps, int(warmup_ratio * total_steps))
     optimizer = AdamW(
         learning_rate=schedule, weight_decay=weight_decay, beta_1=0.9, beta_2=0.999, epsilon=1e-6, clipnorm=1.0
@@ -75,60 +79,14 @@ def make_adamw(peak_learning_rate: float, total_steps: int, warmup_ratio: float 
 
 
 def optimizer_for(config, total_steps: int):
-    """:func:`make_adamw` for a run config (:class:`FinetuneConfig` or ``pipelines.DistillConfig``).
+    """:func:`make_adamw` for a run config (:class:`~refbert_tf.config.FinetuneConfig` or :class:`~refbert_tf.config.DistillConfig`).
 
     The peak learning rate is ``config.learning_rate`` scaled for the global ``config.batch_size`` by
     ``config.lr_scaling`` (:func:`refbert_tf.distribute.scaled_learning_rate`); warm-up and weight decay come
     from the config.
     """
-    from refbert_tf.distribute import scaled_learning_rate
-
     learning_rate = scaled_learning_rate(config.learning_rate, config.batch_size, config.lr_scaling)
     return make_adamw(learning_rate, total_steps, config.warmup_ratio, config.weight_decay)
-
-
-@dataclasses.dataclass
-class FinetuneConfig(TrainingConfig):
-    """Hyper-parameters of one fine-tuning run: :class:`TrainingConfig` plus
-
-    Attributes:
-        epochs: passes over the training set.
-        learning_rate: peak learning rate (default 5e-5, BERT's).
-        dropout: dropout before the task head.
-    """
-
-    epochs: float = 3.0
-    learning_rate: float = 5e-5
-    dropout: float = 0.1
-
-
-# Per-task defaults for the MiniLM-L6-H384 teacher. On this 2-core CPU one fine-tuning step (batch 32) costs
-# ~0.7 s at SST-2 lengths and ~2-4 s at 64-128 tokens, so schedules are short; results/teacher/*.json record the
-# figures each one produced.
-TEACHER_DEFAULTS: dict[str, dict] = {
-    "sst2": dict(epochs=0.5, learning_rate=1e-4),
-    "cola": dict(epochs=6, learning_rate=1e-4),
-    "mrpc": dict(epochs=3, learning_rate=1e-4),
-    "rte": dict(epochs=6, learning_rate=3e-5),  # 59.57; 1e-4 over-fitted (56.68), results/teacher/tuning
-    "stsb": dict(epochs=3, learning_rate=1e-4),
-    "wnli": dict(epochs=3, learning_rate=2e-5),
-}
-
-
-def task_config(config_cls, defaults: dict, task: str, **overrides):
-    """``config_cls`` with the task's ``defaults`` and the non-None ``overrides`` applied.
-
-    Raises:
-        TypeError: for an override that is not a field of ``config_cls``.
-    """
-    values = dict(defaults.get(task, {}))
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return config_cls(**values)
-
-
-def teacher_config(task: str, **overrides) -> FinetuneConfig:
-    """The default :class:`FinetuneConfig` for ``task``, with non-None ``overrides`` applied."""
-    return task_config(FinetuneConfig, TEACHER_DEFAULTS, task, **overrides)
 
 
 def task_loss(task: GlueTask):

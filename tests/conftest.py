@@ -105,3 +105,28 @@ def exported(student_run, tmp_path_factory):
         progress=False,
     )
     return {c["variant"]: c for c in cards}
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher_dir(tmp_path_factory, glue_dir, minilm_tokenizer):
+    """A tiny SST-2 teacher (hidden 24) fine-tuned on 32 examples, saved as <tmp>/teacher/sst2."""
+    import keras
+    from helpers import tiny_bert_backbone
+
+    from refbert_tf.config import FinetuneConfig
+    from refbert_tf.models.teacher import finetune_teacher
+
+    keras.utils.set_random_seed(0)
+    path = tmp_path_factory.mktemp("teacher") / "sst2"
+    backbone = tiny_bert_backbone(hidden_dim=24, intermediate_dim=48)
+    finetune_teacher(
+        "sst2",
+        path,
+        config=FinetuneConfig(epochs=1, batch_size=16, max_seq_len=32),
+        glue_dir=glue_dir,
+        max_train_examples=32,
+        backbone=backbone,
+        tokenizer=minilm_tokenizer,
+        verbose=0,
+    )
+    return path

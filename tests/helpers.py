@@ -32,3 +32,29 @@ def tiny_bert_backbone(
         dropout=dropout,
         hidden_activation="gelu",
     )
+
+
+def run_model_saving_test(model, inputs, tmp_path, atol=1e-6, **call_kwargs):
+    """Save ``model`` as ``.keras``, reload it, check that it gives the same outputs on ``inputs`` (to ``atol``)
+    and return the reloaded model (keras-hub's ``run_model_saving_test``, for this project's models)."""
+    import numpy as np
+
+    path = tmp_path / f"{model.name}.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    expected = np.asarray(model(inputs, **call_kwargs))
+    np.testing.assert_allclose(np.asarray(loaded(inputs, **call_kwargs)), expected, atol=atol)
+    return loaded
+
+
+# a tiny task-distillation run: tiny student, one pass per stage, a 32-anchor bank, 32 tokens
+TINY_DISTILL = dict(
+    student="tiny",
+    intermediate_epochs=1,
+    prediction_epochs=1,
+    batch_size=16,
+    bank_tokens=4,
+    max_anchors=32,
+    num_buckets=128,
+    max_seq_len=32,
+)

@@ -134,6 +134,7 @@ def _run_check(glue_dir, stage, tmp_path):
     return json.loads(lines[-1][len("RESULT ") :])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", ["intermediate", "prediction"])
 def test_mirrored_two_cpus_equals_single_device(glue_dir, stage, tmp_path):
     r = _run_check(glue_dir, stage, tmp_path)
@@ -149,6 +150,7 @@ def test_mirrored_two_cpus_equals_single_device(glue_dir, stage, tmp_path):
     assert r["max_weight_diff"] <= 1e-5, r
 
 
+@pytest.mark.slow
 def test_mirrored_teacher_finetuning_equals_single_device(glue_dir, tmp_path):
     r = _run_check(glue_dir, "teacher", tmp_path)
     assert len(r["fit_loss_single"]) == 3  # 3 optimizer steps of the global batch 16

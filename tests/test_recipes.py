@@ -1,6 +1,9 @@
+import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,17 +59,38 @@ def test_general_distill_help():
     assert "--student-init" in out.stdout and "--init-by-pruning" in out.stdout and "--random-init" in out.stdout
 
 
-def test_distill_glue_pruning_options():
-    """Pruning is the default (None: decided per student and teacher); --init-by-pruning forces it, --random-init
-    turns it off, and the two together are refused by argparse."""
+def test_distill_glue_init_option_and_its_old_spellings():
+    """Student initialisation is one option, --init (default auto); the old flags still work, print the new
+    spelling, and two different choices are refused as a usage error."""
     sys.path.insert(0, str(ROOT / "recipes"))
     from distill_glue import parse_args
 
-    assert parse_args(["--task", "sst2"]).init_by_pruning is None
-    assert parse_args(["--task", "sst2", "--init-by-pruning"]).init_by_pruning is True
-    assert parse_args(["--task", "sst2", "--random-init"]).init_by_pruning is False
+    assert parse_args(["--task", "sst2"]).init is None  # not given: DistillConfig's "auto"
+    assert parse_args(["--task", "sst2", "--init", "random"]).init == "random"
+    for old, new in (
+        ("--init-by-pruning", "pruned"),
+        ("--random-init", "random"),
+        ("--init-from-teacher", "teacher"),
+        ("--init-embeddings-from-teacher", "teacher-embeddings"),
+    ):
+        assert parse_args(["--task", "sst2", old]).init == new
+    assert parse_args(["--task", "sst2", "--student-init", "some/dir"]).init == "some/dir"
+    assert parse_args(["--task", "sst2", "--random-init", "--init", "random"]).init == "random"  # same choice
     out = _run("recipes/distill_glue.py", "--task", "sst2", "--init-by-pruning", "--random-init")
-    assert out.returncode == 2 and "not allowed with argument" in out.stderr
+    assert out.returncode == 2 and "--random-init conflicts with --init-by-pruning" in out.stderr
+    assert "note: --init-by-pruning is spelled --init pruned now" in out.stderr
+
+
+def test_distill_glue_refuses_bad_values_before_any_work():
+    for flag, value, message in (
+        ("--learning-rate", "-1", "--learning-rate must be > 0, got -1.0"),
+        ("--temperature", "nan", "--temperature must be a finite number"),
+        ("--init", "prunned", "--init 'prunned': neither one of auto"),
+        ("--bank-tokens", "0", "--bank-tokens must be >= 1"),
+    ):
+        out = _run("recipes/distill_glue.py", "--task", "sst2", flag, value)
+        assert out.returncode == 2 and message in out.stderr, (flag, out.stderr[-500:])
+        assert "Traceback" not in out.stderr
 
 
 def test_pruning_probe_help_and_bad_mapping():
@@ -108,3 +132,27 @@ def test_summary_recipes_help():
         assert out.returncode == 0, (recipe, out.stderr)
         for flag in flags:
             assert flag in out.stdout, (recipe, flag)
+
+
+@pytest.mark.slow
+def test_main_job_ends_with_a_tflite_file_measured_beside_the_keras_student(tiny_teacher_dir, glue_dir, tmp_path):
+    """README command 1 in miniature: distill, then export the dynamic-range int8 file with its card and
+    vocabulary, and record the Keras and LiteRT dev metrics side by side."""
+    results = tmp_path / "result.json"
+    out = _run(
+        "recipes/distill_glue.py", "--task", "sst2", "--glue-dir", str(glue_dir), "--no-finetune-teacher",
+        "--teacher-dir", str(tiny_teacher_dir.parent), "--output-dir", str(tmp_path / "student"),
+        "--tflite-dir", str(tmp_path / "tflite"), "--results", str(results), "--student", "tiny",
+        "--max-train-examples", "48", "--intermediate-epochs", "1", "--prediction-epochs", "1", "--batch-size", "16",
+        "--max-anchors", "32", "--num-buckets", "128", "--max-seq-len", "32",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(results.read_text())
+    tflite = tmp_path / "tflite" / "sst2_refbert_dynamic_int8.tflite"
+    assert tflite.is_file() and tflite.with_suffix(".json").is_file()
+    assert list((tmp_path / "tflite").glob("vocab-*.txt"))
+    (row,) = result["export"]["variants"]
+    assert row["variant"] == "dynamic_int8" and row["path"] == str(tflite)
+    assert result["export"]["keras_dev_metric"] == pytest.approx(result["metrics"]["accuracy"], abs=1e-6)
+    assert f"LiteRT {row['dev_metric']:.2f}" in out.stdout and "peak memory" in out.stdout
+    assert result["job_seconds"] >= result["seconds"]

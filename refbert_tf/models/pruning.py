@@ -20,7 +20,11 @@ pruning), used here only to initialise the student before TinyBERT's task distil
 
 from __future__ import annotations
 
+import keras
 import numpy as np
+import tensorflow as tf
+
+from refbert_tf.distillation import check_layer_mapping, is_backbone
 
 
 def _mean_square(x, mask):
@@ -50,8 +54,6 @@ def pruning_statistics(teacher_features, inputs, batch_size: int = 32) -> dict:
     Raises:
         ValueError: if ``inputs`` is empty.
     """
-    import keras
-
     n = len(inputs["token_ids"])
     if n == 0:
         raise ValueError("pruning statistics need at least one example")
@@ -145,8 +147,6 @@ def init_student_by_pruning(student, teacher, statistics: dict, layer_mapping: l
         ValueError: another vocabulary or head count, a student wider than the teacher, or a mapping of the wrong
             length or out of range.
     """
-    from refbert_tf.distillation import check_layer_mapping, is_backbone
-
     backbone = teacher if is_backbone(teacher) else teacher.backbone
     misfit = pruning_misfit(student, backbone)
     if misfit:
@@ -217,3 +217,21 @@ def selection_matrix(kept, width: int) -> np.ndarray:
     s = np.zeros((len(kept), width), np.float32)
     s[np.arange(len(kept)), kept] = 1.0
     return s
+
+
+PRUNING_SAMPLE = 512  # training examples whose teacher activations rank the units a pruned student keeps
+
+
+def pruning_sample(train_features: dict, seed: int, size: int = PRUNING_SAMPLE) -> dict:
+    """``size`` seeded random rows of encoded training features, as padded int32 arrays [n, T] (the inputs of
+    :func:`pruning_statistics`).
+
+    Args:
+        train_features: ragged ``token_ids`` and ``segment_ids`` [N, None] (:meth:`BertWordPieceTokenizer.encode`).
+        seed: picks the rows.
+        size: rows to take (all of them when fewer).
+    """
+    rows = np.random.default_rng(seed).permutation(int(train_features["token_ids"].nrows()))[:size]
+    sample = {k: tf.gather(train_features[k], rows) for k in ("token_ids", "segment_ids")}
+    sample["padding_mask"] = tf.ones_like(sample["token_ids"])
+    return {k: v.to_tensor().numpy() for k, v in sample.items()}

@@ -15,12 +15,22 @@ import dataclasses
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
+import keras
+import keras_hub
+import tensorflow as tf
+
+import refbert_tf.models.backbone  # noqa: F401  (registers our BertBackbone, which saved teachers name)
 from refbert_tf.cli import code_version
-from refbert_tf.data import GlueTask, get_task
+from refbert_tf.config import teacher_config
+from refbert_tf.data import GlueTask, get_task, load_glue
+from refbert_tf.distribute import check_global_batch, strategy_info
 from refbert_tf.io_utils import atomic_path, write_json
+from refbert_tf.models.checkpoints import load_backbone
 from refbert_tf.tokenization import BertWordPieceTokenizer
+from refbert_tf.training import evaluate, fit, peak_memory_mb
 
 TEACHER_FILES = ("model.keras", "vocab.txt", "teacher.json")
 
@@ -44,8 +54,6 @@ def build_teacher(backbone, task: GlueTask | str, dropout: float = 0.1):
         ``keras_hub.models.BertTextClassifier`` mapping ``{"token_ids", "segment_ids", "padding_mask"}`` int32
         [B, T] to logits [B, num_classes] (or a score [B, 1] for STS-B). No preprocessor: inputs are token ids.
     """
-    import keras_hub
-
     task = get_task(task) if isinstance(task, str) else task
     return keras_hub.models.BertTextClassifier(
         backbone=backbone, num_classes=task.num_classes, preprocessor=None, activation=None, dropout=dropout
@@ -95,11 +103,6 @@ def load_teacher(teacher_dir: str | os.PathLike, task: GlueTask | str | None = N
         TeacherNotFoundError: if the directory or one of its files is missing (names the path).
         ValueError: if the teacher was fine-tuned on another task, or its vocabulary file was changed.
     """
-    import keras
-    import keras_hub  # noqa: F401  (registers keras-hub classes for deserialization)
-
-    import refbert_tf.models.backbone  # noqa: F401  (registers our BertBackbone, which saved teachers name)
-
     teacher_dir = Path(teacher_dir)
     missing = [f for f in TEACHER_FILES if not (teacher_dir / f).is_file()]
     if missing:
@@ -143,7 +146,7 @@ def finetune_teacher(
         task: GLUE task name or :class:`~refbert_tf.data.GlueTask`.
         out_dir: the teacher directory (see module docstring); resume checkpoints go to ``out_dir/backup``.
         checkpoint: checkpoint spec for :func:`~refbert_tf.models.checkpoints.load_backbone` (None: default MiniLM).
-        config: :class:`~refbert_tf.training.FinetuneConfig` (None: the task's defaults).
+        config: :class:`~refbert_tf.config.FinetuneConfig` (None: the task's defaults).
         glue_dir: GLUE TSV directory (default ``$GLUE_DIR``).
         source: ``"tsv"`` or ``"tfds"``.
         max_train_examples: use only the first N training examples (smoke runs, tests).
@@ -163,16 +166,6 @@ def finetune_teacher(
         GlueDataError, CheckpointError: from the loaders.
         ValueError: a global batch that does not split over the strategy's replicas.
     """
-    import time
-
-    import keras
-    import tensorflow as tf
-
-    from refbert_tf.data import load_glue
-    from refbert_tf.distribute import check_global_batch, strategy_info
-    from refbert_tf.models.checkpoints import load_backbone
-    from refbert_tf.training import evaluate, fit, peak_memory_mb, teacher_config
-
     start = time.perf_counter()
     task = get_task(task) if isinstance(task, str) else task
     config = config or teacher_config(task.name)
@@ -221,3 +214,54 @@ def finetune_teacher(
         | {"labels": list(task.labels), "num_classes": task.num_classes},
     )
     return result
+
+
+def load_or_finetune_teacher(
+    task: GlueTask | str,
+    teacher_dir,
+    finetune_missing: bool = True,
+    checkpoint=None,
+    glue_dir=None,
+    source: str = "tsv",
+    verbose="auto",
+    strategy=None,
+):
+    """The fine-tuned teacher of ``teacher_dir``, fine-tuned there first (with the task's defaults) if missing.
+
+    Args:
+        task: GLUE task.
+        teacher_dir: the teacher directory (see :func:`save_teacher`).
+        finetune_missing: fine-tune a missing teacher instead of raising.
+        checkpoint: checkpoint to fine-tune from (None: the default MiniLM).
+        glue_dir, source: GLUE data for the fine-tuning.
+        verbose: ``fit`` verbosity.
+        strategy: the ``tf.distribute.Strategy`` to build the teacher under (None: the default one).
+
+    Returns:
+        ``(model, tokenizer, metadata)`` as :func:`load_teacher`.
+
+    Raises:
+        TeacherNotFoundError: no teacher and ``finetune_missing`` is False.
+    """
+    task = get_task(task) if isinstance(task, str) else task
+    teacher_dir = Path(teacher_dir)
+    strategy = strategy or tf.distribute.get_strategy()
+    if not (teacher_dir / "teacher.json").is_file():
+        if not finetune_missing:
+            raise TeacherNotFoundError(
+                f"no fine-tuned {task.name} teacher in {teacher_dir}: run recipes/finetune_teacher.py --task "
+                f"{task.name}, or drop --no-finetune-teacher"
+            )
+        result = finetune_teacher(
+            task,
+            teacher_dir,
+            checkpoint=checkpoint,
+            glue_dir=glue_dir,
+            source=source,
+            verbose=verbose,
+            command="(fine-tuned by distill_glue)",
+            strategy=strategy,
+        )
+        write_json(teacher_dir / "finetune_result.json", result)
+    with strategy.scope():
+        return load_teacher(teacher_dir, task=task)

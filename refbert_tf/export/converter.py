@@ -1,10 +1,4 @@
-"""Edge export: a distilled student as a TFLite (LiteRT) flatbuffer with the reference bank inside, plus its card.
-
-The exported graph takes ``token_ids``, ``segment_ids``, ``padding_mask`` (int32 [1, T], T <= the card's
-``max_seq_len``; the sequence dimension is dynamic, resize it per input) and returns ``logits`` (float32
-[1, num_classes]; a score [1, 1] for STS-B). A RefBERT student retrieves its reference inside the graph (hashed
-bucket histogram of the input, exact int32 scores against the bank's sparse score table, argmax, gather:
-:mod:`refbert_tf.retrieval`), so one file carries the bank and nothing else is needed on the device.
+"""Conversion of a Keras classifier to TFLite (LiteRT) flatbuffers, in four quantization variants.
 
 Path: Keras 3 model -> ``keras.export.ExportArchive`` SavedModel (one ``serve`` endpoint) ->
 ``tf.lite.TFLiteConverter.from_saved_model`` with ``TFLITE_BUILTINS`` only. Keras' own ``model.export(format=
@@ -18,32 +12,25 @@ tensorflow-model-optimization works on tf_keras models only; quantization here i
   rest (recorded in the card as ``integer_only``).
 * ``float16``: float16 weights (``supported_types=[tf.float16]``), dequantized to float32 at load on CPU.
 
-Every file is written atomically; the model card (``<file>.json``) records task, labels, vocabulary checksum,
-max sequence length, input/output tensors, bank size, quantization, source student and the op list.
+This module imports neither TensorFlow nor Keras at import time (``refbert-predict`` and ``recipes/benchmark.py
+--report-only`` import :mod:`refbert_tf.export` without needing them): the functions that convert import them.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from refbert_tf.io_utils import atomic_path, write_json
+from refbert_tf.export.card import bundle_vocab, model_card, write_tflite
+from refbert_tf.inference import LiteRTClassifier
+from refbert_tf.metrics import compute_metrics, predictions_from_outputs
+from refbert_tf.tasks import get_task
 
 VARIANTS = ("float32", "dynamic_int8", "full_int8", "float16")
-# readable class names for the tasks whose GLUE files use 0/1 (the card's "labels"; "label_values" keeps the TSV's)
-LABEL_NAMES = {
-    "cola": ("unacceptable", "acceptable"),
-    "sst2": ("negative", "positive"),
-    "mrpc": ("not_paraphrase", "paraphrase"),
-    "qqp": ("not_duplicate", "duplicate"),
-    "wnli": ("not_entailment", "entailment"),
-}
 INPUT_NAMES = ("token_ids", "segment_ids", "padding_mask")
 OUTPUT_NAME = "logits"
 
@@ -64,8 +51,8 @@ def export_saved_model(model, directory: str | os.PathLike) -> Path:
     Returns:
         the directory.
     """
-    import keras
-    import tensorflow as tf
+    import keras  # lazy: refbert_tf.export stays TensorFlow-free at import (refbert-predict, --report-only)
+    import tensorflow as tf  # lazy: refbert_tf.export stays TensorFlow-free at import
 
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -91,9 +78,8 @@ def representative_examples(
     Every example has the same ``length`` (tokens) and no padding: the converter's calibrator fails on inputs of
     varying length ("shapes [1,10,32] and [1,11,32] are not broadcastable", TF 2.21), and padding must not be
     used either, because the attention mask adds a large negative number to padded key positions, which then
-    sets the int8 range of the attention scores and crushes every real score to one value (measured on the SST-2
-    RefBERT student: 52.2% dev accuracy with padded calibration, 79.8% without). Examples at least ``length``
-    long are truncated to it, keeping their final ``[SEP]``.
+    sets the int8 range of the attention scores and crushes every real score to one value. Examples at least
+    ``length`` long are truncated to it, keeping their final ``[SEP]``.
 
     Args:
         features: encoded training examples (ragged ``token_ids`` / ``segment_ids`` from the tokenizer).
@@ -145,7 +131,7 @@ def convert(
         ValueError: unknown variant, or ``full_int8`` without a representative dataset.
         ExportError: the converter failed, or the model needs ops outside TFLite's builtins.
     """
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: refbert_tf.export stays TensorFlow-free at import
 
     if variant not in VARIANTS:
         raise ValueError(f"unknown TFLite variant {variant!r}; choose from {', '.join(VARIANTS)}")
@@ -198,7 +184,7 @@ def describe(flatbuffer: bytes) -> dict:
         input order (``tensor`` is the flatbuffer tensor name tools such as ``benchmark_model`` use; ``shape``
         has -1 for the dynamic sequence length), "outputs": [...] likewise}``.
     """
-    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_litert.interpreter import Interpreter  # lazy: the LiteRT runtime loads only to describe a model
 
     interpreter = Interpreter(model_content=flatbuffer)
     runner = interpreter.get_signature_runner("serve")
@@ -227,7 +213,7 @@ def strip_bank(student):
     Raises:
         ValueError: if ``student`` has no bank.
     """
-    from refbert_tf.models.student import RefBertStudent, dummy_inputs
+    from refbert_tf.models.student import RefBertStudent, dummy_inputs  # lazy: imports keras (TensorFlow)
 
     if not student.uses_reference:
         raise ValueError("the student has no reference bank to strip")
@@ -256,64 +242,6 @@ def bank_size_mb(student) -> float:
             + 3 * bank.scorer.sparse_table[0].size
         )
     return values * 4 / 2**20
-
-
-def model_card(
-    student_meta: dict,
-    variant: str,
-    info: dict,
-    flatbuffer_size: int,
-    bank_mb: float,
-    source: str,
-    dev_metrics: dict | None = None,
-) -> dict:
-    """The JSON card written beside a ``.tflite`` file.
-
-    Args:
-        student_meta: the student's ``student.json`` (task, labels, vocab sha256, max_seq_len, lowercase...).
-        variant: quantization variant.
-        info: from :func:`convert`.
-        flatbuffer_size: file size in bytes.
-        bank_mb: float32 size of the bank constants (MB; 0 for a vanilla student).
-        source: the source student directory.
-        dev_metrics: GLUE dev metrics measured through the interpreter (percent).
-    """
-    return {
-        "task": student_meta["task"],
-        "labels": list(LABEL_NAMES.get(student_meta["task"], student_meta.get("labels") or [])),
-        "label_values": student_meta.get("labels"),
-        "model": student_meta.get("model"),
-        "variant": variant,
-        "quantization": {
-            "float32": "none",
-            "dynamic_int8": "dynamic-range int8 weights",
-            "full_int8": "full-integer int8 (representative dataset calibration)",
-            "float16": "float16 weights",
-        }[variant],
-        "integer_only": info.get("integer_only"),
-        "vocab_sha256": student_meta.get("vocab_sha256"),
-        "lowercase": student_meta.get("lowercase", True),
-        "max_seq_len": student_meta.get("max_seq_len"),
-        "vocab_size": student_meta.get("vocab_size"),
-        "vocab_file": student_meta.get("vocab_file"),
-        "inputs": info.get("inputs"),
-        "outputs": info.get("outputs"),
-        "bank": student_meta.get("bank"),
-        "bank_size_mb": round(bank_mb, 3),
-        "size_mb": round(flatbuffer_size / 2**20, 3),
-        "source_student": str(source),
-        "ops": info.get("ops"),
-        "dev_metrics": dev_metrics,
-    }
-
-
-def write_tflite(path: str | os.PathLike, flatbuffer: bytes, card: dict) -> Path:
-    """Write ``path`` and its card ``path.with_suffix('.json')`` atomically (model first)."""
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(flatbuffer)
-    write_json(path.with_suffix(".json"), card)
-    return path
 
 
 def export_model(
@@ -348,19 +276,10 @@ def export_model(
     Raises:
         ExportError, ValueError: from :func:`convert`.
     """
-    from refbert_tf.data import get_task
-    from refbert_tf.inference import LiteRTClassifier
-    from refbert_tf.metrics import compute_metrics, predictions_from_outputs
-
     task = get_task(meta["task"])
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if meta.get("vocab_path"):  # the vocabulary travels with the model: vocab-<sha256[:12]>.txt beside it
-        vocab_file = out_dir / f"vocab-{meta['vocab_sha256'][:12]}.txt"
-        if not vocab_file.is_file():
-            with atomic_path(vocab_file) as tmp:
-                shutil.copyfile(meta["vocab_path"], tmp)
-        meta = {**meta, "vocab_file": vocab_file.name}
+    meta = bundle_vocab(meta, out_dir)  # the vocabulary travels with the model: vocab-<sha256[:12]>.txt beside it
     cards = []
     with tempfile.TemporaryDirectory() as tmp:
         saved = export_saved_model(model, Path(tmp) / "saved_model")
@@ -408,7 +327,7 @@ def export_student(
         FileNotFoundError: no student in ``student_dir``.
         ExportError, ValueError: from :func:`convert`.
     """
-    from refbert_tf.models.student import load_student
+    from refbert_tf.models.student import load_student  # lazy: imports keras (TensorFlow)
 
     student, meta = load_student(student_dir)
     meta = {
@@ -434,21 +353,6 @@ def export_student(
     )
 
 
-def read_card(model_path: str | os.PathLike) -> dict:
-    """The model card beside a ``.tflite`` file.
-
-    Raises:
-        FileNotFoundError: no ``<model>.json`` beside the model (the message names it).
-    """
-    card_path = Path(model_path).with_suffix(".json")
-    if not card_path.is_file():
-        raise FileNotFoundError(
-            f"no model card {card_path} beside {model_path}: export the model with "
-            "recipes/export_tflite.py, which writes one"
-        )
-    return json.loads(card_path.read_text(encoding="utf-8"))
-
-
 def keras_parity(student, tflite_path, features: dict, num_examples: int = 200) -> dict:
     """Compare a ``.tflite`` file with the Keras student it came from, example by example (batch 1).
 
@@ -460,8 +364,6 @@ def keras_parity(student, tflite_path, features: dict, num_examples: int = 200) 
     Returns:
         ``{"num_examples", "max_abs_diff" (logits), "prediction_agreement" (fraction)}``.
     """
-    from refbert_tf.inference import LiteRTClassifier
-
     runner = LiteRTClassifier(tflite_path)
     n = min(num_examples, int(features["token_ids"].nrows()))
     diffs, agree = [], []

@@ -1,0 +1,283 @@
+"""Reports of finished runs, read from their result files: markdown tables and plots (TensorFlow-free).
+
+- :func:`summary_markdown`: one distillation run.
+- :func:`glue_summary`: teacher / vanilla / RefBERT over the GLUE tasks.
+- :func:`ablation_summary`, :func:`ablation_plot`: runs that differ in a few knobs, each against its vanilla
+  partner.
+- :func:`reference_ceiling_markdown`: the rows of :func:`refbert_tf.pipelines.reference_ceiling`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+from refbert_tf.config import ABLATION_KNOBS, distill_config, init_from_record
+from refbert_tf.io_utils import atomic_path
+from refbert_tf.tasks import get_task
+
+SUMMARY_TASKS = ("sst2", "mrpc", "rte", "cola", "stsb")
+
+
+def summary_markdown(result: dict) -> str:
+    """A short markdown report of one distillation run."""
+    m = result["main_metric"]
+    lines = [
+        f"# {result['task']}: {result['model']} student",
+        "",
+        "| model | " + " | ".join(result["metrics"]) + " |",
+        "|---|" + "---|" * len(result["metrics"]),
+        f"| {result['model']} | " + " | ".join(f"{v:.2f}" for v in result["metrics"].values()) + " |",
+    ]
+    if result.get("teacher_metrics"):
+        lines.append(
+            "| teacher | "
+            + " | ".join(f"{result['teacher_metrics'].get(k, float('nan')):.2f}" for k in result["metrics"])
+            + " |"
+        )
+    lines += [
+        "",
+        f"Main metric: {m}. Wall time {result['seconds']:.0f} s, peak memory "
+        f"{result['peak_memory_mb']:.0f} MB, student parameters {result['student_parameters']:,}.",
+    ]
+    if result.get("bank"):
+        b = result["bank"]
+        lines.append(
+            f"Reference bank: {b['num_anchors']} anchors x {b['num_tokens']} tokens of teacher layer "
+            f"{b['layer']} ({b['size_mb']} MB); on-device retrieval agrees with the offline choice on "
+            f"{100 * b['dev_retrieval_agreement']:.1f}% of dev."
+        )
+    lines += ["", f"Command: `{result['command']}`", ""]
+    return "\n".join(lines)
+
+
+def glue_summary(results_dir="results", tasks=SUMMARY_TASKS, distill_dir=None) -> tuple[list[dict], str]:
+    """Collect teacher / vanilla / RefBERT dev results into one table.
+
+    Reads ``<results_dir>/teacher/<task>.json`` and ``<distill_dir>/<task>_{vanilla,refbert}.json``
+    (``distill_dir`` defaults to ``<results_dir>/distill``; another one holds another family of student runs, such
+    as ``results/distill/gd``, students started from general distillation).
+    A student row gets a ``note`` (and its cell a footnote) when its result's ``teacher_metrics`` differ from the
+    teacher row (distilled from another teacher), or when it is a RefBERT run from before the reference fix
+    (recognised by a ``config`` without ``top_k``, a field added right after the fix): those
+    runs trained on in-graph references, where a bank anchor is its own reference.
+
+    Returns:
+        ``(rows, markdown)``: rows ``{task, model, metric, value (percent), command[, note]}`` for every result
+        found, and a markdown table with each model's average over the tasks it has all of, and RefBERT's average
+        as a percentage of the teacher's.
+    """
+    results_dir = Path(results_dir)
+    distill_dir = Path(distill_dir) if distill_dir else results_dir / "distill"
+    rows = []
+    for task_name in tasks:
+        task = get_task(task_name)
+        paths = {
+            "teacher": results_dir / "teacher" / f"{task.name}.json",
+            "vanilla": distill_dir / f"{task.name}_vanilla.json",
+            "refbert": distill_dir / f"{task.name}_refbert.json",
+        }
+        teacher_value = None
+        for model, path in paths.items():
+            if path.is_file():
+                r = json.loads(path.read_text(encoding="utf-8"))
+                row = {
+                    "task": task.name,
+                    "model": model,
+                    "metric": task.main_metric,
+                    "value": round(float(r["metrics"][task.main_metric]), 2),
+                    "command": r["command"],
+                }
+                notes = []
+                if model == "teacher":
+                    teacher_value = row["value"]
+                elif (
+                    teacher_value is not None
+                    and "teacher_metrics" in r
+                    and round(float(r["teacher_metrics"][task.main_metric]), 2) != teacher_value
+                ):
+                    notes.append(f"distilled from a teacher scoring {r['teacher_metrics'][task.main_metric]:.2f}")
+                if model == "refbert" and "config" in r and "top_k" not in r["config"]:
+                    notes.append("distilled before the reference fix: trained on in-graph references")
+                if notes:
+                    row["note"] = "; ".join(notes)
+                rows.append(row)
+    table = {(r["task"], r["model"]): r["value"] for r in rows}
+    footnotes = [(r["task"], r["model"], r["note"]) for r in rows if "note" in r]
+    marks = {(t, m): f" [{i + 1}]" for i, (t, m, _) in enumerate(footnotes)}
+    models = ("teacher", "vanilla", "refbert")
+    lines = ["| task | metric | " + " | ".join(models) + " |", "|---|---|" + "---|" * len(models)]
+    for task_name in tasks:
+        cells = [
+            f"{table[(task_name, m)]:.2f}{marks.get((task_name, m), '')}" if (task_name, m) in table else "-"
+            for m in models
+        ]
+        lines.append(f"| {task_name} | {get_task(task_name).main_metric} | " + " | ".join(cells) + " |")
+    complete = [t for t in tasks if all((t, m) in table for m in models)]
+    if complete:
+        avg = {m: sum(table[(t, m)] for t in complete) / len(complete) for m in models}
+        lines.append(f"| average ({len(complete)} tasks) | | " + " | ".join(f"{avg[m]:.2f}" for m in models) + " |")
+        lines += [
+            "",
+            f"RefBERT keeps {100 * avg['refbert'] / avg['teacher']:.1f}% of the teacher's average and is "
+            f"{avg['refbert'] - avg['vanilla']:+.2f} points from the vanilla student.",
+        ]
+    if footnotes:
+        lines += [""] + [f"{marks[(t, m)].strip()} {t} {m}: {note}." for t, m, note in footnotes]
+    return rows, "\n".join(lines) + "\n"
+
+
+def _change_label(model: str, changes) -> str:
+    """``knob=value, ...`` for an ablation row, or ``baseline`` / ``no reference`` when it changes nothing."""
+    return ", ".join(f"{k}={v}" for k, v in changes) or ("baseline" if model == "refbert" else "no reference")
+
+
+def ablation_summary(result_paths) -> tuple[list[dict], str]:
+    """Tabulate distillation runs that differ in a few knobs, each against the vanilla run of the same budget.
+
+    Every path is a ``recipes/distill_glue.py`` result JSON of one task; other JSON files (no ``config``, such as
+    an earlier summary caught by a glob) are skipped. The baseline the knobs are described against is the RefBERT
+    run closest to the task's defaults (fewest :data:`ABLATION_KNOBS` changed; the first such in the given order);
+    a run's vanilla partner is the ``--no-reference`` run with the same seed, number of training examples,
+    augmentation and student init (so a change is read against the same budget).
+
+    Args:
+        result_paths: result JSON paths, all of one task.
+
+    Returns:
+        ``(rows, markdown)``: rows ``{run, model, changes (knob -> value, vs the baseline RefBERT run), seed,
+        num_train, metric, value (percent), minus_vanilla (points, or None without a partner), minutes,
+        command}``, and a markdown table of them with the mean and spread of the seeds where a setting has several.
+
+    Raises:
+        ValueError: no paths, paths of several tasks, or no RefBERT run among them.
+    """
+    results = [(Path(p).stem, json.loads(Path(p).read_text(encoding="utf-8"))) for p in result_paths]
+    results = [(name, r) for name, r in results if isinstance(r, dict) and "config" in r]
+    for _, r in results:  # older result files spelled the student initialisation in four fields
+        r["config"] = {**r["config"], "init": init_from_record(r["config"])}
+    if not results:
+        raise ValueError("ablation_summary: no distill_glue result files given")
+    tasks = {r["task"] for _, r in results}
+    if len(tasks) != 1:
+        raise ValueError(f"ablation_summary: results of several tasks {sorted(tasks)}; give one task's runs")
+    defaults = dataclasses.asdict(distill_config(tasks.pop()))
+    defaults["init"] = "pruned"  # what the default "auto" resolves to for the default student and teacher
+    refbert_configs = [r["config"] for _, r in results if r["config"].get("use_reference")]
+    if not refbert_configs:
+        raise ValueError("ablation_summary: no RefBERT run (config.use_reference true) to describe changes against")
+    baseline = min(refbert_configs, key=lambda c: sum(c.get(k, defaults[k]) != defaults[k] for k in ABLATION_KNOBS))
+
+    def budget(r):  # what a vanilla partner must share: seed, rows, augmentation and starting point
+        return (
+            r["config"]["seed"],
+            r["num_train"],
+            r["config"].get("augment", 0),
+            r["config"]["init"],
+        )
+
+    vanilla = {budget(r): r for _, r in results if not r["config"].get("use_reference")}
+    rows = []
+    for name, r in results:
+        cfg = r["config"]
+        metric = r["main_metric"]
+        value = round(float(r["metrics"][metric]), 2)
+        partner = vanilla.get(budget(r))
+        changes = {
+            k: cfg.get(k, defaults[k])
+            for k in ABLATION_KNOBS
+            if k != "use_reference" and cfg.get(k, defaults[k]) != baseline.get(k, defaults[k])
+        }
+        rows.append(
+            {
+                "run": name,
+                "model": r["model"],
+                "changes": changes,
+                "seed": cfg["seed"],
+                "num_train": r["num_train"],
+                "metric": metric,
+                "value": value,
+                "minus_vanilla": None
+                if partner is None or partner is r
+                else round(value - float(partner["metrics"][metric]), 2),
+                "minutes": round(float(r["seconds"]) / 60, 1),
+                "command": r["command"],
+            }
+        )
+    lines = [
+        "| run | model | change vs the baseline RefBERT run | seed | train examples | "
+        f"dev {rows[0]['metric']} | minus vanilla (same seed, budget) | minutes |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        change = _change_label(r["model"], r["changes"].items())
+        delta = "" if r["minus_vanilla"] is None else f"{r['minus_vanilla']:+.2f}"
+        lines.append(
+            f"| {r['run']} | {r['model']} | {change} | {r['seed']} | {r['num_train']} | {r['value']:.2f} | "
+            f"{delta} | {r['minutes']:.1f} |"
+        )
+    groups: dict[tuple, list[float]] = {}
+    for r in rows:
+        groups.setdefault(
+            (r["model"], tuple(sorted(r["changes"].items(), key=lambda kv: kv[0])), r["num_train"]), []
+        ).append(r["value"])
+    repeated = {k: v for k, v in groups.items() if len(v) > 1}
+    if repeated:
+        lines.append("")
+        for (model, changes, num_train), values in repeated.items():
+            lines.append(
+                f"{model} ({_change_label(model, changes)}, {num_train} train examples) over {len(values)} seeds: "
+                f"mean {np.mean(values):.2f}, range {min(values):.2f}-{max(values):.2f}."
+            )
+    return rows, "\n".join(lines) + "\n"
+
+
+def ablation_plot(rows: list[dict], path) -> None:
+    """Bar chart of an :func:`ablation_summary`'s runs (dev metric, %), vanilla runs in grey, as a PNG.
+
+    Raises:
+        ValueError: no rows.
+    """
+    import matplotlib  # lazy: the plotting backend is chosen only when a plot is drawn
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # lazy: after the backend
+
+    if not rows:
+        raise ValueError("ablation_plot: no rows to plot")
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(rows)), 4.0))
+    colors = ["tab:gray" if r["model"] == "vanilla" else "tab:green" for r in rows]
+    values = [r["value"] for r in rows]
+    ax.bar(range(len(rows)), values, color=colors)
+    ax.set_xticks(range(len(rows)), [r["run"] for r in rows], rotation=30, ha="right", fontsize=8)
+    bottom = max(0.0, min(values) - 3.0)
+    ax.set_ylim(bottom, max(values) + 1.0)
+    for i, v in enumerate(values):
+        ax.text(i, v + 0.1, f"{v:.2f}", ha="center", fontsize=7)
+    ax.set_ylabel(f"dev {rows[0]['metric']} (%)" + (f", axis from {bottom:.0f}" if bottom > 0 else ""))
+    ax.set_title("Distillation runs: RefBERT knobs (green) against vanilla (grey)")
+    ax.grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+
+
+def reference_ceiling_markdown(rows: list[dict]) -> str:
+    """Markdown table of :func:`reference_ceiling` rows."""
+    lines = [
+        "| task | K buckets | M anchors | dev: reference has the input's label | dev: vote of the k best | "
+        "train (not itself) | majority class (dev) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        vote = f"{r['dev_vote']['agreement']:.2f} (k={r['dev_vote']['k']})" if "dev_vote" in r else "-"
+        lines.append(
+            f"| {r['task']} | {r['num_buckets']} | {r['num_anchors']}{'' if r['max_anchors'] else ' (all)'} "
+            f"| {r['dev']['agreement']:.2f} | {vote} | {r['train']['agreement']:.2f} | "
+            f"{r['dev']['majority_class']:.2f} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The system packages the tests need beyond Python: a JDK and JUnit 4 for the Java tokenizer's tests
+# (tests/test_golden.py). Installs them from Debian's packages when they are missing (as root, or with sudo);
+# does nothing when they are there. README command 2 and .ci/run both run it first.
+set -euo pipefail
+if command -v javac >/dev/null && test -f /usr/share/java/junit4.jar && test -f /usr/share/java/hamcrest-core.jar; then
+  exit 0
+fi
+if ! command -v apt-get >/dev/null; then
+  echo "tests/install_system_packages.sh: no apt-get here; install a JDK (javac) and JUnit 4 + Hamcrest by hand" \
+       "and point JUNIT_JAR and HAMCREST_JAR at the jars" >&2
+  exit 1
+fi
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+echo "installing a JDK and JUnit 4 (default-jdk-headless junit4) for the Java tokenizer tests" >&2
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends default-jdk-headless junit4 >/dev/null

@@ -1,0 +1,230 @@
+import dataclasses
+import json
+
+import keras
+import pytest
+from helpers import TINY_DISTILL as CONFIG
+
+from refbert_tf.bank import BankError
+from refbert_tf.cli import code_version
+from refbert_tf.config import DistillConfig
+from refbert_tf.data import read_glue_tsv
+from refbert_tf.models.teacher import TeacherNotFoundError
+from refbert_tf.pipelines import distill_glue, pruning_probe
+from refbert_tf.training import predict_outputs
+
+
+@pytest.mark.parametrize("use_reference", [True, False])
+def test_distill_end_to_end_and_resume(tiny_teacher_dir, glue_dir, tmp_path, use_reference):
+    config = DistillConfig(use_reference=use_reference, **CONFIG)
+    out = tmp_path / "run"
+    result = distill_glue(
+        "sst2",
+        out,
+        tiny_teacher_dir,
+        config=config,
+        glue_dir=glue_dir,
+        max_train_examples=48,
+        verbose=0,
+        command="pytest",
+    )
+    assert result["model"] == ("refbert" if use_reference else "vanilla")
+    assert list(result["metrics"]) == ["accuracy"] and result["num_dev"] == 872
+    assert result["code_version"] == code_version()
+    if use_reference:
+        assert result["bank"]["num_anchors"] <= 32 and result["bank"]["dev_retrieval_agreement"] >= 0.95
+        assert result["bank"]["train_self_references"] == 0
+    else:
+        assert result["bank"] is None
+    student = keras.saving.load_model(out / "student.keras")
+    dev = read_glue_tsv("sst2", "dev", glue_dir=glue_dir).take(16)
+    from refbert_tf.tokenization import BertWordPieceTokenizer
+
+    feats = BertWordPieceTokenizer(out / "vocab.txt").encode(dev.text_a, max_seq_len=32)
+    assert predict_outputs(student, feats).shape == (16, 2)
+    card = json.loads((out / "student.json").read_text())
+    assert card["labels"] == ["0", "1"] and (out / "summary.md").read_text().startswith("# sst2")
+    # a second run finds both stages finished and only evaluates
+    again = distill_glue(
+        "sst2", out, tiny_teacher_dir, config=config, glue_dir=glue_dir, max_train_examples=48, verbose=0
+    )
+    assert again["metrics"] == pytest.approx(result["metrics"])
+    assert "intermediate_seconds" not in again["stage_seconds"]
+
+
+@pytest.mark.parametrize("top_k", [1, 2])
+def test_distillation_batches_carry_the_offline_references(tiny_teacher_dir, glue_dir, tmp_path, monkeypatch, top_k):
+    """Training must read each example's offline reference (never itself), not retrieve in-graph, where a bank
+    anchor finds itself. The old pipeline lost ``reference_index`` on the way into the batches."""
+    from refbert_tf.distillation import Distiller
+
+    seen = []
+    original = Distiller.compute_gradients
+
+    def spy(self, data):
+        seen.append(tuple(data[0]["reference_index"].shape) if "reference_index" in data[0] else None)
+        return original(self, data)
+
+    monkeypatch.setattr(Distiller, "compute_gradients", spy)
+    config = DistillConfig(**{**CONFIG, "top_k": top_k, "reference_projection": "linear_norm", "prediction_epochs": 0})
+    result = distill_glue(
+        "sst2", tmp_path / "run", tiny_teacher_dir, config=config, glue_dir=glue_dir, max_train_examples=48, verbose=0
+    )
+    assert seen and all(s is not None and s[1:] == (() if top_k == 1 else (top_k,)) for s in seen), seen
+    assert result["bank"]["train_self_references"] == 0 and result["config"]["top_k"] == top_k
+    assert result["bank"]["dev_retrieval_agreement"] >= 0.95
+
+
+def test_augmented_distillation_reads_copies_with_references_other_than_their_source(
+    tiny_teacher_dir, glue_dir, tmp_path, monkeypatch
+):
+    import refbert_tf.distillation
+
+    planned = []
+    original = refbert_tf.distillation.plan_steps
+
+    def spy(num_examples, *args):
+        planned.append(num_examples)
+        return original(num_examples, *args)
+
+    monkeypatch.setattr(refbert_tf.distillation, "plan_steps", spy)
+    config = DistillConfig(**{**CONFIG, "augment": 2, "prediction_epochs": 0})
+    result = distill_glue(
+        "sst2", tmp_path / "run", tiny_teacher_dir, config=config, glue_dir=glue_dir, max_train_examples=48, verbose=0
+    )
+    assert result["num_train"] == 48 and result["num_augmented"] == 96
+    assert planned == [3 * 48, 3 * 48]  # epochs are passes over the originals and their two copies
+    assert result["bank"]["train_self_references"] == 0 and result["bank"]["augmented_source_references"] == 0
+    assert result["stage_seconds"]["augment_seconds"] > 0
+    with pytest.raises(ValueError, match="--augment"):
+        DistillConfig(augment=-1)
+
+
+def test_pruned_initialisation_starts_from_the_teacher(tiny_teacher_dir, glue_dir, tmp_path, monkeypatch):
+    """With no training at all, a student pruned to the teacher's own width is the teacher: same dev metric."""
+    import refbert_tf.models.student as student_module
+    from refbert_tf.distillation import pruning_layer_map
+    from refbert_tf.models.teacher import load_teacher
+
+    backbone = load_teacher(tiny_teacher_dir)[0].backbone
+    monkeypatch.setitem(
+        student_module.STUDENT_PRESETS,
+        "teacher_shaped",
+        dict(
+            num_layers=backbone.num_layers,
+            hidden_dim=backbone.hidden_dim,
+            num_heads=backbone.num_heads,
+            intermediate_dim=backbone.intermediate_dim,
+        ),
+    )
+    config = DistillConfig(
+        **{
+            **CONFIG,
+            "student": "teacher_shaped",
+            "init": "pruned",
+            "use_reference": False,
+            "intermediate_epochs": 0,
+            "prediction_epochs": 0,
+        }
+    )
+    result = distill_glue(
+        "sst2", tmp_path / "run", tiny_teacher_dir, config=config, glue_dir=glue_dir, max_train_examples=48, verbose=0
+    )
+    assert pruning_layer_map(backbone.num_layers, backbone.num_layers) == list(range(1, backbone.num_layers + 1))
+    assert result["config"]["init"] == "pruned"
+    assert result["metrics"]["accuracy"] == pytest.approx(result["teacher_metrics"]["accuracy"], abs=1e-6)
+    identity = list(range(1, backbone.num_layers + 1))
+    probe = pruning_probe(
+        "sst2", tiny_teacher_dir, [identity, identity[::-1]], student="teacher_shaped", glue_dir=glue_dir
+    )
+    assert [row["mapping"] for row in probe] == [identity, identity[::-1]]
+    assert probe[0]["metrics"]["accuracy"] == pytest.approx(result["metrics"]["accuracy"], abs=1e-6)
+    # the default (init "auto") prunes a student that fits the teacher
+    default = distill_glue(
+        "sst2",
+        tmp_path / "default",
+        tiny_teacher_dir,
+        config=dataclasses.replace(config, init="auto"),
+        glue_dir=glue_dir,
+        max_train_examples=48,
+        verbose=0,
+    )
+    assert default["config"]["init"] == "pruned"
+    assert default["metrics"]["accuracy"] == pytest.approx(result["metrics"]["accuracy"], abs=1e-6)
+    # ... unless another initialisation is chosen
+    other = dataclasses.replace(config, init="teacher-embeddings")
+    assert (
+        distill_glue(
+            "sst2",
+            tmp_path / "emb",
+            tiny_teacher_dir,
+            config=other,
+            glue_dir=glue_dir,
+            max_train_examples=48,
+            verbose=0,
+        )["config"]["init"]
+        == "teacher-embeddings"
+    )
+    with pytest.raises(ValueError, match="cannot be pruned"):
+        pruning_layer_map(7, 6)
+
+
+def test_a_student_wider_than_the_teacher_falls_back_to_random_init(tiny_teacher_dir, glue_dir, tmp_path, capsys):
+    """The tiny student (hidden 32) is wider than the tiny teacher (24): by default it starts from random weights
+    (and says so); asking for pruning explicitly is an error naming the option and the sizes."""
+    config = DistillConfig(**{**CONFIG, "use_reference": False, "intermediate_epochs": 0, "prediction_epochs": 0})
+    assert config.init == "auto"
+    result = distill_glue(
+        "sst2", tmp_path / "run", tiny_teacher_dir, config=config, glue_dir=glue_dir, max_train_examples=48, verbose=0
+    )
+    assert result["config"]["init"] == "random"
+    assert "not pruned from the teacher (student (hidden 32, FFN 64) is wider" in capsys.readouterr().out
+    forced = dataclasses.replace(config, init="pruned")
+    with pytest.raises(ValueError, match=r"--init pruned: student \(hidden 32, FFN 64\) is wider"):
+        distill_glue(
+            "sst2",
+            tmp_path / "forced",
+            tiny_teacher_dir,
+            config=forced,
+            glue_dir=glue_dir,
+            max_train_examples=48,
+            verbose=0,
+        )
+
+
+def test_missing_teacher_and_foreign_bank(tiny_teacher_dir, glue_dir, tmp_path):
+    config = DistillConfig(**CONFIG)
+    with pytest.raises(TeacherNotFoundError, match="no fine-tuned sst2 teacher in"):
+        distill_glue(
+            "sst2",
+            tmp_path / "x",
+            tmp_path / "no_teacher",
+            config=config,
+            glue_dir=glue_dir,
+            finetune_missing_teacher=False,
+            verbose=0,
+        )
+    distill_glue(
+        "sst2",
+        tmp_path / "run",
+        tiny_teacher_dir,
+        config=DistillConfig(**{**CONFIG, "intermediate_epochs": 0, "prediction_epochs": 0}),
+        glue_dir=glue_dir,
+        max_train_examples=48,
+        verbose=0,
+    )
+    meta_path = tmp_path / "run" / "bank" / "bank.json"
+    meta = json.loads(meta_path.read_text())
+    meta["teacher"] = "another-teacher"
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(BankError, match="teacher='another-teacher'"):
+        distill_glue(
+            "sst2",
+            tmp_path / "run2",
+            tiny_teacher_dir,
+            config=config,
+            glue_dir=glue_dir,
+            max_train_examples=48,
+            bank_dir=tmp_path / "run" / "bank",
+            verbose=0,
+        )
