@@ -163,6 +163,8 @@ class DistillConfig(TrainingConfig):
         reference_projection: P, ``linear`` or ``linear_norm`` (see :class:`~refbert_tf.models.student.RefBertStudent`).
         intermediate_epochs, prediction_epochs: passes over the training set in each stage.
         temperature: prediction-loss temperature (TinyBERT Eq. 10).
+        prediction_loss: the prediction-stage loss on classification logits, by name
+            (:data:`~refbert_tf.distillation.PREDICTION_LOSSES`); regression always uses MSE.
         augment: N_a, word-replaced copies of each training example (TinyBERT sec. 3.1; 0: none). Epochs count
             passes over the augmented set, ``1 + augment`` times the rows.
         augment_prob: p_t, probability of replacing each one-piece word.
@@ -220,6 +222,13 @@ class DistillConfig(TrainingConfig):
         1.0, "passes over the training set in the prediction stage (logits)", knob=True, minimum=0
     )
     temperature: float = setting(1.0, "prediction-loss temperature", knob=True, above=0)
+    prediction_loss: str = setting(
+        "soft_ce",
+        "prediction-stage loss on classification logits: soft_ce (TinyBERT "
+        "Eq. 10) or mse (squared logit difference; Kim et al. 2021)",
+        knob=True,
+        choices=("soft_ce", "mse"),
+    )
     augment: int = setting(
         0,
         "N: word-replaced copies of each training example, relabelled by the teacher "

@@ -78,6 +78,18 @@ def soft_cross_entropy(student_logits, teacher_logits, temperature: float = 1.0)
     return global_mean(tf.reduce_sum(per_example), tf.shape(per_example)[0])
 
 
+def logit_mse(student_logits, teacher_logits, temperature: float = 1.0):
+    """Mean squared logit difference over the global batch and the outputs, mean (z_S - z_T)^2; ``temperature`` is
+    ignored. The prediction loss of regression (STS-B), and for classification an alternative to the soft
+    cross-entropy that Kim et al. 2021 ("Comparing Kullback-Leibler Divergence and Mean Squared Error Loss in
+    Knowledge Distillation") compare it with."""
+    squared = tf.square(student_logits - teacher_logits)
+    return global_mean(tf.reduce_sum(squared), tf.size(squared))
+
+
+PREDICTION_LOSSES = {"soft_ce": soft_cross_entropy, "mse": logit_mse}  # DistillConfig.prediction_loss
+
+
 def layer_map(num_student_layers: int, num_teacher_layers: int) -> list[int]:
     """TinyBERT's uniform mapping g(m) = m * L_T / L_S for m = 1..L_S (1-based teacher layers), rounded up.
 
@@ -168,6 +180,7 @@ class Distiller(keras.Model):
         stage: ``"intermediate"`` or ``"prediction"`` (switch with :meth:`set_stage`, then compile again).
         layer_mapping: teacher layer (1-based) whose hidden states and attention scores student block m learns;
             None: TinyBERT's uniform :func:`layer_map`.
+        prediction_loss: name of the classification prediction loss in :data:`PREDICTION_LOSSES`.
 
     Inputs of ``fit``: ``(inputs, labels)`` with ``inputs`` the student's dict (``reference_index`` included for a
     RefBERT student). Labels only feed the ``student_loss`` metric (hard-label loss, not optimised: TinyBERT's
@@ -186,9 +199,13 @@ class Distiller(keras.Model):
         temperature: float = 1.0,
         stage: str = "intermediate",
         layer_mapping: list[int] | None = None,
+        prediction_loss: str = "soft_ce",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if prediction_loss not in PREDICTION_LOSSES:
+            raise ValueError(f"unknown prediction_loss {prediction_loss!r}; use one of {', '.join(PREDICTION_LOSSES)}")
+        self.prediction_loss = PREDICTION_LOSSES[prediction_loss]
         self.teacher_features = TeacherFeatures(teacher)
         self.student = student
         self.regression = bool(regression)
@@ -244,10 +261,9 @@ class Distiller(keras.Model):
                 )
             terms.update(hidden=hidden, attention=attention)
         elif self.regression:
-            squared = tf.square(student_out["logits"] - teacher_out["logits"])
-            terms = {"prediction": global_mean(tf.reduce_sum(squared), tf.size(squared))}
+            terms = {"prediction": logit_mse(student_out["logits"], teacher_out["logits"])}
         else:
-            terms = {"prediction": soft_cross_entropy(student_out["logits"], teacher_out["logits"], self.temperature)}
+            terms = {"prediction": self.prediction_loss(student_out["logits"], teacher_out["logits"], self.temperature)}
         terms["distillation_loss"] = tf.add_n(list(terms.values()))
         return terms
 

@@ -8,7 +8,15 @@ from helpers import Interrupt, tiny_bert_backbone
 
 from refbert_tf.bank import build_bank
 from refbert_tf.data import make_dataset, read_glue_tsv
-from refbert_tf.distillation import Distiller, attention_mse, layer_map, masked_mse, soft_cross_entropy
+from refbert_tf.distillation import (
+    PREDICTION_LOSSES,
+    Distiller,
+    attention_mse,
+    layer_map,
+    logit_mse,
+    masked_mse,
+    soft_cross_entropy,
+)
 from refbert_tf.models.student import build_student
 from refbert_tf.models.teacher import build_teacher
 
@@ -36,6 +44,17 @@ def test_soft_cross_entropy_by_hand():
     r3 = math.sqrt(3.0)
     expected = -0.5 * (math.log(r3 / (r3 + 1)) + math.log(1 / (r3 + 1)))
     assert float(soft_cross_entropy(student, teacher, temperature=2.0)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_logit_mse_by_hand_and_the_losses_by_name():
+    import dataclasses
+
+    from refbert_tf.config import DistillConfig
+
+    student, teacher = tf.constant([[1.0, 2.0], [0.0, 0.0]]), tf.constant([[0.0, 0.0], [3.0, 0.0]])
+    assert float(logit_mse(student, teacher, temperature=5.0)) == pytest.approx((1 + 4 + 9 + 0) / 4)
+    field = {f.name: f for f in dataclasses.fields(DistillConfig)}["prediction_loss"]
+    assert set(field.metadata["choices"]) == set(PREDICTION_LOSSES)  # the config offers what the Distiller knows
 
 
 def test_layer_map():
@@ -95,6 +114,21 @@ def test_unknown_stage(tiny_setup):
     _, _, teacher, _ = tiny_setup
     with pytest.raises(ValueError, match="unknown distillation stage 'final'"):
         Distiller(teacher, _student(None), stage="final")
+    with pytest.raises(ValueError, match="unknown prediction_loss 'kl'; use one of soft_ce, mse"):
+        Distiller(teacher, _student(None), prediction_loss="kl")
+
+
+def test_the_mse_prediction_loss_is_the_one_trained(tiny_setup):
+    ex, feats, teacher, _ = tiny_setup
+    distiller = Distiller(teacher, _student(None), stage="prediction", prediction_loss="mse")
+    inputs = {k: feats[k][:8].to_tensor() for k in ("token_ids", "segment_ids")}
+    inputs["padding_mask"] = tf.cast(inputs["token_ids"] > 0, tf.int32)
+    losses = distiller.distillation_losses(
+        distiller.student.call_with_features(inputs), distiller.teacher_features(inputs), inputs["padding_mask"]
+    )
+    student_logits = distiller.student(inputs)
+    expected = logit_mse(student_logits, distiller.teacher_features(inputs)["logits"])
+    assert float(losses["prediction"]) == pytest.approx(float(expected), rel=1e-5)
 
 
 def test_interrupted_distillation_resumes(tiny_setup, tmp_path):

@@ -208,7 +208,14 @@ def build_student_and_distiller(task: GlueTask, tokenizer, teacher, bank, config
         )  # fmt: skip
         config = dataclasses.replace(config, init=resolve_init(config.init, student, backbone))
         mapping = distiller_layer_mapping(config.init, student, backbone)
-        distiller = Distiller(teacher, student, task.is_regression, config.temperature, layer_mapping=mapping)
+        distiller = Distiller(
+            teacher,
+            student,
+            task.is_regression,
+            config.temperature,
+            layer_mapping=mapping,
+            prediction_loss=config.prediction_loss,
+        )
     return student, distiller, config
 
 
