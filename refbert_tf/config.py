@@ -162,7 +162,7 @@ class DistillConfig(TrainingConfig):
         top_k: references read per input (1: RefBERT; k > 1: the k best anchors' R tokens side by side).
         reference_projection: P, ``linear`` or ``linear_norm`` (see :class:`~refbert_tf.models.student.RefBertStudent`).
         intermediate_epochs, prediction_epochs: passes over the training set in each stage.
-        temperature: prediction-loss temperature (TinyBERT Eq. 10).
+        temperature: prediction-loss temperature (TinyBERT Eq. 11).
         prediction_loss: the prediction-stage loss on classification logits, by name
             (:data:`~refbert_tf.distillation.PREDICTION_LOSSES`); regression always uses MSE.
         augment: N_a, word-replaced copies of each training example (TinyBERT sec. 3.1; 0: none). Epochs count
@@ -225,7 +225,7 @@ class DistillConfig(TrainingConfig):
     prediction_loss: str = setting(
         "soft_ce",
         "prediction-stage loss on classification logits: soft_ce (TinyBERT "
-        "Eq. 10) or mse (squared logit difference; Kim et al. 2021)",
+        "Eq. 11) or mse (squared logit difference; Kim et al. 2021)",
         knob=True,
         choices=("soft_ce", "mse"),
     )
