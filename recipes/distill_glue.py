@@ -67,6 +67,9 @@ def parse_args(argv=None):
         help="TFLite variants exported after distillation (default dynamic_int8; see export_tflite.py)",
     )
     p.add_argument("--no-export", action="store_true", help="stop after distillation: no .tflite file")
+    p.add_argument(
+        "--no-metadata", action="store_true", help="export without TFLite Model Metadata (see export_tflite.py)"
+    )
     add_config_args(p, DistillConfig, DISTILL_DEFAULTS)
     add_strategy_args(p)
     return p.parse_args(argv)
@@ -103,7 +106,7 @@ def main(argv=None):
     if not args.no_export:
         result["export"] = export_glue_student(
             task, run_dir, args.tflite_dir, variants=args.export_variants, glue_dir=args.glue_dir,
-            source=args.source, command=command_line(argv),
+            source=args.source, command=command_line(argv), metadata=not args.no_metadata,
         )  # fmt: skip
         for row in result["export"]["variants"]:
             print(

@@ -44,6 +44,11 @@ def parse_args(argv=None):
         default=300,
         help="real training examples that calibrate full-integer int8 (300)",
     )
+    p.add_argument(
+        "--no-metadata",
+        action="store_true",
+        help="write no TFLite Model Metadata (by default single-text classifiers get it, for MediaPipe Tasks)",
+    )
     p.add_argument("--parity-examples", type=int, default=200, help="dev examples for the float32 parity check")
     p.add_argument("--results", default=None, help="results JSON (default results/export/<task>_<model>.json)")
     return p.parse_args(argv)
@@ -65,6 +70,7 @@ def main(argv=None):
         without_bank=args.without_bank,
         num_representative=args.num_representative,
         parity_examples=args.parity_examples,
+        metadata=not args.no_metadata,
         command=command_line(argv),
     )
     name = result["model"]

@@ -26,7 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from refbert_tf.export.card import bundle_vocab, model_card, write_tflite
+from refbert_tf.export.metadata import metadata_skip_reason, write_metadata
 from refbert_tf.inference import LiteRTClassifier
+from refbert_tf.io_utils import write_json
 from refbert_tf.metrics import compute_metrics, predictions_from_outputs
 from refbert_tf.tasks import get_task
 
@@ -39,14 +41,20 @@ class ExportError(RuntimeError):
     """Raised when a conversion fails or produces ops outside TFLite's builtin set."""
 
 
-def export_saved_model(model, directory: str | os.PathLike) -> Path:
+def export_saved_model(model, directory: str | os.PathLike, max_seq_len: int | None = None) -> Path:
     """Write ``model`` as a SavedModel with one ``serve`` endpoint on int32 [1, None] inputs.
+
+    With ``max_seq_len`` the endpoint truncates longer inputs as the tokenizer does: the first ``max_seq_len - 1``
+    positions and the last one (the closing ``[SEP]`` of a packed text), so a runtime that packs a whole text
+    without truncating it (MediaPipe's BERT preprocessor, for dynamic-shape inputs) gets the logits of the text
+    ``refbert-predict`` would have packed. Shorter inputs pass unchanged.
 
     Args:
         model: a Keras model taking ``{"token_ids", "segment_ids", "padding_mask"}`` int32 [B, T] and returning
             logits [B, C] (a RefBERT student retrieves its reference in-graph when no ``reference_index`` is
             given).
         directory: output directory (created).
+        max_seq_len: longest input (tokens) the endpoint passes on (None: all).
 
     Returns:
         the directory.
@@ -60,6 +68,10 @@ def export_saved_model(model, directory: str | os.PathLike) -> Path:
 
     def serve(token_ids, segment_ids, padding_mask):
         inputs = {"token_ids": token_ids, "segment_ids": segment_ids, "padding_mask": padding_mask}
+        if max_seq_len:  # positions 0 .. m-2 and n-1, m = min(n, max_seq_len): all n of them when n <= max_seq_len
+            n = tf.shape(token_ids)[1]
+            keep = tf.concat([tf.range(tf.minimum(n, max_seq_len) - 1), [n - 1]], axis=0)
+            inputs = {k: tf.gather(v, keep, axis=1) for k, v in inputs.items()}
         return {OUTPUT_NAME: model(inputs, training=False)}
 
     # a RefBERT student's bank as export constants: sparse retrieval table, projection folded in
@@ -255,6 +267,7 @@ def export_model(
     source: str = "",
     bank_mb: float = 0.0,
     progress: bool = True,
+    metadata: bool = True,
 ) -> list[dict]:
     """Export any Keras classifier on ``{"token_ids", "segment_ids", "padding_mask"}`` to
     ``<out_dir>/<task>_<meta["model"]>_<variant>.tflite`` (+ card), one file per variant.
@@ -269,12 +282,16 @@ def export_model(
             interpreter and written into its card.
         source: where the model came from (recorded in the card).
         bank_mb: float32 size of the reference bank inside the model (MB).
+        metadata: write TFLite Model Metadata into single-text classifiers (:mod:`refbert_tf.export.metadata`),
+            so standard runtimes (MediaPipe Tasks) load them; other tasks get the reason in the card.
 
     Returns:
         the cards written, each with its ``path``.
 
     Raises:
         ExportError, ValueError: from :func:`convert`.
+        MetadataError: metadata asked for a vocabulary the runtime's tokenizer would misread (a cased one).
+        ToolError: the metadata tool environment could not be made or failed.
     """
     task = get_task(meta["task"])
     out_dir = Path(out_dir)
@@ -282,16 +299,21 @@ def export_model(
     meta = bundle_vocab(meta, out_dir)  # the vocabulary travels with the model: vocab-<sha256[:12]>.txt beside it
     cards = []
     with tempfile.TemporaryDirectory() as tmp:
-        saved = export_saved_model(model, Path(tmp) / "saved_model")
+        saved = export_saved_model(model, Path(tmp) / "saved_model", meta.get("max_seq_len"))
         for variant in variants:
             flatbuffer, info = convert(saved, variant, representative if variant == "full_int8" else None)
             path = out_dir / f"{task.name}_{meta['model']}_{variant}.tflite"
             card = model_card(meta, variant, info, len(flatbuffer), bank_mb, source)
-            if dev_features is not None:
-                write_tflite(path, flatbuffer, card)
+            write_tflite(path, flatbuffer, card)
+            skip = metadata_skip_reason(card) if metadata else "not asked for (--no-metadata)"
+            if skip is None and meta.get("vocab_file"):
+                card = write_metadata(path, card, out_dir / meta["vocab_file"])
+            else:
+                card["metadata"] = {"skipped": skip or "no vocabulary file to pack"}
+            if dev_features is not None:  # measured on the final file, metadata included
                 outputs = LiteRTClassifier(path).predict_features(dev_features, progress=progress)
                 card["dev_metrics"] = compute_metrics(task, predictions_from_outputs(task, outputs), dev_labels)
-            write_tflite(path, flatbuffer, card)
+            write_json(path.with_suffix(".json"), card)
             cards.append({**card, "path": str(path)})
     return cards
 
@@ -306,6 +328,7 @@ def export_student(
     without_bank: bool = False,
     num_representative: int = 300,
     progress: bool = True,
+    metadata: bool = True,
 ) -> list[dict]:
     """Export a saved student to ``<out_dir>/<task>_<model>_<variant>.tflite`` (+ card) in each variant.
 
@@ -319,6 +342,7 @@ def export_student(
         without_bank: export the student with its reference path removed (:func:`strip_bank`), named
             ``<task>_refbert_no_bank_<variant>``: for measuring the bank's share only.
         num_representative: calibration examples for ``full_int8``.
+        metadata: TFLite Model Metadata in single-text classifiers (see :func:`export_model`).
 
     Returns:
         the cards written (each with its ``path``).
@@ -350,6 +374,7 @@ def export_student(
         source=str(student_dir),
         bank_mb=bank_size_mb(student),
         progress=progress,
+        metadata=metadata,
     )
 
 

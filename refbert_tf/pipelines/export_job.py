@@ -27,6 +27,7 @@ def export_glue_student(
     num_representative: int = 300,
     parity_examples: int = 200,
     command: str = "",
+    metadata: bool = True,
 ) -> dict:
     """Export a distilled GLUE student to TFLite variants and measure each through the LiteRT interpreter.
 
@@ -40,6 +41,7 @@ def export_glue_student(
         num_representative: calibration examples.
         parity_examples: dev examples on which float32 logits are compared with Keras.
         command: command line recorded in the result.
+        metadata: TFLite Model Metadata in single-text classifiers (:mod:`refbert_tf.export.metadata`).
 
     Returns:
         ``{"task", "model", "keras_dev_metric", "variants": [{variant, path, size_mb, dev_metric, dev_drop,
@@ -68,6 +70,7 @@ def export_glue_student(
         train_features=train_f,
         dev_features=dev_f,
         dev_labels=dev.labels,
+        metadata=metadata,
         without_bank=without_bank,
         num_representative=num_representative,
     )
@@ -90,6 +93,7 @@ def export_glue_student(
                 "dev_drop": None if keras_metric is None else round(keras_metric - value, 3),
                 "integer_only": card["integer_only"],
                 "ops": card["ops"],
+                "metadata": card.get("metadata"),
             }
         )
     parity = None
