@@ -9,6 +9,8 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["refbert_tf", "refbert_tf.*"]),
+    # the tool environments' pinned requirements and their standalone scripts (refbert_tf.export.toolenv)
+    package_data={"refbert_tf.export": ["tools/*.txt", "tools/*.py"]},
     python_requires=">=3.10,<3.13",
     install_requires=[
         "tensorflow>=2.21,<2.22",

@@ -93,7 +93,7 @@ def sensitive_export(student_run, tmp_path_factory):
 def test_mediapipe_text_classifier_reads_the_file_as_refbert_predict_does(sensitive_export, glue_dir, tmp_path):
     """A client that is not this project's code: MediaPipe Tasks' TextClassifier tokenizes 60 real SST-2 dev
     sentences from the packed vocabulary and gets the logits refbert-predict gets."""
-    from refbert_tf.export.clients import mediapipe_classify
+    from refbert_tf.export.clients import compare_with_mediapipe, mediapipe_classify
     from refbert_tf.export.toolenv import ToolError
     from refbert_tf.predict import load_predictor, predict_texts
 
@@ -106,6 +106,9 @@ def test_mediapipe_text_classifier_reads_the_file_as_refbert_predict_does(sensit
     assert spread > 1e-2  # the logits depend on the input, so equal logits mean equal inputs
     np.testing.assert_allclose(scores, ours, atol=1e-4 * max(1.0, float(np.abs(ours).max())))
     assert [row["label"] for row in theirs] == [card["labels"][int(i)] for i in ours.argmax(-1)]
+    report = compare_with_mediapipe(sensitive_export["path"], texts[:20], np.zeros(20, int))
+    assert report["agreement"] == 100.0 and report["disagreements"] == [] and report["max_abs_logit_diff"] < 1e-2
+    assert set(report["accuracy"]) == {"refbert_predict", "mediapipe"} and report["median_ms"]["mediapipe"] > 0
     plain = tmp_path / "plain.tflite"
     plain.write_bytes(open(sensitive_export["path"], "rb").read().split(b"PK\x03\x04")[0])  # metadata zip cut off
     with pytest.raises(ToolError, match="mediapipe_classify.py"):

@@ -35,3 +35,62 @@ def mediapipe_classify(model_path, texts, timeout: float = 1800.0) -> list[dict]
     if len(rows) != len(texts):
         raise RuntimeError(f"MediaPipe answered {len(rows)} of {len(texts)} texts")
     return rows
+
+
+def compare_with_mediapipe(model_path, texts, labels=None) -> dict:
+    """MediaPipe's ``TextClassifier`` against ``refbert-predict``'s interpreter path on the same file and texts.
+
+    Args:
+        model_path: a single-text classifier ``.tflite`` with metadata and its card.
+        texts: N strings.
+        labels: optional N gold label indices (for both accuracies).
+
+    Returns:
+        ``{"num_texts", "agreement" (percent of texts with the same label), "accuracy": {"refbert_predict",
+        "mediapipe"} (percent; with ``labels``), "max_abs_logit_diff", "median_ms": {"refbert_predict",
+        "mediapipe"}, "disagreements": [{index, text, refbert_predict, mediapipe, logits, scores, non_ascii}]}``.
+        ``non_ascii`` flags texts with characters outside ASCII: MediaPipe lower-cases ASCII letters only and keeps
+        accents, where the BERT normalizer of :mod:`refbert_tf.tokenization` strips them.
+
+    Raises:
+        ToolError: from :func:`mediapipe_classify`.
+    """
+    import time
+
+    import numpy as np
+
+    from refbert_tf.predict import load_predictor, predict_texts  # lazy: the interpreter path loads LiteRT
+
+    texts = [str(t) for t in texts]
+    theirs = mediapipe_classify(model_path, texts)
+    runner, tokenizer, card = load_predictor(model_path)
+    ours, ms = [], []
+    for text in texts:
+        start = time.perf_counter()
+        ours.append(predict_texts(runner, tokenizer, card, [text])[0][0])  # tokenize + invoke, as refbert-predict
+        ms.append(1000 * (time.perf_counter() - start))
+    ours = np.stack(ours)
+    names = list(card["labels"])
+    scores = np.array([[row.get("scores", {}).get(n, np.nan) for n in names] for row in theirs])
+    ours_label = [names[int(i)] for i in ours.argmax(-1)]
+    same = [row.get("label") == mine for row, mine in zip(theirs, ours_label)]
+    result = {
+        "model": str(model_path), "num_texts": len(texts), "agreement": round(100 * float(np.mean(same)), 2),
+        "max_abs_logit_diff": float(np.nanmax(np.abs(scores - ours))),
+        "median_ms": {"refbert_predict": round(float(np.median(ms)), 3),
+                      "mediapipe": round(float(np.median([r.get("ms", np.nan) for r in theirs])), 3)},
+        "disagreements": [
+            {"index": i, "text": texts[i], "refbert_predict": ours_label[i], "mediapipe": theirs[i].get("label"),
+             "logits": ours[i].round(4).tolist(), "scores": scores[i].round(4).tolist(),
+             "non_ascii": any(ord(c) > 127 for c in texts[i]), "error": theirs[i].get("error")}
+            for i in range(len(texts)) if not same[i]
+        ],
+    }  # fmt: skip
+    if labels is not None:
+        gold = np.asarray(labels)
+        result["accuracy"] = {
+            "refbert_predict": round(100 * float(np.mean(ours.argmax(-1) == gold)), 2),
+            "mediapipe": round(100 * float(np.mean([names.index(r["label"]) == g if "label" in r else False
+                                                    for r, g in zip(theirs, gold)])), 2),
+        }  # fmt: skip
+    return result
