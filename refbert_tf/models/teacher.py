@@ -29,6 +29,7 @@ from refbert_tf.data import GlueTask, get_task, load_glue
 from refbert_tf.distribute import check_global_batch, strategy_info
 from refbert_tf.io_utils import atomic_path, write_json
 from refbert_tf.models.checkpoints import load_backbone
+from refbert_tf.rundir import check_run_config, run_lock
 from refbert_tf.tokenization import BertWordPieceTokenizer
 from refbert_tf.training import evaluate, fit, peak_memory_mb
 
@@ -165,6 +166,7 @@ def finetune_teacher(
     Raises:
         GlueDataError, CheckpointError: from the loaders.
         ValueError: a global batch that does not split over the strategy's replicas.
+        RunDirError: ``out_dir`` holds a fine-tuning run of other settings, or another process is using it.
     """
     start = time.perf_counter()
     task = get_task(task) if isinstance(task, str) else task
@@ -176,44 +178,50 @@ def finetune_teacher(
     if max_train_examples:
         train = train.take(max_train_examples)
     dev = load_glue(task, "dev", source=source, glue_dir=glue_dir)
-    checkpoint_name = "custom"
     out_dir = Path(out_dir)
-    with strategy.scope():  # backbone, classifier and optimizer
-        if backbone is None:
-            backbone, tokenizer, info = load_backbone(checkpoint, max_seq_len=config.max_seq_len)
-            checkpoint_name = info.spec
-        model = build_teacher(backbone, task, dropout=config.dropout)
-        train_features = tokenizer.encode(train.text_a, train.text_b, config.max_seq_len)
-        dev_features = tokenizer.encode(dev.text_a, dev.text_b, config.max_seq_len)
-        history = fit(model, task, train_features, train.labels, config, backup_dir=out_dir / "backup", verbose=verbose)
-    metrics = evaluate(model, task, dev_features, dev.labels)
-    result = {
-        "task": task.name,
-        "metrics": metrics,
-        "main_metric": task.main_metric,
-        "command": command,
-        "code_version": code_version(),
-        "seconds": round(time.perf_counter() - start, 1),
-        "train_seconds": round(history.seconds, 1),
-        "train_examples_per_second": round(history.examples_per_second, 1),
-        "peak_memory_mb": round(peak_memory_mb(), 1),
-        "checkpoint": checkpoint_name,
-        "num_train": len(train),
-        "num_dev": len(dev),
-        "num_truncated": {"train": train_features["num_truncated"], "dev": dev_features["num_truncated"]},
-        "data_source": train.source,
-        "config": dataclasses.asdict(config),
-        "strategy": strategy_info(strategy),
-        "final_train_loss": float(history.history["loss"][-1]) if history.history.get("loss") else None,
-    }
-    save_teacher(
-        model,
-        tokenizer,
-        out_dir,
-        {k: result[k] for k in ("task", "metrics", "checkpoint", "config")}
-        | {"labels": list(task.labels), "num_classes": task.num_classes},
-    )
-    return result
+    with run_lock(out_dir):
+        record = {"task": task.name, "checkpoint": "(given)" if backbone is not None else str(checkpoint or "default"),
+                  "source": source, "max_train_examples": max_train_examples, "config": dataclasses.asdict(config)}  # fmt: skip
+        check_run_config(out_dir, record, finished_card=out_dir / "teacher.json")
+        checkpoint_name = "custom"
+        with strategy.scope():  # backbone, classifier and optimizer
+            if backbone is None:
+                backbone, tokenizer, info = load_backbone(checkpoint, max_seq_len=config.max_seq_len)
+                checkpoint_name = info.spec
+            model = build_teacher(backbone, task, dropout=config.dropout)
+            train_features = tokenizer.encode(train.text_a, train.text_b, config.max_seq_len)
+            dev_features = tokenizer.encode(dev.text_a, dev.text_b, config.max_seq_len)
+            history = fit(
+                model, task, train_features, train.labels, config, backup_dir=out_dir / "backup", verbose=verbose
+            )
+        metrics = evaluate(model, task, dev_features, dev.labels)
+        result = {
+            "task": task.name,
+            "metrics": metrics,
+            "main_metric": task.main_metric,
+            "command": command,
+            "code_version": code_version(),
+            "seconds": round(time.perf_counter() - start, 1),
+            "train_seconds": round(history.seconds, 1),
+            "train_examples_per_second": round(history.examples_per_second, 1),
+            "peak_memory_mb": round(peak_memory_mb(), 1),
+            "checkpoint": checkpoint_name,
+            "num_train": len(train),
+            "num_dev": len(dev),
+            "num_truncated": {"train": train_features["num_truncated"], "dev": dev_features["num_truncated"]},
+            "data_source": train.source,
+            "config": dataclasses.asdict(config),
+            "strategy": strategy_info(strategy),
+            "final_train_loss": float(history.history["loss"][-1]) if history.history.get("loss") else None,
+        }
+        save_teacher(
+            model,
+            tokenizer,
+            out_dir,
+            {k: result[k] for k in ("task", "metrics", "checkpoint", "config")}
+            | {"labels": list(task.labels), "num_classes": task.num_classes},
+        )
+        return result
 
 
 def load_or_finetune_teacher(

@@ -32,6 +32,7 @@ from refbert_tf.models.student import build_student, save_student
 from refbert_tf.models.teacher import load_or_finetune_teacher
 from refbert_tf.pipelines.probes import reference_diagnostics
 from refbert_tf.reports import summary_markdown
+from refbert_tf.rundir import check_run_config, run_lock
 from refbert_tf.training import evaluate, peak_memory_mb
 
 
@@ -78,6 +79,7 @@ def distill_glue(
         BankError: an existing bank built with another vocabulary, teacher, task or shape.
         GlueDataError, CheckpointError: from the loaders.
         ValueError: ``init`` that does not fit the student and teacher.
+        RunDirError: ``out_dir`` holds a run of other settings, or another process is using it.
     """
     start = time.perf_counter()
     task = get_task(task) if isinstance(task, str) else task
@@ -85,39 +87,45 @@ def distill_glue(
     strategy = strategy or tf.distribute.get_strategy()
     check_global_batch(config.batch_size, strategy)
     out_dir, teacher_dir = Path(out_dir), Path(teacher_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    keras.utils.set_random_seed(config.seed)
-    teacher, tokenizer, teacher_meta = load_or_finetune_teacher(
-        task, teacher_dir, finetune_missing_teacher, teacher_checkpoint, glue_dir, source, verbose, strategy
-    )
-    teacher_id = file_sha256(teacher_dir / "model.keras")[:16]
-    max_len = min(config.max_seq_len, teacher.backbone.max_sequence_length)
-    train, dev, train_f, dev_f = load_encoded_splits(task, tokenizer, max_len, source, glue_dir, max_train_examples)
-    data = training_set(train_f, train.labels, tokenizer, teacher.backbone, config)
-    bank = None
-    if config.use_reference:
-        bank_dir = Path(bank_dir) if bank_dir else out_dir / "bank"
-        bank = reference_step(
-            data, train_f, bank_dir, teacher.backbone, tokenizer, config, task, teacher_id, verbose, strategy
+    with run_lock(out_dir):
+        record = {"task": task.name, "teacher_dir": str(teacher_dir), "teacher_checkpoint": teacher_checkpoint,
+                  "source": source, "max_train_examples": max_train_examples, "bank_dir": bank_dir and str(bank_dir),
+                  "config": dataclasses.asdict(config)}  # fmt: skip
+        check_run_config(out_dir, record, finished_card=out_dir / "student.json")
+        keras.utils.set_random_seed(config.seed)
+        teacher, tokenizer, teacher_meta = load_or_finetune_teacher(
+            task, teacher_dir, finetune_missing_teacher, teacher_checkpoint, glue_dir, source, verbose, strategy
         )
-    student, distiller, config = build_student_and_distiller(task, tokenizer, teacher, bank, config, strategy)
-    bank_info = bank and bank_report(bank, data, reference_diagnostics(task, student, bank, train, dev, train_f, dev_f))
-    initialize_student(config.init, student, teacher, distiller, train_f, config.seed, tokenizer.vocab_sha256)
-    batches = training_batches(data, config)
-    data.timings.update(run_stages(distiller, batches, len(data.labels), config, out_dir, strategy, verbose))
-    result = {
-        "task": task.name, "model": "refbert" if config.use_reference else "vanilla",
-        "metrics": evaluate(student, task, dev_f, dev.labels),  # in-graph retrieval, as on the device
-        "main_metric": task.main_metric, "teacher_metrics": teacher_meta.get("metrics"),
-        "teacher_dir": str(teacher_dir), "teacher_id": teacher_id, "command": command, "code_version": code_version(),
-        "seconds": round(time.perf_counter() - start, 1), "peak_memory_mb": round(peak_memory_mb(), 1),
-        "stage_seconds": data.timings, "bank": bank_info, "num_train": len(train), "num_augmented": len(data.source),
-        "num_dev": len(dev), "student_parameters": int(student.count_params()), "config": dataclasses.asdict(config),
-        "strategy": strategy_info(strategy),
-    }  # fmt: skip
-    card = {**result, "labels": list(task.labels), "max_seq_len": max_len}
-    save_student(out_dir, student, tokenizer, card, summary_markdown(result))
-    return result
+        teacher_id = file_sha256(teacher_dir / "model.keras")[:16]
+        max_len = min(config.max_seq_len, teacher.backbone.max_sequence_length)
+        train, dev, train_f, dev_f = load_encoded_splits(task, tokenizer, max_len, source, glue_dir, max_train_examples)
+        data = training_set(train_f, train.labels, tokenizer, teacher.backbone, config)
+        bank = None
+        if config.use_reference:
+            bank_dir = Path(bank_dir) if bank_dir else out_dir / "bank"
+            bank = reference_step(
+                data, train_f, bank_dir, teacher.backbone, tokenizer, config, task, teacher_id, verbose, strategy
+            )
+        student, distiller, config = build_student_and_distiller(task, tokenizer, teacher, bank, config, strategy)
+        bank_info = bank and bank_report(
+            bank, data, reference_diagnostics(task, student, bank, train, dev, train_f, dev_f)
+        )
+        initialize_student(config.init, student, teacher, distiller, train_f, config.seed, tokenizer.vocab_sha256)
+        batches = training_batches(data, config)
+        data.timings.update(run_stages(distiller, batches, len(data.labels), config, out_dir, strategy, verbose))
+        result = {
+            "task": task.name, "model": "refbert" if config.use_reference else "vanilla",
+            "metrics": evaluate(student, task, dev_f, dev.labels),  # in-graph retrieval, as on the device
+            "main_metric": task.main_metric, "teacher_metrics": teacher_meta.get("metrics"),
+            "teacher_dir": str(teacher_dir), "teacher_id": teacher_id, "command": command, "code_version": code_version(),
+            "seconds": round(time.perf_counter() - start, 1), "peak_memory_mb": round(peak_memory_mb(), 1),
+            "stage_seconds": data.timings, "bank": bank_info, "num_train": len(train), "num_augmented": len(data.source),
+            "num_dev": len(dev), "student_parameters": int(student.count_params()), "config": dataclasses.asdict(config),
+            "strategy": strategy_info(strategy),
+        }  # fmt: skip
+        card = {**result, "labels": list(task.labels), "max_seq_len": max_len}
+        save_student(out_dir, student, tokenizer, card, summary_markdown(result))
+        return result
 
 
 @dataclasses.dataclass

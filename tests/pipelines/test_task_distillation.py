@@ -11,6 +11,7 @@ from refbert_tf.config import DistillConfig
 from refbert_tf.data import read_glue_tsv
 from refbert_tf.models.teacher import TeacherNotFoundError
 from refbert_tf.pipelines import distill_glue, pruning_probe
+from refbert_tf.rundir import RunDirError
 from refbert_tf.training import predict_outputs
 
 
@@ -50,6 +51,11 @@ def test_distill_end_to_end_and_resume(tiny_teacher_dir, glue_dir, tmp_path, use
     )
     assert again["metrics"] == pytest.approx(result["metrics"])
     assert "intermediate_seconds" not in again["stage_seconds"]
+    # ... and a re-run with other settings is refused before any work, leaving the run as it was
+    with pytest.raises(RunDirError, match=r"config.learning_rate \(was 0.0001, now 0.001\)"):
+        distill_glue("sst2", out, tiny_teacher_dir, config=dataclasses.replace(config, learning_rate=1e-3),
+                     glue_dir=glue_dir, max_train_examples=48, verbose=0)  # fmt: skip
+    assert json.loads((out / "student.json").read_text())["metrics"] == result["metrics"]
 
 
 @pytest.mark.parametrize("top_k", [1, 2])
