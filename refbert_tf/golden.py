@@ -26,6 +26,11 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from refbert_tf.data import load_glue
+from refbert_tf.io_utils import write_text
+from refbert_tf.models.checkpoints import default_teacher_dir, detect_lowercase
+from refbert_tf.tokenization import BertWordPieceTokenizer, read_vocab
+
 FORMAT = "refbert-golden-v1"
 COMMITTED_GOLDEN = Path("android_demo/app/src/test/resources/golden_vectors.jsonl")  # relative to the repo root
 
@@ -222,8 +227,6 @@ def glue_cases(
     Raises:
         refbert_tf.data.GlueDataError: missing or malformed GLUE files.
     """
-    from refbert_tf.data import load_glue
-
     sst2 = load_glue("sst2", "dev", glue_dir=glue_dir).take(num_sst2)
     mrpc = load_glue("mrpc", "dev", glue_dir=glue_dir).take(num_mrpc)
     cases = [GoldenInput(f"sst2/dev/{i}", t, None, 128, lowercase) for i, t in enumerate(sst2.text_a)]
@@ -253,8 +256,6 @@ def compute(cases: Sequence[GoldenInput], vocab_path: str | os.PathLike) -> list
         ValueError: duplicate names, or a max_seq_len below 2 (single) / 3 (pair).
         refbert_tf.tokenization.VocabularyError: bad ``vocab.txt``.
     """
-    from refbert_tf.tokenization import BertWordPieceTokenizer
-
     names = [c.name for c in cases]
     if len(set(names)) != len(names):
         raise ValueError("golden case names must be unique")
@@ -293,9 +294,6 @@ def write_golden(path: str | os.PathLike, records: Sequence[dict], vocab_path: s
     Returns:
         the header dict (``format``, ``vocab_sha256``, ``vocab_size``, ``num_cases``).
     """
-    from refbert_tf.io_utils import write_text
-    from refbert_tf.tokenization import read_vocab
-
     vocab_path = Path(vocab_path)
     header = {
         "format": FORMAT,
@@ -350,9 +348,6 @@ def generate_golden(
         refbert_tf.models.checkpoints.CheckpointError: no ``vocab_path`` and the default teacher is missing.
         refbert_tf.data.GlueDataError, refbert_tf.tokenization.VocabularyError, ValueError: see the callees.
     """
-    from refbert_tf.models.checkpoints import default_teacher_dir, detect_lowercase
-    from refbert_tf.tokenization import read_vocab
-
     vocab_path = Path(vocab_path) if vocab_path is not None else default_teacher_dir() / "vocab.txt"
     cases = edge_cases()
     if glue_dir is not None:

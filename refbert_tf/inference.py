@@ -6,10 +6,12 @@ than a failed ``GATHER`` inside a kernel.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 TFLITE_IDENTIFIER = b"TFL3"  # flatbuffer file identifier at bytes 4..8 of every TFLite model
 
@@ -45,7 +47,7 @@ class LiteRTClassifier:
     """
 
     def __init__(self, model_path, num_threads: int = 1, vocab_size: int | None = None, max_seq_len: int | None = None):
-        from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_litert.interpreter import Interpreter  # lazy: LiteRT loads when a model is opened
 
         self.path = check_tflite_file(model_path)
         try:
@@ -56,8 +58,6 @@ class LiteRTClassifier:
         card_path = self.path.with_suffix(".json")
         self.card = None
         if card_path.is_file():
-            import json
-
             self.card = json.loads(card_path.read_text(encoding="utf-8"))
         if max_seq_len is None and self.card:
             max_seq_len = self.card.get("max_seq_len")
@@ -105,8 +105,6 @@ class LiteRTClassifier:
 
     def predict_features(self, features: dict, progress: bool = False) -> np.ndarray:
         """Logits [N, num_outputs] of encoded examples (ragged ``token_ids`` / ``segment_ids``), in order."""
-        from tqdm.auto import tqdm
-
         ids, segs = features["token_ids"], features["segment_ids"]
         n = int(ids.nrows())
         return np.stack(

@@ -7,6 +7,8 @@ accuracy; STS-B: Pearson and Spearman correlation; all others: accuracy.
 from __future__ import annotations
 
 import numpy as np
+from scipy import stats
+from sklearn import metrics as skm
 
 from refbert_tf.data import GlueTask, get_task
 
@@ -42,9 +44,6 @@ def compute_metrics(task: GlueTask | str, predictions, labels) -> dict[str, floa
     Raises:
         ValueError: if the two arrays differ in length or are empty.
     """
-    from scipy import stats
-    from sklearn import metrics as skm
-
     task = get_task(task) if isinstance(task, str) else task
     predictions, labels = np.asarray(predictions), np.asarray(labels)
     if predictions.shape[0] != labels.shape[0] or predictions.ndim != 1:

@@ -33,9 +33,9 @@ def load_predictor(model_path, num_threads: int = 1):
     Raises:
         PredictError: missing or non-TFLite model, missing card, missing or mismatched vocabulary.
     """
-    from refbert_tf.export import read_card
-    from refbert_tf.inference import LiteRTClassifier, ModelFileError, check_tflite_file
-    from refbert_tf.tokenization import BertWordPieceTokenizer, VocabularyError
+    from refbert_tf.export import read_card  # lazy: --help and usage errors answer before LiteRT and TensorFlow load
+    from refbert_tf.inference import LiteRTClassifier, ModelFileError, check_tflite_file  # lazy: as above
+    from refbert_tf.tokenization import BertWordPieceTokenizer, VocabularyError  # lazy: imports TensorFlow
 
     try:
         check_tflite_file(model_path)
@@ -124,7 +124,7 @@ def main(argv=None) -> int:
             if "\t" in first and any(
                 h in first.split("\t") for h in ("label", "sentence", "sentence1", "#1 String", "question")
             ):
-                from refbert_tf.data import GlueDataError, read_glue_tsv
+                from refbert_tf.data import GlueDataError, read_glue_tsv  # lazy: only for --batch TSV files
 
                 try:
                     examples = read_glue_tsv(card["task"], "dev", path=path)
@@ -148,8 +148,8 @@ def main(argv=None) -> int:
             f"{np.percentile(latency, 90):.2f} ms ({args.threads} thread(s))"
         )
         if labels is not None:
-            from refbert_tf.data import get_task
-            from refbert_tf.metrics import compute_metrics, predictions_from_outputs
+            from refbert_tf.metrics import compute_metrics, predictions_from_outputs  # lazy: only with gold labels
+            from refbert_tf.tasks import get_task  # lazy: as above
 
             task = get_task(card["task"])
             metrics = compute_metrics(task, predictions_from_outputs(task, outputs), labels)

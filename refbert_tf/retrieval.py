@@ -29,6 +29,9 @@ import dataclasses
 import keras
 import numpy as np
 import scipy.sparse as sp
+import tensorflow as tf
+from sklearn.feature_extraction.text import TfidfTransformer
+from sklearn.preprocessing import normalize
 
 DEFAULT_NUM_BUCKETS = 1024
 
@@ -79,8 +82,6 @@ class RetrievalIndex:
     def fit_counts(cls, counts: sp.csr_matrix, ignore_ids) -> RetrievalIndex:
         """Fit idf on hashed counts [N, K] (:func:`hashed_counts`, or its chunks stacked with ``scipy.sparse.vstack``:
         idf depends only on the document frequencies, so chunking changes nothing). Time O(N * nnz)."""
-        from sklearn.feature_extraction.text import TfidfTransformer
-
         tfidf = TfidfTransformer(norm="l2", use_idf=True, smooth_idf=True, sublinear_tf=False)
         tfidf.fit(counts)
         return cls(int(counts.shape[1]), tfidf.idf_.astype(np.float32), tuple(int(i) for i in ignore_ids))
@@ -91,8 +92,6 @@ class RetrievalIndex:
 
     def keys_from_counts(self, counts: sp.csr_matrix) -> sp.csr_matrix:
         """:meth:`keys` from hashed counts [N, K] (row by row, so chunks may be stacked before or after)."""
-        from sklearn.preprocessing import normalize
-
         return normalize(counts.multiply(self.idf[None, :]).tocsr(), norm="l2").astype(np.float32)
 
     def scorer(self) -> AnchorScorer:
@@ -199,8 +198,6 @@ class AnchorScorer(keras.layers.Layer):
 
     def _dense_table(self, anchor_keys):
         """int32 [K, M] ``round(SCORE_SCALE * idf_k * key_mk)`` for float32 anchor keys [M, K] (TF ops)."""
-        import tensorflow as tf
-
         weighted = tf.transpose(anchor_keys) * tf.expand_dims(tf.constant(self.idf_values), 1)  # [K, M]
         return tf.cast(tf.round(weighted * SCORE_SCALE), tf.int32)
 
@@ -228,8 +225,6 @@ class AnchorScorer(keras.layers.Layer):
         return int(bucket.size)
 
     def call(self, token_ids, padding_mask, anchor_keys):
-        import tensorflow as tf
-
         token_ids = tf.cast(token_ids, tf.int32)
         counted = tf.cast(padding_mask, tf.bool)
         for special in self.ignore_ids:

@@ -22,6 +22,9 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import tensorflow as tf
+import tensorflow_text as tf_text
+
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")
 MAX_CHARS_PER_WORD = 100  # BERT's WordpieceTokenizer.max_input_chars_per_word
 _CJK = (
@@ -69,9 +72,6 @@ def bert_normalize(texts, lowercase: bool = True):
     Returns:
         string tensor of the same shape, ready for BERT's basic tokenizer (no further normalization).
     """
-    import tensorflow as tf
-    import tensorflow_text as tf_text
-
     x = tf.strings.regex_replace(texts, r"[\t\n\r\p{Z}]", " ")
     x = tf.strings.regex_replace(x, r"[\p{C}\x{FFFD}]", "")
     if lowercase:
@@ -96,8 +96,6 @@ def truncation_lengths(lengths, budget: int):
     Returns:
         list of int64 tensors [N], one per text.
     """
-    import tensorflow as tf
-
     budget = tf.constant(budget, tf.int64)
     if len(lengths) == 1:
         return [tf.minimum(lengths[0], budget)]
@@ -127,9 +125,6 @@ class BertWordPieceTokenizer:
     """
 
     def __init__(self, vocab_path: str | os.PathLike, lowercase: bool = True, max_seq_len: int = 128):
-        import tensorflow as tf
-        import tensorflow_text as tf_text
-
         self.vocab_path = Path(vocab_path)
         self.vocab = read_vocab(self.vocab_path)
         self.lowercase = bool(lowercase)
@@ -169,9 +164,6 @@ class BertWordPieceTokenizer:
         Returns:
             ``tf.RaggedTensor`` int32 [N, (tokens)] (or a 1-D tensor for a single string).
         """
-        import tensorflow as tf
-        import tensorflow_text as tf_text
-
         texts = tf.convert_to_tensor(texts, dtype=tf.string)
         words = tf_text.regex_split(bert_normalize(texts, self.lowercase), _SPLIT, _KEEP)  # [N, (words)]
         flat = words.flat_values
@@ -205,8 +197,6 @@ class BertWordPieceTokenizer:
         Raises:
             ValueError: if ``text_b`` is given with a different length than ``text_a``.
         """
-        import tensorflow as tf
-
         max_seq_len = int(max_seq_len or self.max_seq_len)
         if text_b is not None and len(text_b) != len(text_a):
             raise ValueError(f"text_a has {len(text_a)} texts but text_b has {len(text_b)}")
@@ -239,8 +229,6 @@ class BertWordPieceTokenizer:
 
     def __call__(self, text_a, text_b=None, max_seq_len: int | None = None) -> dict:
         """Encode and pad to ``max_seq_len``: ``{"token_ids", "segment_ids", "padding_mask"}`` int32 [N, T]."""
-        import tensorflow as tf
-
         single = isinstance(text_a, str)
         if single:
             text_a, text_b = [text_a], None if text_b is None else [text_b]

@@ -13,6 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
+from refbert_tf.bank import Corpus, build_bank
+from refbert_tf.data import read_glue_tsv
+from refbert_tf.models.checkpoints import load_backbone
+from refbert_tf.training import peak_memory_mb
+
 BLOCK = 65536  # sentences generated together (one generator seed)
 MIN_WORDS, MAX_WORDS = 5, 30
 
@@ -57,8 +62,6 @@ def sst2_words(glue_dir=None) -> list[str]:
     Raises:
         GlueDataError: if the SST-2 training file is missing.
     """
-    from refbert_tf.data import read_glue_tsv
-
     return [w for text in read_glue_tsv("sst2", "train", glue_dir=glue_dir).text_a for w in text.split()]
 
 
@@ -97,10 +100,6 @@ def run_bank_benchmark(
     Returns:
         the figures: N, M, R, shards, seconds per phase and in total, peak memory (MB), references excluding self.
     """
-    from refbert_tf.bank import Corpus, build_bank
-    from refbert_tf.models.checkpoints import load_backbone
-    from refbert_tf.training import peak_memory_mb
-
     start = time.perf_counter()
     backbone, tokenizer, info = load_backbone()
     corpus = Corpus.from_texts(SyntheticCorpus(sst2_words(glue_dir), num_sentences, seed), tokenizer, max_seq_len)

@@ -52,10 +52,10 @@ def measure_in_process(
         refbert_tf.inference.ModelFileError: not a TFLite file.
         ValueError: ``seq_len`` < 2 or ``vocab_size`` <= ``first_id``.
     """
-    import numpy as np
-    from ai_edge_litert.interpreter import Interpreter
+    import numpy as np  # lazy: this runs in the measuring child process, which imports only what it times
+    from ai_edge_litert.interpreter import Interpreter  # lazy: as above
 
-    from refbert_tf.inference import check_tflite_file
+    from refbert_tf.inference import check_tflite_file  # lazy: as above
 
     check_tflite_file(model_path)
     if seq_len < 2 or vocab_size <= first_id:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 
+from refbert_tf.io_utils import atomic_path
+
 
 def _find(rows, model, variant, seq_len, threads):
     for r in rows:
@@ -78,12 +80,10 @@ def pareto_plot(rows: list[dict], path: str | os.PathLike, seq_len: int = 128, t
     Raises:
         ValueError: no row at ``seq_len`` / ``threads`` has a dev metric.
     """
-    import matplotlib
+    import matplotlib  # lazy: the plotting backend is chosen only when a plot is drawn
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from refbert_tf.io_utils import atomic_path
+    import matplotlib.pyplot as plt  # lazy: after the backend
 
     points = [
         r for r in rows if r["seq_len"] == seq_len and r["threads"] == threads and r.get("dev_metric") is not None

@@ -11,9 +11,13 @@ BERT-base shape, nor for the student stripped of its bank), then every file is t
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 from pathlib import Path
+
+from refbert_tf.benchmark.desktop import benchmark_tflite
+from refbert_tf.tasks import get_task
 
 MODELS = ("bert_base_shape", "teacher", "vanilla", "refbert", "refbert_no_bank")
 BERT_BASE_SHAPE = dict(num_layers=12, hidden_dim=768, num_heads=12, intermediate_dim=3072, max_sequence_length=512)
@@ -21,11 +25,11 @@ BERT_BASE_SHAPE = dict(num_layers=12, hidden_dim=768, num_heads=12, intermediate
 
 def _export_one(model: str, task_name: str, paths: dict, out_dir: str, variants, glue_dir, num_representative):
     """Export one model's variants (runs in a child process). Returns the cards."""
-    import keras
+    import keras  # lazy: TensorFlow; recipes/benchmark.py --report-only runs without it
 
-    from refbert_tf.data import get_task, load_encoded_splits
-    from refbert_tf.export import export_model, export_student, representative_examples
-    from refbert_tf.models.teacher import load_teacher
+    from refbert_tf.data import load_encoded_splits  # lazy: with TensorFlow, as above
+    from refbert_tf.export import export_model, export_student, representative_examples  # lazy: as above
+    from refbert_tf.models.teacher import load_teacher  # lazy: as above
 
     task = get_task(task_name)
     teacher, tokenizer, teacher_meta = load_teacher(paths["teacher"], task=task)
@@ -67,9 +71,9 @@ def _export_one(model: str, task_name: str, paths: dict, out_dir: str, variants,
             source=str(paths["teacher"]),
             progress=False,
         )
-    import keras_hub
+    import keras_hub  # lazy: TensorFlow, as above
 
-    from refbert_tf.models.backbone import BertBackbone
+    from refbert_tf.models.backbone import BertBackbone  # lazy: as above
 
     keras.utils.set_random_seed(0)
     backbone = BertBackbone(vocabulary_size=tokenizer.vocab_size, hidden_activation="gelu", **BERT_BASE_SHAPE)
@@ -112,9 +116,6 @@ def export_all(
     Raises:
         RuntimeError: an export failed (the child's exception is re-raised with its message).
     """
-    import json
-
-    from refbert_tf.data import get_task
 
     task_name = get_task(task).name
     out_dir = Path(out_dir)
@@ -155,8 +156,6 @@ def measure_all(
         rows ``{model, variant, seq_len, threads, size_mb, init_ms, median_ms, p90_ms, p99_ms, peak_mem_mb,
         model_mem_mb, dev_metric, dev_metric_name}``; times in ms, sizes and memory in MB (2**20 bytes).
     """
-    from refbert_tf.benchmark.desktop import benchmark_tflite
-    from refbert_tf.data import get_task
 
     rows = []
     for (model, variant), card in cards.items():

@@ -9,6 +9,9 @@ user's app would. TensorFlow-free.
 from __future__ import annotations
 
 import json
+import time
+
+import numpy as np
 
 from refbert_tf.export.toolenv import run_tool
 
@@ -55,10 +58,6 @@ def compare_with_mediapipe(model_path, texts, labels=None) -> dict:
     Raises:
         ToolError: from :func:`mediapipe_classify`.
     """
-    import time
-
-    import numpy as np
-
     from refbert_tf.predict import load_predictor, predict_texts  # lazy: the interpreter path loads LiteRT
 
     texts = [str(t) for t in texts]

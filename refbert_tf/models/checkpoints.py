@@ -18,6 +18,8 @@ import json
 import os
 from pathlib import Path
 
+import keras_hub
+
 from refbert_tf.models.backbone import HF_HIDDEN_ACT, BertBackbone
 from refbert_tf.tokenization import BertWordPieceTokenizer, VocabularyError, read_vocab
 
@@ -107,8 +109,8 @@ def _ensure_safetensors(path: Path) -> Path:
     if (cached / "model.safetensors").is_file():
         return cached
     try:
-        import torch
-        from safetensors.numpy import save_file
+        import torch  # lazy: optional, only for PyTorch .bin checkpoints
+        from safetensors.numpy import save_file  # lazy: with torch, converting a .bin checkpoint
     except ImportError:
         raise CheckpointError(
             f"{binary}: PyTorch weights need `pip install torch` once to convert them to "
@@ -196,8 +198,6 @@ def load_backbone(spec: str | os.PathLike | None = None, max_seq_len: int = 128)
         CheckpointError: see :func:`validate_hf_dir`; an embedding matrix whose row count differs from the
             vocabulary; a spec that is neither a directory nor a loadable preset name.
     """
-    import keras_hub
-
     spec_str = "default" if spec in (None, "default") else str(spec)
     path = default_teacher_dir() if spec_str == "default" else Path(spec_str).expanduser()
     backbone_kwargs = {}
