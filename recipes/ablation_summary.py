@@ -16,6 +16,8 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from refbert_tf.cli import command_line, run  # noqa: E402
+
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -26,7 +28,6 @@ def main(argv=None):
     )
     p.add_argument("--out", required=True, help="output path without extension (.json, .md, .png are written)")
     args = p.parse_args(argv)
-    from refbert_tf.cli import command_line
     from refbert_tf.io_utils import write_json, write_text
     from refbert_tf.reports import ablation_plot, ablation_summary
 
@@ -39,4 +40,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

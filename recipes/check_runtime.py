@@ -17,7 +17,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from refbert_tf.cli import command_line  # noqa: E402
+from refbert_tf.cli import command_line, run  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -71,4 +71,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

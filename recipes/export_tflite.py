@@ -20,7 +20,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from refbert_tf.cli import command_line  # noqa: E402
+from refbert_tf.cli import command_line, run  # noqa: E402
 
 VARIANTS = ("float32", "dynamic_int8", "full_int8", "float16")
 
@@ -89,4 +89,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

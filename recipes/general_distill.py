@@ -27,6 +27,7 @@ from refbert_tf.cli import (  # noqa: E402
     add_strategy_args,
     command_line,
     config_from_args,
+    run,
     strategy_from_args,
 )
 from refbert_tf.config import GeneralDistillConfig  # noqa: E402
@@ -79,4 +80,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -15,6 +15,8 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from refbert_tf.cli import code_version, command_line, run  # noqa: E402
+
 
 def _mapping(text):
     try:
@@ -42,7 +44,6 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=42, help="picks the training examples that rank the units")
     p.add_argument("--out", default=None, help="write the rows and the command to this JSON file")
     args = p.parse_args(argv)
-    from refbert_tf.cli import code_version, command_line
     from refbert_tf.io_utils import write_json
     from refbert_tf.pipelines import pruning_probe
 
@@ -68,4 +69,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

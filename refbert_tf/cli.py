@@ -196,3 +196,17 @@ def code_version() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return sha.stdout.strip() + ("-dirty" if status.stdout.strip() else "")
+
+
+def run(main) -> None:
+    """Run a recipe's ``main()`` as a command-line tool: an error of this project's own types (bad input the user can
+    fix: an unknown task, a missing GLUE directory, a malformed TSV, a run directory of other settings...) ends the
+    program with its one-line message on stderr and exit code 2, as a usage error does; anything else (a bug, an
+    interruption) keeps its traceback."""
+    try:
+        main()
+    except Exception as error:
+        if not type(error).__module__.startswith("refbert_tf."):
+            raise
+        print(f"{os.path.basename(sys.argv[0])}: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -19,7 +19,7 @@ Every file is written atomically. Every public name is importable from ``refbert
 neither TensorFlow nor Keras at import time.
 """
 
-from refbert_tf.export.card import LABEL_NAMES, bundle_vocab, model_card, read_card, write_tflite
+from refbert_tf.export.card import LABEL_NAMES, CardNotFoundError, bundle_vocab, model_card, read_card, write_tflite
 from refbert_tf.export.converter import (
     INPUT_NAMES,
     OUTPUT_NAME,
@@ -37,6 +37,7 @@ from refbert_tf.export.converter import (
 )
 
 __all__ = [
+    "CardNotFoundError",
     "INPUT_NAMES",
     "LABEL_NAMES",
     "OUTPUT_NAME",

@@ -25,6 +25,10 @@ LABEL_NAMES = {
 }
 
 
+class CardNotFoundError(FileNotFoundError):
+    """A ``.tflite`` file without its model card beside it."""
+
+
 def model_card(
     student_meta: dict,
     variant: str,
@@ -107,7 +111,7 @@ def read_card(model_path: str | os.PathLike) -> dict:
     """
     card_path = Path(model_path).with_suffix(".json")
     if not card_path.is_file():
-        raise FileNotFoundError(
+        raise CardNotFoundError(
             f"no model card {card_path} beside {model_path}: export the model with "
             "recipes/export_tflite.py, which writes one"
         )

@@ -295,12 +295,16 @@ def load_student(student_dir):
     student_dir = Path(student_dir)
     missing = [f for f in STUDENT_FILES if not (student_dir / f).is_file()]
     if missing:
-        raise FileNotFoundError(
+        raise StudentNotFoundError(
             f"no distilled student in {student_dir} (missing {', '.join(missing)}); run recipes/distill_glue.py first"
         )
     meta = json.loads((student_dir / "student.json").read_text(encoding="utf-8"))
     student = keras.saving.load_model(student_dir / "student.keras", compile=False)
     return student, meta
+
+
+class StudentNotFoundError(FileNotFoundError):
+    """A directory without a distilled student's files (the message names the directory and the missing files)."""
 
 
 def save_student(out_dir, student: RefBertStudent, tokenizer, card: dict, summary: str | None = None) -> Path:
