@@ -124,7 +124,7 @@ def server(site):
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
     """Headless Chromium driven by chromedriver (network events logged), always quit."""
-    webdriver = pytest.importorskip("selenium.webdriver", reason="Selenium is not installed")
+    from selenium import webdriver  # in requirements.lock: a missing Selenium fails the test, it does not skip it
     from selenium.webdriver.chrome.service import Service
 
     for path in (CHROMIUM, CHROMEDRIVER):
@@ -268,7 +268,10 @@ def test_the_pinned_mediapipe_bundle_names_no_server(node_modules):
 def test_the_page_classifies_sst2_dev_sentences_as_refbert_predict_does(
     sensitive_model, site, server, browser, glue_dir, capsys
 ):
-    texts = list(read_glue_tsv("sst2", "dev", glue_dir=glue_dir).text_a[:60])
+    dev = list(read_glue_tsv("sst2", "dev", glue_dir=glue_dir).text_a)
+    accented = [t for t in dev[60:] if not t.isascii()]  # "cliché": the page strips accents as refbert-tf does
+    assert len(accented) >= 5
+    texts = dev[:60] + accented
     card = _card(sensitive_model)
     theirs = site[1]("sensitive", sensitive_model, card)
     page = Page(browser, f"{server}/{theirs}/index.html")
@@ -355,7 +358,7 @@ def test_the_page_on_the_trained_sst2_student(site, server, browser, glue_dir, c
             f"{agreement:.2f}%, max |logit difference| {float(np.abs(scores - logits).max()):.4f}, "
             f"median in-page latency {statistics.median(ms):.2f} ms"
         )
-    assert agreement >= 99.0
+    assert agreement >= 99.0 and float(np.abs(scores - logits).max()) < 0.05
     assert page.requested_hosts() == {"127.0.0.1"} and page.blocked_connections() == []
     page.classify("a warm , funny , engaging film .")
     browser.save_screenshot(str(WEB_DEMO / "screenshot.png"))

@@ -14,6 +14,7 @@ const PAIR_TASKS = ["mrpc", "rte", "stsb", "qqp", "mnli", "qnli", "wnli"];
 
 const $ = (id) => document.getElementById(id);
 let classifier = null;
+let lowercase = true; // the card's "lowercase"; files with metadata are uncased (the export refuses a cased vocabulary)
 let readyMessage = null; // [kind, code, text] shown again after a successful classification
 
 function show(kind, code, text) {
@@ -22,6 +23,15 @@ function show(kind, code, text) {
   box.dataset.code = code;
   box.setAttribute("role", kind === "error" ? "alert" : "status");
   box.textContent = text;
+}
+
+// refbert-tf's tokenizer normalizes as Hugging Face's BertNormalizer does (refbert_tf/tokenization.py): whitespace
+// to spaces, control characters dropped, and for uncased models NFD, combining marks stripped, lower-cased. MediaPipe's
+// BERT tokenizer only lower-cases, so "cliché" would not become "cliche": normalize here so it sees the same ids.
+function bertNormalize(text) {
+  let x = text.replace(/[\t\n\r\p{Z}]/gu, " ").replace(/[\p{C}\uFFFD]/gu, "");
+  if (lowercase) x = x.normalize("NFD").replace(/\p{Mn}/gu, "").replace(/Σ/g, "σ").toLowerCase();
+  return x;
 }
 
 function finish(state) {
@@ -93,6 +103,7 @@ function noMetadataText(card, detail) {
 async function load() {
   const { card, problem } = await readCard();
   showCard(card);
+  lowercase = !card || card.lowercase !== false;
 
   const response = await fetchOrNull(MODEL);
   if (!response) {
@@ -142,7 +153,7 @@ function clearResult() {
 function classify(event) {
   event.preventDefault();
   if (!classifier) return;
-  const text = $("text").value;
+  const text = bertNormalize($("text").value);
   const result = $("result");
   if (!text.trim()) {
     clearResult();
