@@ -96,8 +96,11 @@ def representative_examples(
     Args:
         features: encoded training examples (ragged ``token_ids`` / ``segment_ids`` from the tokenizer).
         num_examples: how many (sampled without replacement, fixed seed).
-        length: calibration length; None: the 75th percentile of the training lengths, rounded up to a
-            multiple of 8 (at least 8).
+        length: calibration length; None: the longest multiple of 8, up to the 99th percentile of the training
+            lengths rounded up, that ``num_examples`` training examples reach (at least 8). Activation ranges
+            calibrated on short inputs clip those of longer ones: an SST-2 student calibrated at its training
+            lengths' 75th percentile lost several points of dev accuracy that calibration at 48 tokens kept
+            (docs/export.md).
 
     Returns:
         list of dicts of int32 [1, length] arrays (``token_ids``, ``segment_ids``, ``padding_mask``).
@@ -107,7 +110,10 @@ def representative_examples(
     """
     lengths = features["token_ids"].row_lengths().numpy()
     if length is None:
-        length = min(max(8, int(np.ceil(np.percentile(lengths, 75) / 8) * 8)), int(lengths.max()))
+        cap = int(np.ceil(np.percentile(lengths, 99) / 8) * 8)
+        enough = min(num_examples, lengths.size)
+        length = next((n for n in range(cap, 7, -8) if np.sum(lengths >= n) >= enough), 8)
+        length = min(max(8, length), int(lengths.max()))
     candidates = np.flatnonzero(lengths >= length)
     if candidates.size == 0:
         raise ValueError(f"no training example has {length} tokens for calibration")

@@ -207,3 +207,82 @@ def reference_diagnostics(task: GlueTask, student, bank, train, dev, train_f: di
             "dev": reference_label_agreement(bank, dev_f, dev.labels, train.labels),
         }
     return out
+
+
+def calibration_probe(
+    task,
+    student_dir,
+    lengths,
+    glue_dir=None,
+    source: str = "tsv",
+    num_examples: int = 300,
+    debug_examples: int = 60,
+    debug_length: int = 40,
+    top: int = 8,
+) -> list[dict]:
+    """Full-integer int8 of a distilled student calibrated at several input lengths: dev accuracy of each file and
+    the tensors the quantization hurts most, by TensorFlow's ``QuantizationDebugger``.
+
+    For each calibration length the converter calibrates on ``num_examples`` training examples of that length
+    (:func:`~refbert_tf.export.representative_examples`); the debugger then runs the float and the quantized model
+    on ``debug_examples`` dev examples of ``debug_length`` tokens and reports, per quantized tensor, the mean squared
+    error against float; ``rmse/scale`` (root of that error over the tensor's quantization step) ranks them: above
+    about 1, values fall outside the calibrated range.
+
+    Args:
+        task: GLUE task; student_dir: the distillation run directory.
+        lengths: calibration lengths (tokens) to try.
+        glue_dir, source: GLUE data.
+
+    Returns:
+        One row per length: ``{"length", "num_examples", "dev_metric", "worst_tensors": [{op, tensor, rmse_over_scale}]}``.
+    """
+    import csv  # lazy: only this probe reads the debugger's CSV
+    import io
+    import tempfile
+
+    import tensorflow as tf  # lazy: as the rest of this module, but tf.lite only here
+
+    from refbert_tf.export import export_saved_model, representative_examples
+    from refbert_tf.inference import LiteRTClassifier
+    from refbert_tf.metrics import compute_metrics, predictions_from_outputs
+
+    task = get_task(task) if isinstance(task, str) else task
+    student, meta = load_student(student_dir)
+    tokenizer = BertWordPieceTokenizer(Path(student_dir) / "vocab.txt", lowercase=meta.get("lowercase", True))
+    _, dev, train_f, dev_f = load_encoded_splits(task, tokenizer, meta["max_seq_len"], source, glue_dir)
+    debug = representative_examples(dev_f, num_examples=debug_examples, length=debug_length, seed=1)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        saved = export_saved_model(student, Path(tmp) / "saved_model", meta["max_seq_len"])
+        names = [d["name"] for d in tf.lite.Interpreter(
+            model_content=tf.lite.TFLiteConverter.from_saved_model(str(saved), signature_keys=["serve"]).convert()
+        ).get_input_details()]  # fmt: skip
+        order = [next(k for k in ("token_ids", "segment_ids", "padding_mask") if k in n) for n in names]
+        for length in lengths:
+            rep = representative_examples(train_f, num_examples=num_examples, length=int(length))
+            converter = tf.lite.TFLiteConverter.from_saved_model(str(saved), signature_keys=["serve"])
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.representative_dataset = lambda rep=rep: iter(rep)
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            debugger = tf.lite.experimental.QuantizationDebugger(
+                converter=converter, debug_dataset=lambda: ([d[k] for k in order] for d in debug)
+            )
+            debugger.run()
+            stats = io.StringIO()
+            debugger.layer_statistics_dump(stats)
+            worst = []
+            for r in csv.DictReader(io.StringIO(stats.getvalue())):
+                scale, mse = float(r["scale"] or 0), float(r["mean_squared_error"] or "nan")
+                if scale > 0 and np.isfinite(mse):
+                    worst.append(
+                        {"op": r["op_name"], "tensor": r["tensor_name"], "rmse_over_scale": round(mse**0.5 / scale, 3)}
+                    )
+            worst.sort(key=lambda w: -w["rmse_over_scale"])
+            path = Path(tmp) / f"full_int8_{length}.tflite"
+            path.write_bytes(debugger.get_nondebug_quantized_model())
+            outputs = LiteRTClassifier(path).predict_features(dev_f)
+            value = compute_metrics(task, predictions_from_outputs(task, outputs), dev.labels)[task.main_metric]
+            rows.append({"length": int(length), "num_examples": len(rep), "dev_metric": round(float(value), 2),
+                         "worst_tensors": worst[:top]})  # fmt: skip
+    return rows
