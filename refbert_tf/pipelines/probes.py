@@ -8,14 +8,21 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
+import tensorflow as tf
 
 from refbert_tf.bank import ReferenceBank, label_agreement, reference_label_agreement, select_anchors
 from refbert_tf.data import GlueTask, get_task, load_encoded_splits, make_dataset
 from refbert_tf.distillation import TeacherFeatures
+from refbert_tf.export import export_saved_model, representative_examples
+from refbert_tf.inference import LiteRTClassifier
+from refbert_tf.metrics import compute_metrics, predictions_from_outputs
 from refbert_tf.models.pruning import init_student_by_pruning, pruning_sample, pruning_statistics
 from refbert_tf.models.student import build_student, load_student
 from refbert_tf.models.teacher import load_teacher
@@ -237,16 +244,6 @@ def calibration_probe(
     Returns:
         One row per length: ``{"length", "num_examples", "dev_metric", "worst_tensors": [{op, tensor, rmse_over_scale}]}``.
     """
-    import csv  # lazy: only this probe reads the debugger's CSV
-    import io
-    import tempfile
-
-    import tensorflow as tf  # lazy: as the rest of this module, but tf.lite only here
-
-    from refbert_tf.export import export_saved_model, representative_examples
-    from refbert_tf.inference import LiteRTClassifier
-    from refbert_tf.metrics import compute_metrics, predictions_from_outputs
-
     task = get_task(task) if isinstance(task, str) else task
     student, meta = load_student(student_dir)
     tokenizer = BertWordPieceTokenizer(Path(student_dir) / "vocab.txt", lowercase=meta.get("lowercase", True))
