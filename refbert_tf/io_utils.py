@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -64,3 +65,19 @@ def file_sha256(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def save_model_dir(out_dir, model, model_file: str, vocab_path) -> Path:
+    """Write ``out_dir/model_file`` (``model.save``, a ``.keras`` archive) and ``out_dir/vocab.txt`` (a copy of
+    ``vocab_path``), each atomically; ``out_dir`` is created. The common part of saving a teacher or a student.
+
+    Returns:
+        ``out_dir`` as a Path.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out_dir / model_file) as tmp:
+        model.save(tmp)
+    with atomic_path(out_dir / "vocab.txt") as tmp:
+        shutil.copyfile(vocab_path, tmp)
+    return out_dir

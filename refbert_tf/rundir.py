@@ -52,13 +52,13 @@ def check_run_config(run_dir, record: dict, finished_card=None) -> None:
             field that differs and what to do).
     """
     path = Path(run_dir) / RECORD
-    want = json.loads(json.dumps(record))
-    have = None
+    record = json.loads(json.dumps(record))  # as it reads back from JSON (tuples as lists)
+    have, want = None, record
     if path.is_file():
         have = json.loads(path.read_text(encoding="utf-8"))
     elif finished_card is not None and Path(finished_card).is_file():
         old = json.loads(Path(finished_card).read_text(encoding="utf-8")).get("config", {})
-        asked = want.get("config", {})
+        asked = record.get("config", {})
         keys = [k for k in asked if k in old and not (k == "init" and asked[k] == "auto")]
         have, want = {"config": {k: old[k] for k in keys}}, {"config": {k: asked[k] for k in keys}}
     if have is not None:
@@ -69,7 +69,7 @@ def check_run_config(run_dir, record: dict, finished_card=None) -> None:
                 "settings to resume it, or pass another --output-dir (or delete the directory)"
             )
     if not path.is_file():
-        write_json(path, json.loads(json.dumps(record)))
+        write_json(path, record)
 
 
 def _alive(pid: int) -> bool:

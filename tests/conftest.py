@@ -130,3 +130,27 @@ def tiny_teacher_dir(tmp_path_factory, glue_dir, minilm_tokenizer):
         verbose=0,
     )
     return path
+
+
+@pytest.fixture(scope="session")
+def sensitive_export(student_run, tmp_path_factory):
+    """The tiny student with its classifier scaled up (its logits then move visibly with the input), exported as
+    float32 with metadata and dev metrics on 40 examples: what a runtime feeds it shows in the logits. Its card."""
+    import shutil
+
+    from refbert_tf import export
+    from refbert_tf.models.student import load_student
+
+    run, _, feats, labels = student_run
+    student, _ = load_student(run)
+    kernel, bias = student.classifier.get_weights()
+    student.classifier.set_weights([kernel * 3000.0, bias])
+    out = tmp_path_factory.mktemp("sensitive")
+    student.save(out / "student.keras")
+    for name in ("student.json", "vocab.txt"):
+        shutil.copy(run / name, out / name)
+    dev = {k: feats[k][:40] for k in ("token_ids", "segment_ids")}
+    (card,) = export.export_student(
+        out, out / "tflite", ["float32"], dev_features=dev, dev_labels=labels[:40], progress=False
+    )
+    return card

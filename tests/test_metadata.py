@@ -70,25 +70,6 @@ def test_metadata_the_runtime_would_misread_is_refused_and_changes_nothing(expor
     assert metadata_skip_reason({"task": "stsb"}) and metadata_skip_reason({"task": "cola"}) is None
 
 
-@pytest.fixture(scope="module")
-def sensitive_export(student_run, tmp_path_factory):
-    """The tiny student with its classifier scaled up (its logits then move visibly with the input), exported as
-    float32 with metadata: what a runtime feeds it shows in the logits."""
-    from refbert_tf import export
-    from refbert_tf.models.student import load_student
-
-    run, _, _, _ = student_run
-    student, meta = load_student(run)
-    kernel, bias = student.classifier.get_weights()
-    student.classifier.set_weights([kernel * 3000.0, bias])
-    out = tmp_path_factory.mktemp("sensitive")
-    student.save(out / "student.keras")
-    for name in ("student.json", "vocab.txt"):
-        shutil.copy(run / name, out / name)
-    (card,) = export.export_student(out, out / "tflite", ["float32"], progress=False)
-    return card
-
-
 @pytest.mark.slow
 def test_mediapipe_text_classifier_reads_the_file_as_refbert_predict_does(sensitive_export, glue_dir, tmp_path):
     """A client that is not this project's code: MediaPipe Tasks' TextClassifier tokenizes 60 real SST-2 dev

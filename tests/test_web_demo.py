@@ -209,25 +209,9 @@ class Page:
 
 
 @pytest.fixture(scope="module")
-def sensitive_model(student_run, glue_dir, tmp_path_factory):
-    """The tiny SST-2 student with its classifier scaled up (its logits move visibly with the input), exported as
-    float32 with metadata and dev metrics in its card (as tests/test_metadata.py's ``sensitive_export``)."""
-    from refbert_tf import export
-    from refbert_tf.models.student import load_student
-
-    run, _, feats, labels = student_run
-    student, _ = load_student(run)
-    kernel, bias = student.classifier.get_weights()
-    student.classifier.set_weights([kernel * 3000.0, bias])
-    out = tmp_path_factory.mktemp("web_demo_model")
-    student.save(out / "student.keras")
-    for name in ("student.json", "vocab.txt"):
-        shutil.copy(run / name, out / name)
-    dev = {k: feats[k][:40] for k in ("token_ids", "segment_ids")}
-    (card,) = export.export_student(
-        out, out / "tflite", ["float32"], dev_features=dev, dev_labels=labels[:40], progress=False
-    )
-    return Path(card["path"])
+def sensitive_model(sensitive_export):
+    """The conftest's sensitive test model (float32, metadata, dev metrics in its card), as a path."""
+    return Path(sensitive_export["path"])
 
 
 def _card(model_path) -> dict:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from refbert_tf.export.toolenv import run_tool
 from refbert_tf.io_utils import atomic_path, file_sha256, write_json
+from refbert_tf.tasks import TASKS
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")
 TENSOR_NAMES = {
@@ -35,15 +36,13 @@ class MetadataError(ValueError):
     """Metadata that cannot be written (a vocabulary the runtime would misread) or that does not match its card."""
 
 
-PAIR_TASKS = ("mrpc", "rte", "stsb", "qqp", "mnli", "qnli", "wnli")
-
-
 def metadata_skip_reason(card: dict) -> str | None:
     """Why a model gets no text-classifier metadata, or None when it does: MediaPipe's ``TextClassifier`` and the
     Task Library's ``BertNLClassifier`` classify one text into labels, so sentence-pair and regression tasks are
     left without (their users call the interpreter with both texts packed, as ``refbert-predict`` does)."""
-    if card.get("task") in PAIR_TASKS:
-        return f"{card['task']} is a sentence-pair task; the runtimes' text classifier reads one text"
+    task = TASKS.get(str(card.get("task")))
+    if task is not None and task.is_pair:
+        return f"{task.name} is a sentence-pair task; the runtimes' text classifier reads one text"
     return None
 
 
@@ -67,8 +66,9 @@ def check_runtime_tokenizer(card: dict, vocab_path) -> None:
     missing = [t for t in SPECIAL_TOKENS if t not in tokens]
     if missing:
         raise MetadataError(f"{vocab_path}: the runtime's BERT tokenizer needs {', '.join(missing)} in the vocabulary")
-    if metadata_skip_reason(card):
-        raise MetadataError(metadata_skip_reason(card))
+    reason = metadata_skip_reason(card)
+    if reason:
+        raise MetadataError(reason)
 
 
 def write_metadata(model_path, card: dict, vocab_path) -> dict:

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 from pathlib import Path
 
 import keras
 import keras_hub
 import numpy as np
 
-from refbert_tf.io_utils import atomic_path, write_json, write_text
+from refbert_tf.io_utils import save_model_dir, write_json, write_text
 from refbert_tf.models.presets import REFERENCE_PROJECTIONS, STUDENT_PRESETS
 from refbert_tf.models.reference_bank_layer import ReferenceBankLayer
 from refbert_tf.models.reference_encoder import ReferenceTransformerEncoder, attention_logits
@@ -315,12 +314,7 @@ def save_student(out_dir, student: RefBertStudent, tokenizer, card: dict, summar
     Returns:
         ``out_dir`` as a Path.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out_dir / "student.keras") as tmp:
-        student.save(tmp)
-    with atomic_path(out_dir / "vocab.txt") as tmp:
-        shutil.copyfile(tokenizer.vocab_path, tmp)
+    out_dir = save_model_dir(out_dir, student, "student.keras", tokenizer.vocab_path)
     write_json(
         out_dir / "student.json", {**card, "lowercase": tokenizer.lowercase, "vocab_sha256": tokenizer.vocab_sha256}
     )

@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from refbert_tf.cli import code_version
 from refbert_tf.config import teacher_config
 from refbert_tf.data import GlueTask, get_task, load_glue
 from refbert_tf.distribute import check_global_batch, strategy_info
-from refbert_tf.io_utils import atomic_path, write_json
+from refbert_tf.io_utils import save_model_dir, write_json
 from refbert_tf.models.checkpoints import load_backbone
 from refbert_tf.rundir import check_run_config, run_lock
 from refbert_tf.tokenization import BertWordPieceTokenizer
@@ -73,12 +72,7 @@ def save_teacher(model, tokenizer: BertWordPieceTokenizer, out_dir: str | os.Pat
     Returns:
         ``out_dir`` as a Path.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out_dir / "model.keras") as tmp:
-        model.save(tmp)
-    with atomic_path(out_dir / "vocab.txt") as tmp:
-        shutil.copyfile(tokenizer.vocab_path, tmp)
+    out_dir = save_model_dir(out_dir, model, "model.keras", tokenizer.vocab_path)
     meta = dict(metadata)
     meta.update(
         vocab_size=tokenizer.vocab_size,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from refbert_tf.data import GlueTask, get_task, load_encoded_splits
+from refbert_tf.data import GlueTask, get_task, load_glue
 from refbert_tf.export import VARIANTS, export_student, keras_parity
 from refbert_tf.inference import LiteRTClassifier
 from refbert_tf.metrics import compute_metrics, predictions_from_outputs
@@ -62,11 +62,17 @@ def export_glue_student(
         )
     tokenizer = BertWordPieceTokenizer(student_dir / "vocab.txt", lowercase=meta.get("lowercase", True))
     max_len = meta["max_seq_len"]
-    train, dev, train_f, dev_f = load_encoded_splits(task, tokenizer, max_len, source, glue_dir)
+    variants = list(variants or VARIANTS)
+    dev = load_glue(task, "dev", source=source, glue_dir=glue_dir)
+    dev_f = tokenizer.encode(dev.text_a, dev.text_b, max_len)
+    train_f = None
+    if "full_int8" in variants:  # only full-integer calibration reads training examples
+        train = load_glue(task, "train", source=source, glue_dir=glue_dir)
+        train_f = tokenizer.encode(train.text_a, train.text_b, max_len)
     cards = export_student(
         student_dir,
         out_dir,
-        variants or VARIANTS,
+        variants,
         train_features=train_f,
         dev_features=dev_f,
         dev_labels=dev.labels,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from refbert_tf.config import GeneralDistillConfig
 from refbert_tf.data import load_text_corpus, make_dataset
 from refbert_tf.distillation import Distiller
 from refbert_tf.distribute import check_global_batch, strategy_info
-from refbert_tf.io_utils import atomic_path, write_json
+from refbert_tf.io_utils import save_model_dir, write_json
 from refbert_tf.models.checkpoints import load_backbone
 from refbert_tf.models.student import build_student
 from refbert_tf.training import optimizer_for, peak_memory_mb, plan_steps, run_fit
@@ -108,10 +107,7 @@ def general_distill(
         distiller.compile(optimizer=optimizer_for(config, intervals * steps))
         history = run_fit(distiller, ds, intervals, steps, out_dir / "backup", verbose=verbose)
     losses = history.history.get("distillation_loss", [])
-    with atomic_path(out_dir / "student.keras") as tmp:
-        student.save(tmp)
-    with atomic_path(out_dir / "vocab.txt") as tmp:
-        shutil.copyfile(tokenizer.vocab_path, tmp)
+    save_model_dir(out_dir, student, "student.keras", tokenizer.vocab_path)
     result = {
         "model": "general",
         "teacher": teacher_spec,
