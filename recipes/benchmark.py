@@ -1,15 +1,19 @@
 #!/usr/bin/env python
-"""Benchmark, side by side in one run, a BERT-base-shaped model, the teacher and the students as TFLite files.
+"""Benchmark, side by side in one run, the students against the teacher and a BERT-base shape, in LiteRT and ONNX Runtime.
 
 Example:
     python recipes/benchmark.py --task sst2 --glue-dir ../shared/glue_data
 
-Exports (or reuses, from --tflite-dir) every model in every variant: bert_base_shape (12L/768H, random weights),
-the fine-tuned teacher (<teacher-dir>/<task>), the vanilla and RefBERT students (<student-dir>/<task>/<model>) and
-the RefBERT student without its bank; measures dev metrics through the LiteRT interpreter; times each file with
-the LiteRT Python interpreter in a fresh process at batch 1 for every --seq-lens x --threads; writes
-results/benchmark.json (rows), results/benchmark.md (table + headline ratios) and results/pareto.png
-(dev metric vs latency). Needs the students first: recipes/distill_glue.py --task <task> [--no-reference].
+Exports (or reuses, from --tflite-dir) every model in every variant: bert_base_shape (12L/768H, random weights,
+float32: the paper's reference point), the fine-tuned teacher (<teacher-dir>/<task>), the vanilla and RefBERT
+students (<student-dir>/<task>/<model>) and the RefBERT student without its bank; converts the teacher and the two
+students from the same SavedModel to ONNX (float32, dynamic int8) and checks them against the Keras model on 200
+dev examples before any timing; measures dev metrics through LiteRT and ONNX Runtime; measures this machine's
+matrix-multiply peak (NumPy BLAS and one large LiteRT fully connected layer) before and after the models; times
+every file in a fresh process at batch 1 for every --seq-lens x --threads and at the dev set's own lengths (real
+traffic), the engines in alternating order. Writes results/benchmark.json (rows, peaks, parity, the command),
+results/benchmark.md (tables and ratios: student vs teacher, LiteRT vs ONNX Runtime, the bank's cost, fraction of
+the peak) and results/pareto.png. Needs the students first: recipes/distill_glue.py --task <task> [--no-reference].
 """
 
 import argparse
@@ -37,7 +41,19 @@ def parse_args(argv=None):
     p.add_argument(
         "--variants", nargs="+", default=None, help="subset of: float32 dynamic_int8 full_int8 float16 (all)"
     )
-    p.add_argument("--seq-lens", nargs="+", type=int, default=[64, 128], help="sequence lengths (64 128)")
+    p.add_argument(
+        "--seq-lens", nargs="+", type=int, default=[16, 32, 64, 128], help="fixed sequence lengths (16 32 64 128)"
+    )
+    p.add_argument(
+        "--onnx-variants",
+        nargs="*",
+        default=["float32", "dynamic_int8"],
+        help="ONNX Runtime variants of the teacher and students (float32 dynamic_int8; none: no ONNX)",
+    )
+    p.add_argument(
+        "--real-traffic", type=int, default=200, help="dev examples timed at their own lengths (200; 0: none)"
+    )
+    p.add_argument("--real-runs", type=int, default=5, help="runs per real-traffic example, median kept (5)")
     p.add_argument("--threads", nargs="+", type=int, default=[1, 2], help="interpreter threads (1 2)")
     p.add_argument("--num-runs", type=int, default=50, help="timed runs per measurement (50)")
     p.add_argument("--re-export", action="store_true", help="export again even if files exist")
@@ -53,34 +69,41 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    import json
     import time
 
-    from refbert_tf.benchmark.report import headline, markdown_table, pareto_plot
+    from refbert_tf.benchmark.peak import machine_description
+    from refbert_tf.benchmark.report import markdown_report, pareto_plot
     from refbert_tf.benchmark.suite import MODELS, run_suite
-    from refbert_tf.data import get_task
     from refbert_tf.export import VARIANTS
+    from refbert_tf.export.onnx import ONNX_VARIANTS
     from refbert_tf.io_utils import write_json, write_text
+    from refbert_tf.tasks import get_task
 
     if args.report_only:
-        import json
-
-        rows = json.loads(open(args.output + ".json", encoding="utf-8").read())
-        write_text(args.output + ".md", markdown_table(rows, rows[0]["command"]))
-        pareto_plot(rows, args.plot)
+        result = json.loads(open(args.output + ".json", encoding="utf-8").read())
+        if isinstance(result, list):  # the rows-only files of earlier runs
+            result = {"rows": result, "command": result[0]["command"]}
+        write_text(args.output + ".md", markdown_report(result, result.get("command", ""), result.get("machine", "")))
+        pareto_plot(result["rows"], args.plot)
         print(f"rewrote {args.output}.md and {args.plot} from {args.output}.json")
         return
     task = get_task(args.task)
     models = args.models or list(MODELS)
     unknown = sorted(set(models) - set(MODELS)) + sorted(set(args.variants or []) - set(VARIANTS))
+    unknown += sorted(set(args.onnx_variants) - set(ONNX_VARIANTS))
     if unknown:
-        raise SystemExit(f"error: unknown --models/--variants {unknown}; models: {MODELS}, variants: {VARIANTS}")
+        raise SystemExit(
+            f"error: unknown --models/--variants/--onnx-variants {unknown}; models: {MODELS}, variants: "
+            f"{VARIANTS}, ONNX variants: {ONNX_VARIANTS}"
+        )
     paths = {
         "teacher": os.path.join(args.teacher_dir, task.name),
         "vanilla": os.path.join(args.student_dir, task.name, "vanilla"),
         "refbert": os.path.join(args.student_dir, task.name, "refbert"),
     }
     start = time.perf_counter()
-    rows = run_suite(
+    result = run_suite(
         task.name,
         paths,
         args.tflite_dir,
@@ -91,15 +114,17 @@ def main(argv=None):
         args.num_runs,
         models,
         reuse=not args.re_export,
+        onnx_variants=args.onnx_variants,
+        real_traffic=args.real_traffic,
+        real_runs=args.real_runs,
     )
     command = command_line(argv)
-    seconds = round(time.perf_counter() - start, 1)
-    # a list of rows, as the issue asks; each row carries the command that produced it
-    write_json(args.output + ".json", [{**r, "command": command, "run_seconds": seconds} for r in rows])
-    write_json(args.output + "_headline.json", {**headline(rows), "command": command})
-    write_text(args.output + ".md", markdown_table(rows, command))
-    pareto_plot(rows, args.plot)
-    print(markdown_table(rows, command))
+    result.update(command=command, machine=machine_description(), run_seconds=round(time.perf_counter() - start, 1))
+    write_json(args.output + ".json", result)
+    report = markdown_report(result, command, result["machine"])
+    write_text(args.output + ".md", report)
+    pareto_plot(result["rows"], args.plot)
+    print(report)
 
 
 if __name__ == "__main__":

@@ -154,6 +154,24 @@ def nearest_anchors(
     return (index[:, 0], best[:, 0]) if top_k == 1 else (index, best)
 
 
+def bucket_histogram(buckets, num_buckets: int):
+    """Count the tokens of each row per bucket: int32 [B, num_buckets] from int32 bucket ids [B, T].
+
+    One ``UNSORTED_SEGMENT_SUM`` of ones over the flattened tokens, segment ``b * num_buckets + bucket``: O(B * T)
+    work instead of the O(B * T * num_buckets) of summing a one-hot encoding, and a rank-1 segment op that the
+    ONNX converter maps to one ``ScatterND`` (``tf.one_hot`` of rank-2 ids does not convert).
+
+    Raises:
+        tf.errors.InvalidArgumentError: (at run time) a bucket id outside ``[0, num_buckets)``.
+    """
+    buckets = tf.cast(buckets, tf.int32)
+    batch = tf.shape(buckets)[0]
+    rows = tf.range(batch, dtype=tf.int32)[:, None] * num_buckets
+    segments = tf.reshape(buckets + rows, [-1])
+    counts = tf.math.unsorted_segment_sum(tf.ones_like(segments), segments, batch * num_buckets)
+    return tf.reshape(counts, [batch, num_buckets])
+
+
 SCORE_SCALE = 2**16  # fixed-point scale of the on-device anchor scores (see AnchorScorer)
 
 
@@ -174,9 +192,10 @@ class AnchorScorer(keras.layers.Layer):
     The dense table is mostly zeros (an anchor fills a handful of the K buckets), and as an int32 constant it
     would be 4 K M bytes of every exported file. :meth:`freeze` replaces it by its non-zeros (bucket, anchor, value; 12 bytes
     each) for export: the scores become ``sum_b hist(x)_b * table_bm`` over the non-zeros, with the query's bucket
-    histogram from ``ONE_HOT`` + ``SUM``, a ``GATHER`` of the histogram at the non-zeros' buckets, ``MUL``, and
-    ``UNSORTED_SEGMENT_SUM`` by anchor: the same integers as the dense path (tested), TFLite builtins only,
-    O(B * (T * K + nnz)) time.
+    histogram from one ``UNSORTED_SEGMENT_SUM`` over the tokens (:func:`bucket_histogram`), a ``GATHER`` of the
+    histogram at the non-zeros' buckets, ``MUL``, and ``UNSORTED_SEGMENT_SUM`` by anchor: the same integers as the
+    dense path (tested), TFLite builtins only (and ``ScatterND`` with ``reduction="add"`` in ONNX,
+    :mod:`refbert_tf.export.onnx`), O(B * (T + K + nnz)) time.
 
     Call args:
         token_ids: int32 [B, T].
@@ -232,7 +251,7 @@ class AnchorScorer(keras.layers.Layer):
         buckets = tf.where(counted, tf.math.floormod(token_ids, self.num_buckets), self.num_buckets)  # [B, T]
         if self.sparse_table is not None:
             bucket, anchor, value, num_anchors = self.sparse_table
-            histogram = tf.reduce_sum(tf.one_hot(buckets, self.num_buckets + 1, dtype=tf.int32), axis=1)  # [B, K+1]
+            histogram = bucket_histogram(buckets, self.num_buckets + 1)  # [B, K+1]
             contributions = tf.gather(histogram, tf.constant(bucket), axis=1) * tf.constant(value)  # [B, nnz]
             return tf.transpose(
                 tf.math.unsorted_segment_sum(tf.transpose(contributions), tf.constant(anchor), num_anchors)

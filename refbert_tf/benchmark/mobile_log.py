@@ -1,32 +1,41 @@
-"""Parser of the log of TFLite's ``benchmark_model`` tool (desktop Linux or Android), into the benchmark row schema.
+"""Parser of the log of TFLite's and LiteRT's ``benchmark_model`` tools (desktop Linux or Android) into row schema.
 
-The formats below are read from the tool's source, not guessed:
+The formats below are read from the tools' source, not guessed:
 
-* ``tensorflow/lite/tools/benchmark/benchmark_model.cc`` (moved to ``tflite/tools/benchmark/benchmark_model.cc`` in
-  google-ai-edge/LiteRT): ``BenchmarkModel::Run`` logs ``Running benchmark for at least N iterations ...`` and then
-  one statistics line per phase (warm-up first, then the timed runs); ``BenchmarkLoggingListener::OnBenchmarkEnd``
+* ``tensorflow/lite/tools/benchmark/benchmark_model.cc`` (``tflite/tools/benchmark/`` in google-ai-edge/LiteRT):
+  ``BenchmarkModel::Run`` logs ``Initialized session in <ms>ms.``, ``Running benchmark for at least N iterations
+  ...`` and one statistics line per phase (warm-up, then timed runs); ``BenchmarkLoggingListener::OnBenchmarkEnd``
   logs ``Inference timings in us: Init: <us>, First inference: <us>, Warmup (avg): <us>, Inference (avg): <us>``,
-  then ``Memory footprint delta from the start of the tool (MB): init=<MB> overall=<MB>`` and, with
+  ``Memory footprint delta from the start of the tool (MB): init=<MB> overall=<MB>`` and, with
   ``--report_peak_memory_footprint=true``, ``Overall peak memory footprint (MB) via periodic monitoring: <MB>``.
-  Older releases printed ``Average inference timings in us: Warmup: <us>, Init: <us>, Inference: <us>`` (before
-  that ``no stats: <us>``) and ``Peak memory footprint (MB): init=<MB> overall=<MB>``.
-* ``tensorflow/core/util/stats_calculator.h`` / ``xla/tsl/util/stats_calculator.h`` (``Stat::OutputToStream``):
-  ``count=<n> first=<us> curr=<us> min=<us> max=<us> avg=<us> std=<us>``, or ``count=<n> curr=<us>`` followed by
-  ``(all same)`` when every run took the same time; ``StatWithPercentiles`` (used by LiteRT's benchmark_model)
-  appends `` p5=<us> median=<us> p95=<us>``. ``avg`` is a C++ ``double`` printed with 6 significant digits, so
-  large values appear as ``2.95034e+06``. No TFLite version prints p90 or p99.
-* ``tflite/tools/benchmark/benchmark_tflite_model.cc`` and the delegate providers: the parameter lines
-  (``Graph: [...]``, ``Num threads: [4]``, ``Use xnnpack: [1]``...), ``Explicitly applied <NAME> delegate, and the
-  model graph will be completely|partially executed ...``, ``Though <NAME> delegate is explicitly applied, the model
-  graph will not be executed ...``, ``Failed to allocate tensors!``; ``benchmark_main.cc`` ends a failed run with
-  ``Benchmarking failed.``.
-* Documentation: https://github.com/tensorflow/tensorflow/tree/master/tensorflow/lite/tools/benchmark (README, flag
-  list) and https://www.tensorflow.org/lite/performance/measurement (now
-  https://ai.google.dev/edge/litert/models/measurement).
+  Older releases: ``Average inference timings in us: Warmup: <us>, Init: <us>, Inference: <us>`` (before that
+  ``no stats: <us>``) and ``Peak memory footprint (MB): init=<MB> overall=<MB>``.
+* LiteRT's CompiledModel tool (``litert/tools/benchmark_litert_model.h``, ``BenchmarkLoggingListener``; built as
+  ``benchmark_model`` in google-ai-edge/LiteRT) replaces that summary with a block in *milliseconds* (``%.2f``):
+  ``========== BENCHMARK RESULTS ==========``, ``Signature name:`` (2026 builds), ``Model initialization: <ms> ms``,
+  ``Warmup (first): <ms> ms``, ``Warmup (avg): <ms> ms (<n> runs)``, ``Inference (avg): <ms> ms (<n> runs)``,
+  ``Inference (min)`` / ``(max)`` / ``(std)``, ``Throughput``, then ``Memory Usage:`` with ``Init footprint: <MB>
+  MB``, ``Overall footprint: <MB> MB`` (the two delta figures above) and ``Peak memory: <MB> MB`` or ``Peak memory
+  usage not available. (peak_mem_mb <= 0)``. Its lines come from ``LITERT_LOG``, prefixed ``INFO: [file.h:NN] ``
+  (``litert/c/internal/litert_logging.h``); the base class still prints the statistics lines (microseconds).
+* ``tensorflow/core/util/stats_calculator.h`` / ``xla/tsl/util/stats_calculator.h``: ``Stat::OutputToStream``
+  prints ``count=<n> first=<us> curr=<us> min=<us> max=<us> avg=<us> std=<us>``, or ``count=<n> curr=<us>`` when
+  all runs took the same time (older builds add ``(all same)``); ``StatWithPercentiles`` (current TFLite and
+  LiteRT) appends `` p5=<us> median=<us> p95=<us>``. ``avg`` is a ``double`` printed with 6 significant digits
+  (``2.71985e+06``). No version prints p90 or p99.
+* ``benchmark_tflite_model.cc`` and the delegate providers: parameter lines (``Graph: [...]``, ``Num threads: [4]``,
+  ``Use xnnpack: [1]``...), ``Explicitly applied <NAME> delegate, and the model graph will be completely|partially
+  executed ...``, ``Though <NAME> delegate is explicitly applied, the model graph will not be executed ...``;
+  ``benchmark_main.cc`` (and LiteRT's ``benchmark_litert_model_main.cc``) log ``STARTING!`` first and end a failed
+  run with ``Benchmarking failed.``.
+* Documentation: https://github.com/tensorflow/tensorflow/tree/master/tensorflow/lite/tools/benchmark,
+  https://ai.google.dev/edge/litert/models/measurement and https://developers.google.com/edge/litert/next/benchmark.
 
-Lines may carry prefixes: ``INFO: `` / ``ERROR: `` (newer builds), Android logcat ``threadtime``
-(``05-30 15:16:44.857  3380  3380 I tflite  : ``) or ``brief`` (``I/tflite  ( 3380): ``) headers, and ``\\r`` line
-ends from old ``adb shell``. The real logs under ``tests/fixtures/benchmark_logs`` cover these cases.
+Line prefixes stripped before matching: leading spaces/tabs and ``> `` quote marks (pastes in issues or markdown),
+Android logcat headers -- ``threadtime`` (``05-30 15:16:44.857  3380  3380 I tflite  : ``), ``time``
+(``07-08 15:33:55.768 I/tflite  ( 5395): ``, also with a year or without the date) and ``brief``
+(``I/tflite  ( 3380): ``) --, severities (``INFO: ``, ``VERBOSE: ``...), the ``[file.cc:NN] `` source location
+that LiteRT puts after them, and ``\\r`` line ends. Real logs of each case are in ``tests/fixtures/benchmark_logs``.
 """
 
 from __future__ import annotations
@@ -41,16 +50,17 @@ __all__ = ["BenchmarkLogError", "parse_benchmark_model_log", "parse_benchmark_mo
 
 _NUM = r"[-+]?(?:nan|inf|(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"
 
-# Prefixes put in front of the tool's own text (stripped before matching).
-_LOGCAT_PREFIXES = (
+_QUOTE = re.compile(r"^(?:>\s?)+")
+_LOGCAT_HEADERS = (
     # threadtime: "05-30 15:16:44.857  3380  3380 I tflite  : " (optionally with a year)
     re.compile(r"^(?:\d{4}-)?\d{2}-\d{2}\s+\d{2}:\d{2}:\d{2}\.\d+\s+\d+\s+\d+\s+[VDIWEFA]\s+[^:]*?\s*:\s?"),
-    # brief: "I/tflite  ( 3380): "
-    re.compile(r"^[VDIWEFA]/[^(]*\(\s*\d+\)\s*:\s?"),
+    # time: "07-08 15:33:55.768 I/tflite  ( 5395): " (date optional), brief: "I/tflite  ( 3380): "
+    re.compile(r"^(?:(?:(?:\d{4}-)?\d{2}-\d{2}\s+)?\d{2}:\d{2}:\d{2}(?:\.\d+)?\s+)?[VDIWEFA]/[^(]*\(\s*\d+\)\s*:\s?"),
     # tag only: "I tflite  : "
     re.compile(r"^[VDIWEFA]\s+[\w./-]+\s*:\s"),
 )
-_SEVERITY_PREFIX = re.compile(r"^(?:INFO|WARN|WARNING|ERROR|VERBOSE|FATAL):\s?")
+_SEVERITY = re.compile(r"^(?:INFO|WARN|WARNING|ERROR|VERBOSE|DEBUG|FATAL):\s?")
+_SOURCE_LOCATION = re.compile(r"^\[[^\]\s]+:\d+\]\s?")  # LiteRT: "[./litert/tools/benchmark_litert_model.h:81] "
 
 _SUMMARY = re.compile(
     rf"Inference timings in us: Init: (?P<init>{_NUM}), First inference: (?P<first>{_NUM}), "
@@ -62,20 +72,30 @@ _LEGACY_SUMMARY = re.compile(
     rf"(?:no stats|Inference): (?P<avg>{_NUM})",
     re.IGNORECASE,
 )
-_RUN_HEADER = re.compile(r"^Running benchmark for at least")
+_LITERT_SUMMARY = re.compile(rf"^Inference \(avg\):\s*(?P<avg>{_NUM}) ms \((?P<count>\d+) runs\)")
+_LITERT_FIELDS = {  # results-block line -> (key, pattern); ms or MB as printed
+    "init": re.compile(rf"^Model initialization:\s*({_NUM}) ms"),
+    "first": re.compile(rf"^Warmup \(first\):\s*({_NUM}) ms"),
+    "warmup": re.compile(rf"^Warmup \(avg\):\s*({_NUM}) ms \((\d+) runs\)"),
+    "min": re.compile(rf"^Inference \(min\):\s*({_NUM}) ms"),
+    "max": re.compile(rf"^Inference \(max\):\s*({_NUM}) ms"),
+    "std": re.compile(rf"^Inference \(std\):\s*({_NUM})"),
+}
 _RUN_START = re.compile(r"^(?:STARTING!|Log parameter values verbosely)")
 _STAT_PAIR = re.compile(rf"(\w+)=({_NUM})", re.IGNORECASE)
+_SESSION = re.compile(rf"^Initialized session in\s*({_NUM})\s*ms")
 
-_PEAK_MONITOR = re.compile(rf"Overall peak memory footprint \(MB\) via periodic monitoring:\s*({_NUM})")
+_PEAK = re.compile(rf"^(?:Overall peak memory footprint \(MB\) via periodic monitoring:|Peak memory:)\s*({_NUM})")
 _MEM_DELTA = re.compile(
-    rf"Memory footprint delta from the start of the tool \(MB\):\s*init=({_NUM})\s+overall=({_NUM})"
+    rf"^(?:Memory footprint delta from the start of the tool|Peak memory footprint) \(MB\):\s*init=({_NUM})\s+"
+    rf"overall=({_NUM})"
 )
-_MEM_OLD = re.compile(rf"^Peak memory footprint \(MB\):\s*init=({_NUM})\s+overall=({_NUM})")
+_MEM_OVERALL = re.compile(rf"^Overall footprint:\s*({_NUM}) MB")
 
 _THREADS = re.compile(r"^Num threads\s*:\s*\[(-?\d+)\]")
 _CPU_THREADS = re.compile(r"^#threads used for CPU inference\s*:\s*\[(-?\d+)\]")
 _GRAPH = re.compile(r"^Graph\s*:\s*\[(.*)\]\s*$")
-_LOADED = re.compile(r"^Loaded model (.+?)\s*$")
+_LOADED = re.compile(r"^(?:Loaded model|Loading model from:)\s*(.+?)\s*$")
 
 _APPLIED = re.compile(
     r"Explicitly applied (\w+) delegate, and the model graph will be (?:completely|partially) executed"
@@ -85,7 +105,8 @@ _REPLACING = re.compile(r"Replacing \d+ (?:out of \d+ )?node\(s\) with delegate 
 _XNNPACK_CREATED = re.compile(r"Created TensorFlow Lite XNNPACK delegate for CPU")
 _USE_FLAG = re.compile(r"^Use (xnnpack|gpu|nnapi|hexagon|coreml)\s*:\s*\[1\]", re.IGNORECASE)
 _CONFIG_LINE = re.compile(
-    r"^(?:Graph\s*:|Log parameter values verbosely|Loaded model |Initialized session in|STARTING!)"
+    r"^(?:Graph\s*:|Log parameter values verbosely|Loaded model |Loading model from:|Initialized session in|"
+    r"STARTING!)"
 )
 
 _FATAL_IN_RUN = re.compile(r"Benchmarking failed|failed to invoke", re.IGNORECASE)
@@ -101,19 +122,14 @@ class BenchmarkLogError(ValueError):
 
 
 def _strip(line: str) -> tuple[str, str]:
-    """Return ``(without logcat header, without logcat header and severity)`` for one log line."""
-    line = line.rstrip("\r\n").rstrip()
-    for prefix in _LOGCAT_PREFIXES:
-        m = prefix.match(line)
-        if m:
+    """Return ``(without indentation, quote and logcat header, also without severity and source location)``."""
+    line = _QUOTE.sub("", line.strip()).strip()
+    for header in _LOGCAT_HEADERS:
+        if m := header.match(line):
             line = line[m.end() :]
             break
-    shown = line.strip()
-    bare = shown
-    while True:
-        m = _SEVERITY_PREFIX.match(bare)
-        if not m:
-            break
+    shown = bare = line.strip()
+    while m := (_SEVERITY.match(bare) or _SOURCE_LOCATION.match(bare)):
         bare = bare[m.end() :].lstrip()
     return shown, bare
 
@@ -131,7 +147,6 @@ def _ms(us: float | None) -> float | None:
 
 def _parse_stats(bare: str) -> dict[str, float | None]:
     """Parse ``count=... first=... curr=... [min= max= avg= std=] [p5= median= p95=]`` (values as printed)."""
-    all_same = "(all same)" in bare
     stats = {k.lower(): _num(v) for k, v in _STAT_PAIR.findall(bare.replace("(all same)", " "))}
     if "min" not in stats and stats.get("curr") is not None and stats.get("count"):
         # Stat::OutputToStream prints only count and curr when min == max (all runs identical): then
@@ -139,7 +154,6 @@ def _parse_stats(bare: str) -> dict[str, float | None]:
         curr = stats["curr"]
         stats.update(min=curr, max=curr, avg=curr, std=0.0)
         stats.setdefault("first", curr)
-    stats["all_same"] = all_same
     return stats
 
 
@@ -190,135 +204,172 @@ def _detect_delegate(bare_lines: Sequence[str]) -> str | None:
     return "cpu" if has_config else None
 
 
-def parse_benchmark_model_log(text: str) -> dict:
-    """Parse the stdout/stderr (or logcat) of one TFLite ``benchmark_model`` run into the benchmark row schema.
+def _run_starts(bare_lines: Sequence[str]) -> list[int]:
+    """Indices of the first line of each run (``STARTING!`` and the parameter block right after it count once)."""
+    starts: list[int] = []
+    for i, bare in enumerate(bare_lines):
+        if _RUN_START.match(bare):
+            if starts and all(not b for b in bare_lines[starts[-1] + 1 : i]):
+                continue
+            starts.append(i)
+    return starts
 
-    Accepts the desktop Linux binary's output, ``adb shell <device>/benchmark_model ...`` output and logcat lines
-    (``threadtime``/``brief`` headers, ``INFO:`` severities and ``\\r`` are stripped). When the text holds several
-    runs, the last complete run is used. Formats: see the module docstring (``benchmark_model.cc``,
-    ``stats_calculator.h``, ``benchmark_tflite_model.cc`` and the TFLite benchmark README).
+
+def _first(pattern: re.Pattern, lines: Sequence[str]) -> re.Match | None:
+    return next((m for line in lines if (m := pattern.match(line))), None)
+
+
+def _litert_block(lines: Sequence[str]) -> dict:
+    """The ms figures of LiteRT's results block (last occurrence of each line in ``lines``)."""
+    block: dict = {}
+    for line in lines:
+        for key, pattern in _LITERT_FIELDS.items():
+            if m := pattern.match(line):
+                block[key] = _num(m.group(1))
+                if key == "warmup":
+                    block["warmup_count"] = int(m.group(2))
+    return block
+
+
+def _timings(kind: str, summary: re.Match, run: Sequence[str], timed: dict, warmup: dict) -> dict:
+    """Times in ms. TFLite: its summary (us) and statistics lines. LiteRT: the statistics lines (us) and
+    ``Initialized session in`` where they exist and agree with the block's run counts, else the block (ms)."""
+    if kind != "litert":
+        first = None if kind == "legacy" else _num(summary["first"])
+        return {
+            "init": _ms(_num(summary["init"])),
+            "first": _ms(first if first is not None else warmup.get("first")),
+            "warmup": _ms(_num(summary["warmup"])),
+            "avg": _ms(_num(summary["avg"])),
+            **{key: _ms(timed.get(key)) for key in ("std", "min", "max", "p5", "p95", "p90", "p99")},
+            "median": _ms(timed.get("median", timed.get("p50"))),
+            "count": timed.get("count"),
+        }
+    block = {**_litert_block(run), "avg": _num(summary["avg"]), "count": int(summary["count"])}
+    if not (timed and timed.get("count") == block["count"]):
+        timed = {}
+    if not (warmup and warmup.get("count") == block.get("warmup_count")):
+        warmup = {}
+    session = _first(_SESSION, run)
+    out = {key: _ms(timed.get(key)) for key in ("p5", "p95", "p90", "p99")}
+    out["median"] = _ms(timed.get("median", timed.get("p50")))
+    for key in ("avg", "std", "min", "max"):
+        out[key] = _ms(timed[key]) if timed.get(key) is not None else block.get(key)
+    out["first"] = _ms(warmup["first"]) if warmup.get("first") is not None else block.get("first")
+    out["warmup"] = _ms(warmup["avg"]) if warmup.get("avg") is not None else block.get("warmup")
+    out["init"] = _num(session.group(1)) if session else block.get("init")
+    out["count"] = block["count"]
+    return out
+
+
+def parse_benchmark_model_log(text: str) -> dict:
+    """Parse the stdout/stderr (or logcat) of TFLite's or LiteRT's ``benchmark_model`` into the benchmark row schema.
+
+    Accepts the desktop Linux binary's output, ``adb shell`` output, logcat dumps and pasted copies (see the module
+    docstring for the prefixes stripped and the formats). Runs are delimited by ``STARTING!`` / ``Log parameter
+    values verbosely`` lines (or, without them, by the previous run's summary). Rule for several runs: the last
+    *complete* run (one with a summary: ``Inference timings in us``, the legacy ``Average inference timings`` or
+    LiteRT's ``Inference (avg): .. ms (n runs)``) is returned; failed or unfinished runs before it are ignored; a
+    failure (``Benchmarking failed.``, an op ``failed to invoke``) in that run or in any run attempted after it
+    raises, while a later run that stops without summary or failure line (a cut-off capture) is ignored.
 
     Args:
         text: the captured log.
     Returns:
         dict with the desktop runner's timing and memory keys (the caller adds ``seq_len``, ``size_mb``...) plus
-        ``delegate`` and ``model_path``; times in milliseconds (the tool prints microseconds), memory in MB as
-        printed by the tool (KiB / 1024):
+        ``delegate`` and ``model_path``; times in ms (TFLite prints us, LiteRT's results block ms), memory in MB:
 
-        - ``init_ms``: ``Init`` (interpreter creation, delegate application, tensor allocation);
-        - ``warmup_first_ms``: ``First inference`` (legacy logs: first warm-up run from the warm-up statistics
-          line, else None); ``warmup_avg_ms``: ``Warmup (avg)``;
+        - ``init_ms``: ``Init`` (TFLite; interpreter creation, delegates, tensor allocation) or, for LiteRT,
+          ``Initialized session in`` (same figure, 6 digits), else ``Model initialization``;
+        - ``warmup_first_ms`` / ``warmup_avg_ms``: ``First inference`` / ``Warmup (avg)`` (legacy logs: first
+          warm-up run from its statistics line, else None; LiteRT: the warm-up statistics line, else the block);
         - ``avg_ms``: ``Inference (avg)``; ``std_ms``, ``min_ms``, ``max_ms``, ``count``: the statistics line of
-          the timed runs (None if that line is missing; ``std`` is the population standard deviation the tool
-          truncates to whole microseconds);
-        - ``median_ms``: the printed ``median=`` (or ``p50=``) of the timed runs, None when the tool did not
-          print percentiles (TFLite releases before LiteRT's ``StatWithPercentiles``): it is never computed
-          here. ``p90_ms`` / ``p99_ms``: the printed ``p90=`` / ``p99=``, None otherwise (no TFLite version prints
-          them today: LiteRT prints p5, median and p95 only);
-        - ``peak_mem_mb``: ``Overall peak memory footprint (MB) via periodic monitoring`` (the process's peak
-          footprint; printed only with ``--report_peak_memory_footprint=true``), None if absent;
-        - ``model_mem_mb``: the ``overall=`` figure of ``Memory footprint delta from the start of the tool (MB)``
-          (older builds: ``Peak memory footprint (MB): init=.. overall=..``), i.e. the growth of the footprint
-          from the tool's start to the end of the runs (the desktop runner's ``model_mem_mb`` is the same kind of
-          delta); None if absent. Not a peak: never copied into ``peak_mem_mb``;
-        - ``threads``: ``Num threads: [n]`` (else ``#threads used for CPU inference: [n]``), None if absent or
-          not positive (-1 means "platform default");
-        - ``delegate``: the delegate that actually ran graph nodes: ``"xnnpack"``, ``"gpu"``, ``"nnapi"``,
-          ``"hexagon"`` ... (several joined by ``+``), ``"cpu"`` when the run shows no delegate (builtin kernels;
-          a delegate the tool reports as "will not be executed" does not count), None when the log has neither
-          delegate nor configuration lines (e.g. a truncated excerpt);
-        - ``model_path``: ``Graph: [...]`` (else ``Loaded model ...``), None if absent;
+          the timed runs (std is the population standard deviation, whole us); for LiteRT the block's figures
+          (2 decimals) when that line is missing or counts other runs. None when absent;
+        - ``median_ms``, ``p5_ms``, ``p95_ms``: the printed ``median=``, ``p5=``, ``p95=`` of the timed runs
+          (``StatWithPercentiles``), None when not printed (older TFLite; never computed here). ``p90_ms`` /
+          ``p99_ms``: ``p90=`` / ``p99=``, which no version prints (None);
+        - ``peak_mem_mb``: ``Overall peak memory footprint (MB) via periodic monitoring`` or LiteRT's ``Peak
+          memory`` (only with ``--report_peak_memory_footprint=true``), None if absent;
+        - ``model_mem_mb``: ``overall=`` of ``Memory footprint delta from the start of the tool (MB)`` (older:
+          ``Peak memory footprint (MB)``) or LiteRT's ``Overall footprint``: growth of the footprint from the
+          tool's start to the end of the runs, like the desktop runner's ``model_mem_mb``. Not a peak. None if
+          absent;
+        - ``threads``: ``Num threads: [n]`` (else ``#threads used for CPU inference``), None if absent or < 1;
+        - ``delegate``: the delegate that ran graph nodes (``"xnnpack"``, ``"gpu"``, ``"nnapi"``... joined by
+          ``+``), ``"cpu"`` when the run shows configuration lines but no delegate (one the tool reports as "will
+          not be executed" does not count), None when the excerpt has neither;
+        - ``model_path``: ``Graph: [...]`` (else ``Loaded model ...`` / ``Loading model from: ...``), or None;
         - ``source``: ``"benchmark_model"``.
     Raises:
-        BenchmarkLogError: (a ``ValueError``) when the text holds no ``Inference timings in us`` (or legacy
-            ``Average inference timings in us``) line, or when the run logged ``Benchmarking failed.`` or an op
-            ``failed to invoke``; the message quotes the tool's own error lines (``Failed to ...``,
-            ``gather index out of bounds`` ...).
+        BenchmarkLogError: (a ``ValueError``) when the text holds no complete run, or the run chosen above or a
+            later one failed; the message quotes the tool's own error lines (``Failed to ...``, ``gather index out
+            of bounds`` ...).
     """
-    raw_lines = text.splitlines()
     shown_lines, bare_lines = [], []
-    for raw in raw_lines:
+    for raw in text.splitlines():
         shown, bare = _strip(raw)
         shown_lines.append(shown)
         bare_lines.append(bare)
 
-    summaries = [(i, m, False) for i, b in enumerate(bare_lines) if (m := _SUMMARY.search(b))]
-    summaries += [(i, m, True) for i, b in enumerate(bare_lines) if (m := _LEGACY_SUMMARY.search(b))]
+    summaries = []
+    for i, bare in enumerate(bare_lines):
+        for kind, pattern in (("tflite", _SUMMARY), ("legacy", _LEGACY_SUMMARY), ("litert", _LITERT_SUMMARY)):
+            if m := pattern.search(bare):
+                summaries.append((i, kind, m))
+                break
     if not summaries:
-        errors = _error_lines(shown_lines)
         if not text.strip():
             raise BenchmarkLogError("the benchmark_model log is empty")
-        detail = (
-            ("; tool errors: " + " | ".join(errors))
-            if errors
-            else ("; no error line either: the log may be truncated or not from benchmark_model")
-        )
-        raise BenchmarkLogError("no 'Inference timings in us' line in the benchmark_model log" + detail)
-    summaries.sort(key=lambda item: item[0])
-    s_idx, summary, legacy = summaries[-1]
+        errors = _error_lines(shown_lines)
+        detail = "tool errors: " + " | ".join(errors) if errors else "no error line either: the log may be truncated"
+        raise BenchmarkLogError(f"no 'Inference timings in us' line nor LiteRT results block in the log; {detail}")
+    s_idx, kind, summary = summaries[-1]
 
-    # The lines of this run: from its STARTING!/parameter block (or the previous summary) to the next run.
-    previous = [i for i, _, _ in summaries[:-1]]
-    lower = previous[-1] + 1 if previous else 0
-    starts = [i for i in range(lower, s_idx) if _RUN_START.match(bare_lines[i])]
-    start = starts[0] if starts else lower
-    nexts = [i for i in range(s_idx + 1, len(bare_lines)) if _RUN_START.match(bare_lines[i])]
-    end = nexts[0] if nexts else len(bare_lines)
-    run_bare, run_shown = bare_lines[start:end], shown_lines[start:end]
+    # This run: from its last run-start line (or the previous summary) to the next run's start.
+    starts = _run_starts(bare_lines)
+    lower = summaries[-2][0] + 1 if len(summaries) > 1 else 0
+    start = max([lower] + [i for i in starts if i < s_idx])
+    end = next((i for i in starts if i > s_idx), len(bare_lines))
+    run_bare = bare_lines[start:end]
 
-    if any(_FATAL_IN_RUN.search(b) for b in run_bare):
-        errors = _error_lines(run_shown)
+    if any(_FATAL_IN_RUN.search(b) for b in bare_lines[start:]):
+        errors = _error_lines(shown_lines[start:])
         raise BenchmarkLogError("benchmark_model reported a failed run: " + " | ".join(errors))
 
     stats_lines = [_parse_stats(b) for b in bare_lines[start:s_idx] if b.startswith("count=")]
     timed = stats_lines[-1] if stats_lines else {}
     warmup = stats_lines[-2] if len(stats_lines) >= 2 else {}
-
-    init_us, warmup_avg_us, avg_us = _num(summary["init"]), _num(summary["warmup"]), _num(summary["avg"])
-    first_us = None if legacy else _num(summary["first"])
-    if first_us is None and warmup:
-        first_us = warmup.get("first")
+    t = _timings(kind, summary, run_bare, timed, warmup)
 
     peak = delta = None
     for b in bare_lines[s_idx:end]:
-        if m := _PEAK_MONITOR.search(b):
+        if m := _PEAK.match(b):
             peak = _num(m.group(1))
-        elif m := (_MEM_DELTA.search(b) or _MEM_OLD.match(b)):
+        elif m := _MEM_DELTA.match(b):
             delta = _num(m.group(2))
+        elif m := _MEM_OVERALL.match(b):
+            delta = _num(m.group(1))
 
-    threads = None
-    for pattern in (_THREADS, _CPU_THREADS):
-        for b in run_bare:
-            if m := pattern.match(b):
-                threads = int(m.group(1))
-                break
-        if threads is not None:
-            break
-    if threads is not None and threads < 1:
-        threads = None
+    m = _first(_THREADS, run_bare) or _first(_CPU_THREADS, run_bare)
+    threads = int(m.group(1)) if m and int(m.group(1)) >= 1 else None
+    graph, loaded = _first(_GRAPH, run_bare), _first(_LOADED, run_bare)
+    model_path = (graph and graph.group(1).strip()) or (loaded and loaded.group(1)) or None
 
-    model_path = None
-    for pattern in (_GRAPH, _LOADED):
-        for b in run_bare:
-            if m := pattern.match(b):
-                model_path = m.group(1).strip() or None
-                break
-        if model_path:
-            break
-
-    count = timed.get("count")
     return {
-        "init_ms": _ms(init_us),
-        "warmup_first_ms": _ms(first_us),
-        "warmup_avg_ms": _ms(warmup_avg_us),
-        "median_ms": _ms(timed.get("median", timed.get("p50"))),
-        "p90_ms": _ms(timed.get("p90")),
-        "p99_ms": _ms(timed.get("p99")),
-        "avg_ms": _ms(avg_us),
-        "std_ms": _ms(timed.get("std")),
-        "min_ms": _ms(timed.get("min")),
-        "max_ms": _ms(timed.get("max")),
-        "count": None if count is None else int(count),
+        "init_ms": t["init"],
+        "warmup_first_ms": t["first"],
+        "warmup_avg_ms": t["warmup"],
+        "median_ms": t["median"],
+        "p5_ms": t["p5"],
+        "p95_ms": t["p95"],
+        "p90_ms": t["p90"],
+        "p99_ms": t["p99"],
+        "avg_ms": t["avg"],
+        "std_ms": t["std"],
+        "min_ms": t["min"],
+        "max_ms": t["max"],
+        "count": None if t["count"] is None else int(t["count"]),
         "peak_mem_mb": peak,
         "model_mem_mb": delta,
         "threads": threads,
@@ -332,12 +383,12 @@ def parse_benchmark_model_log_file(path: str | os.PathLike) -> dict:
     """Read a saved ``benchmark_model`` log (UTF-8, undecodable bytes replaced) and parse it.
 
     Args:
-        path: log file (desktop stdout/stderr, ``adb shell`` output or ``adb logcat`` dump).
+        path: log file (desktop stdout/stderr, ``adb shell`` output, ``adb logcat`` dump or a pasted copy).
     Returns:
         the dict of :func:`parse_benchmark_model_log` (ms, MB).
     Raises:
-        BenchmarkLogError: the file is empty, holds no inference timings, or records a failed run; the message
-            starts with the file name and quotes the tool's error lines.
+        BenchmarkLogError: the file is empty, holds no complete run, or records a failed run; the message starts
+            with the file name and quotes the tool's error lines.
         OSError: the file cannot be read.
     """
     path = Path(path)

@@ -41,7 +41,13 @@ class ExportError(RuntimeError):
     """Raised when a conversion fails or produces ops outside TFLite's builtin set."""
 
 
-def export_saved_model(model, directory: str | os.PathLike, max_seq_len: int | None = None) -> Path:
+def export_saved_model(
+    model,
+    directory: str | os.PathLike,
+    max_seq_len: int | None = None,
+    graph_changes: bool = True,
+    input_length: int | None = None,
+) -> Path:
     """Write ``model`` as a SavedModel with one ``serve`` endpoint on int32 [1, None] inputs.
 
     With ``max_seq_len`` the endpoint truncates longer inputs as the tokenizer does: the first ``max_seq_len - 1``
@@ -55,6 +61,9 @@ def export_saved_model(model, directory: str | os.PathLike, max_seq_len: int | N
             given).
         directory: output directory (created).
         max_seq_len: longest input (tokens) the endpoint passes on (None: all).
+        input_length: a fixed input length (a fixed-shape file, [1, input_length]); None: [1, None].
+        graph_changes: trace with :func:`refbert_tf.export.graph_changes.export_graph_changes` (the same logits,
+            without the ``SELECT_V2`` / ``BROADCAST_TO`` ops XNNPACK does not delegate).
 
     Returns:
         the directory.
@@ -62,9 +71,11 @@ def export_saved_model(model, directory: str | os.PathLike, max_seq_len: int | N
     import keras  # lazy: refbert_tf.export stays TensorFlow-free at import (refbert-predict, --report-only)
     import tensorflow as tf  # lazy: refbert_tf.export stays TensorFlow-free at import
 
+    from refbert_tf.export.graph_changes import export_graph_changes  # lazy: imports keras, as above
+
     archive = keras.export.ExportArchive()
     archive.track(model)
-    spec = [tf.TensorSpec([1, None], tf.int32, name=name) for name in INPUT_NAMES]
+    spec = [tf.TensorSpec([1, input_length], tf.int32, name=name) for name in INPUT_NAMES]
 
     def serve(token_ids, segment_ids, padding_mask):
         inputs = {"token_ids": token_ids, "segment_ids": segment_ids, "padding_mask": padding_mask}
@@ -76,7 +87,8 @@ def export_saved_model(model, directory: str | os.PathLike, max_seq_len: int | N
 
     # a RefBERT student's bank as export constants: sparse retrieval table, projection folded in
     constants = model.export_constants() if hasattr(model, "export_constants") else contextlib.nullcontext()
-    with constants:
+    changes = export_graph_changes(model) if graph_changes else contextlib.nullcontext()
+    with constants, changes:
         archive.add_endpoint("serve", serve, input_signature=spec)
         archive.write_out(str(directory), verbose=False)
     return Path(directory)
@@ -132,7 +144,10 @@ def representative_examples(
 
 
 def convert(
-    saved_model_dir: str | os.PathLike, variant: str, representative: list[dict] | None = None
+    saved_model_dir: str | os.PathLike,
+    variant: str,
+    representative: list[dict] | None = None,
+    per_channel: bool = True,
 ) -> tuple[bytes, dict]:
     """Convert a SavedModel (from :func:`export_saved_model`) to a TFLite flatbuffer.
 
@@ -140,6 +155,8 @@ def convert(
         saved_model_dir: the SavedModel directory.
         variant: one of ``VARIANTS``.
         representative: calibration inputs (required for ``full_int8``), see :func:`representative_examples`.
+        per_channel: int8 weights with one scale per output channel (the converter's default); False: one scale
+            per tensor (a lever measured in docs/benchmarks.md).
 
     Returns:
         ``(flatbuffer bytes, info)`` with ``info`` = ``{"variant", "integer_only" (full_int8), "ops" (sorted
@@ -161,6 +178,8 @@ def convert(
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         if variant != "float32":
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if not per_channel:
+            converter._experimental_disable_per_channel = True
         if variant == "float16":
             converter.target_spec.supported_types = [tf.float16]
         if variant == "full_int8":

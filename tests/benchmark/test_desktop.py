@@ -55,3 +55,15 @@ def test_bad_model_and_bad_arguments(tmp_path):
     model = _tiny_model(tmp_path)
     with pytest.raises(ValueError, match="seq_len"):
         measure_in_process(str(model), 1, 1)
+
+
+def test_real_traffic_lengths_one_input_each(tmp_path):
+    model = _tiny_model(tmp_path)
+    r = benchmark_tflite(model, threads=1, num_runs=2, warmup_runs=1, lengths=[5, 9, 7])
+    assert r["seq_len"] == "real" and r["count"] == 3 and r["median_len"] == 7.0 and r["runtime"] == "litert"
+    assert 0 < r["min_ms"] <= r["median_ms"] <= r["max_ms"] and r["resize_median_ms"] >= 0
+    assert r["total_ms"] >= r["median_ms"]
+    with pytest.raises(ValueError, match="lengths is empty"):
+        measure_in_process(str(model), 8, 1, lengths=[])
+    with pytest.raises(ValueError, match="unknown runtime"):
+        measure_in_process(str(model), 8, 1, runtime="tvm")

@@ -1,8 +1,9 @@
 """benchmark_model log parser, command builder and the Android script, on real logs (tests/fixtures/benchmark_logs).
 
-Each ``*.log`` fixture is copied verbatim from a public GitHub issue named in its ``*.source.txt``; the expected
-numbers below were read off the log by hand (microseconds / 1000). Texts built inside this file from TFLite's source
-strings are marked "constructed".
+Each ``*.log`` fixture is real tool output from a public source named in its ``*.source.txt`` (copied verbatim, or a
+concatenation of two such logs, as that file says); the expected numbers below were read off the log by hand
+(microseconds / 1000; LiteRT's results block prints ms). Texts built inside this file from TFLite's source strings or
+by re-wrapping a fixture are marked "constructed".
 """
 
 import json
@@ -25,7 +26,31 @@ ROOT = Path(__file__).resolve().parents[2]
 LOGS = ROOT / "tests" / "fixtures" / "benchmark_logs"
 SCRIPT = ROOT / "tflite" / "android_benchmark.py"
 
-NO_PERCENTILES = {"median_ms": None, "p90_ms": None, "p99_ms": None, "source": "benchmark_model"}
+NO_PERCENTILES = {
+    "median_ms": None,
+    "p5_ms": None,
+    "p95_ms": None,
+    "p90_ms": None,
+    "p99_ms": None,
+    "source": "benchmark_model",
+}
+NO_P90_P99 = {"p90_ms": None, "p99_ms": None, "source": "benchmark_model"}
+GPU_TF43541 = {
+    "init_ms": 870.557,
+    "warmup_first_ms": 130.565,
+    "warmup_avg_ms": 122.373,
+    "avg_ms": 119.375,
+    "std_ms": 1.948,
+    "min_ms": 113.737,
+    "max_ms": 124.776,
+    "count": 50,
+    "peak_mem_mb": None,
+    "model_mem_mb": None,
+    "threads": 4,
+    "delegate": "gpu",
+    "model_path": "/data/local/tmp/tflite/denoising_32bit.tflite",
+    **NO_PERCENTILES,
+}
 EXPECTED = {
     # Desktop Linux, INFO: prefixes, no delegate lines, memory delta line.
     "linux_desktop_tf61946.log": {
@@ -45,22 +70,9 @@ EXPECTED = {
         **NO_PERCENTILES,
     },
     # Android, adb shell, GPU delegate fully applied; excerpt ends at the timings line (no memory line).
-    "android_adb_shell_gpu_tf43541.log": {
-        "init_ms": 870.557,
-        "warmup_first_ms": 130.565,
-        "warmup_avg_ms": 122.373,
-        "avg_ms": 119.375,
-        "std_ms": 1.948,
-        "min_ms": 113.737,
-        "max_ms": 124.776,
-        "count": 50,
-        "peak_mem_mb": None,
-        "model_mem_mb": None,
-        "threads": 4,
-        "delegate": "gpu",
-        "model_path": "/data/local/tmp/tflite/denoising_32bit.tflite",
-        **NO_PERCENTILES,
-    },
+    "android_adb_shell_gpu_tf43541.log": GPU_TF43541,
+    # A failed adb-shell run (Failed to apply XNNPACK delegate. / Benchmarking failed.), then the run above.
+    "failed_then_good_tf56166_tf43541.log": GPU_TF43541,
     # Android logcat (threadtime headers), NNAPI partially applied; excerpt without the parameter block.
     "android_logcat_nnapi_tf56301.log": {
         "init_ms": 126.059,
@@ -95,6 +107,84 @@ EXPECTED = {
         "model_path": "model.tflite",
         **NO_PERCENTILES,
     },
+    # adb logcat -v time headers (07-08 15:33:55.768 I/tflite  ( 5395): ), p5/median/p95, warm-up "count=1 curr=".
+    "android_logcat_time_yolo26l_citrus.log": {
+        "init_ms": 458.883,
+        "warmup_first_ms": 2732.148,
+        "warmup_avg_ms": 2732.15,
+        "avg_ms": 2719.85,
+        "std_ms": 105.101,
+        "min_ms": 2640.862,
+        "max_ms": 3025.403,
+        "count": 10,
+        "median_ms": 2709.263,
+        "p5_ms": 2640.862,
+        "p95_ms": 3025.403,
+        "peak_mem_mb": None,
+        "model_mem_mb": 337.0,
+        "threads": 4,
+        "delegate": "xnnpack",
+        "model_path": "/data/local/tmp/yolo26l_fp16.tflite",
+        **NO_P90_P99,
+    },
+    # 8 runs pasted as 4-space-indented markdown code blocks (threadtime logcat): the last run is returned.
+    "android_logcat_indented_multirun_citrus.log": {
+        "init_ms": 123.966,
+        "warmup_first_ms": 321.652,
+        "warmup_avg_ms": 317.742,
+        "avg_ms": 284.021,
+        "std_ms": 7.781,
+        "min_ms": 279.652,
+        "max_ms": 310.759,
+        "count": 25,
+        "median_ms": 280.999,
+        "p5_ms": 279.713,
+        "p95_ms": 306.309,
+        "peak_mem_mb": None,
+        "model_mem_mb": 115.047,
+        "threads": 4,
+        "delegate": "xnnpack",
+        "model_path": "/data/local/tmp/yolo26n_p2_fp16.tflite",
+        **NO_P90_P99,
+    },
+    # LiteRT CompiledModel tool: "INFO: [file.h:NN] " prefixes, results block in ms, statistics lines in us (used:
+    # finer), "Initialized session in 4.478ms." for init, Overall footprint as model_mem_mb; profiler tables after.
+    "litert_compiled_model_android_sme2_armlp.log": {
+        "init_ms": 4.478,
+        "warmup_first_ms": 1.033,
+        "warmup_avg_ms": 0.465319,
+        "avg_ms": 0.464545,
+        "std_ms": 0.013,
+        "min_ms": 0.442,
+        "max_ms": 0.979,
+        "count": 2112,
+        "median_ms": 0.462,
+        "p5_ms": 0.46,
+        "p95_ms": 0.478,
+        "peak_mem_mb": None,
+        "model_mem_mb": 11.51,
+        "threads": None,
+        "delegate": "xnnpack",
+        "model_path": None,
+        **NO_P90_P99,
+    },
+    # LiteRT CompiledModel tool, GPU, results block only (no statistics line): every figure from the block.
+    "litert_compiled_model_gpu_mlcommons1134.log": {
+        "init_ms": 23744.73,
+        "warmup_first_ms": 7441.04,
+        "warmup_avg_ms": 7441.04,
+        "avg_ms": 7430.20,
+        "std_ms": 9.92,
+        "min_ms": 7416.40,
+        "max_ms": 7448.86,
+        "count": 10,
+        "peak_mem_mb": None,
+        "model_mem_mb": 6391.74,
+        "threads": None,
+        "delegate": None,
+        "model_path": None,
+        **NO_PERCENTILES,
+    },
 }
 
 
@@ -108,6 +198,72 @@ def test_logcat_brief_headers_and_crlf_do_not_change_the_result():
     text = (LOGS / "linux_desktop_tf61946.log").read_text()
     wrapped = "".join(f"I/tflite  ( 4242): {line}\r\n" for line in text.splitlines())
     assert parse_benchmark_model_log(wrapped) == pytest.approx(EXPECTED["linux_desktop_tf61946.log"])
+
+
+def test_every_fixture_is_tested_and_has_a_source():
+    logs = {path.name for path in LOGS.glob("*.log")}
+    assert logs == set(EXPECTED) | {"failed_android_tf45986.log", "failed_xnnpack_tf56166.log"}
+    assert all((LOGS / name.replace(".log", ".source.txt")).is_file() for name in logs)
+
+
+def test_litert_block_agrees_with_the_statistics_lines_it_was_printed_from():
+    # The block prints the same Stat objects in ms with 2 decimals: the finer figures must round to it.
+    row = parse_benchmark_model_log_file(LOGS / "litert_compiled_model_android_sme2_armlp.log")
+    printed = {"init_ms": 4.48, "warmup_first_ms": 1.03, "warmup_avg_ms": 0.47, "avg_ms": 0.46}
+    printed.update(min_ms=0.44, max_ms=0.98, std_ms=0.01)
+    assert {key: round(row[key], 2) for key in printed} == printed
+
+
+def test_litert_lines_in_logcat_time_format():
+    # Constructed: LiteRT's logger sends "[file.h:NN] message" to logcat with tag "litert" (litert_logging.cc),
+    # re-headed here in logcat's "time" format ("%s.%03ld %c/%-8s(%5d): ", liblog logprint.c).
+    text = (LOGS / "litert_compiled_model_android_sme2_armlp.log").read_text()
+    wrapped = "".join(
+        f"09-18 10:21:07.512 I/litert  (27692): {line.removeprefix('INFO: ')}\n" for line in text.splitlines()
+    )
+    expected = EXPECTED["litert_compiled_model_android_sme2_armlp.log"]
+    assert parse_benchmark_model_log(wrapped) == pytest.approx(expected)
+
+
+def test_quoted_and_tab_indented_paste():
+    # Constructed: a GitHub "> " quote and a tab-indented copy of a real log parse like the log itself.
+    text = (LOGS / "android_logcat_time_yolo26l_citrus.log").read_text()
+    for prefix in ("> ", "\t", ">   "):
+        pasted = "".join(f"{prefix}{line}\n" for line in text.splitlines())
+        assert parse_benchmark_model_log(pasted) == pytest.approx(EXPECTED["android_logcat_time_yolo26l_citrus.log"])
+
+
+def test_truncated_run_in_a_multirun_paste_does_not_inherit_the_previous_run():
+    # The report pastes its yolo26l run without the parameter block: cut the capture after that run.
+    text = (LOGS / "android_logcat_indented_multirun_citrus.log").read_text()
+    cut = text[: text.index("overall=358.59") + len("overall=358.59")]
+    row = parse_benchmark_model_log(cut)
+    assert (row["avg_ms"], row["init_ms"], row["warmup_first_ms"]) == pytest.approx((2449.49, 450.85, 2562.79))
+    assert (row["median_ms"], row["p5_ms"], row["p95_ms"], row["count"]) == pytest.approx(
+        (2447.822, 2423.455, 2491.568, 25)
+    )
+    assert row["model_mem_mb"] == 358.59
+    assert row["threads"] is None and row["model_path"] is None and row["delegate"] is None
+
+
+def test_failed_run_after_a_good_run_makes_the_capture_a_failure():
+    text = (LOGS / "android_adb_shell_gpu_tf43541.log").read_text() + (LOGS / "failed_xnnpack_tf56166.log").read_text()
+    with pytest.raises(BenchmarkLogError, match="Failed to apply XNNPACK delegate") as err:
+        parse_benchmark_model_log(text)
+    assert "Benchmarking failed." in str(err.value)
+
+
+def test_cut_off_run_after_a_good_run_is_ignored():
+    # A capture that ends while a later run is still starting (no summary, no failure line) keeps the good run.
+    later = "\n".join((LOGS / "failed_xnnpack_tf56166.log").read_text().splitlines()[:5])
+    text = (LOGS / "android_adb_shell_gpu_tf43541.log").read_text() + later
+    assert parse_benchmark_model_log(text) == pytest.approx(GPU_TF43541)
+
+
+def test_failed_run_alone_quotes_the_tool():
+    with pytest.raises(BenchmarkLogError) as err:
+        parse_benchmark_model_log_file(LOGS / "failed_xnnpack_tf56166.log")
+    assert "tool errors: Failed to apply XNNPACK delegate. | Benchmarking failed." in str(err.value)
 
 
 def test_last_run_wins_and_its_fields_do_not_leak_from_the_previous_run():
@@ -176,7 +332,7 @@ def test_percentiles_all_same_and_periodic_peak_memory():
         ]
     )
     row = parse_benchmark_model_log(text)
-    assert row["median_ms"] == pytest.approx(1.42)
+    assert (row["median_ms"], row["p5_ms"], row["p95_ms"]) == pytest.approx((1.42, 1.31, 1.9))
     assert row["p90_ms"] is None and row["p99_ms"] is None
     assert (row["min_ms"], row["max_ms"], row["std_ms"], row["count"]) == pytest.approx((1.3, 2.5, 0.12, 50))
     assert row["peak_mem_mb"] == 31.5 and row["model_mem_mb"] == 20.25
