@@ -35,6 +35,7 @@ setup(
         "onnx": ["onnx>=1.20", "onnxruntime>=1.31", "tf2onnx>=1.17"],
         "test": [
             "pytest>=8",
+            "hypothesis>=6.100",
             "tokenizers>=0.20",
             "ruff>=0.17,<0.18",
             "selenium>=4.51,<5",

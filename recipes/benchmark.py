@@ -54,8 +54,9 @@ def parse_args(argv=None):
         "--real-traffic", type=int, default=200, help="dev examples timed at their own lengths (200; 0: none)"
     )
     p.add_argument("--real-runs", type=int, default=5, help="runs per real-traffic example, median kept (5)")
+    p.add_argument("--rounds", type=int, default=3, help="passes over every measurement, medians over them (3)")
     p.add_argument("--threads", nargs="+", type=int, default=[1, 2], help="interpreter threads (1 2)")
-    p.add_argument("--num-runs", type=int, default=50, help="timed runs per measurement (50)")
+    p.add_argument("--num-runs", type=int, default=30, help="timed runs per measurement (30)")
     p.add_argument("--re-export", action="store_true", help="export again even if files exist")
     p.add_argument("--output", default="results/benchmark", help="writes <output>.json and <output>.md")
     p.add_argument("--plot", default="results/pareto.png", help="accuracy-vs-latency plot (PNG)")
@@ -117,6 +118,7 @@ def main(argv=None):
         onnx_variants=args.onnx_variants,
         real_traffic=args.real_traffic,
         real_runs=args.real_runs,
+        rounds=args.rounds,
     )
     command = command_line(argv)
     result.update(command=command, machine=machine_description(), run_seconds=round(time.perf_counter() - start, 1))

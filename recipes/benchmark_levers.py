@@ -28,6 +28,7 @@ def parse_args(argv=None):
     p.add_argument("--seq-lens", nargs="+", type=int, default=[16, 128], help="lengths (16 128)")
     p.add_argument("--threads", nargs="+", type=int, default=[1], help="threads (1)")
     p.add_argument("--num-runs", type=int, default=50, help="timed runs per measurement (50)")
+    p.add_argument("--rounds", type=int, default=3, help="passes over every measurement, medians over them (3)")
     p.add_argument("--work-dir", default="artifacts/levers", help="the lever files are written here")
     p.add_argument("--output", default="results/benchmark_levers", help="writes <output>.json and <output>.md")
     return p.parse_args(argv)
@@ -43,7 +44,7 @@ def main(argv=None):
     if missing:
         raise StudentNotFoundError(f"no distilled student in {args.student_dir} (missing {', '.join(missing)})")
     files = export_levers(args.student_dir, args.work_dir, args.variants, args.seq_lens)
-    rows = measure_levers(files, args.seq_lens, args.threads, args.num_runs)
+    rows = measure_levers(files, args.seq_lens, args.threads, args.num_runs, args.rounds)
     command = command_line(argv)
     write_json(args.output + ".json", {"rows": rows, "command": command})
     report = levers_markdown(rows, command)

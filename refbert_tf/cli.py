@@ -15,6 +15,17 @@ from refbert_tf.config import option_name, task_config
 from refbert_tf.tasks import TASKS
 
 
+def positive_int(text: str) -> int:
+    """An ``argparse`` type: an integer >= 1 (a usage error naming the option otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def add_data_args(parser: argparse.ArgumentParser, task: bool = True) -> argparse.ArgumentParser:
     """Add the data options: ``--task`` (unless ``task`` is False), ``--glue-dir``, ``--source``,
     ``--max-train-examples``."""
@@ -29,7 +40,10 @@ def add_data_args(parser: argparse.ArgumentParser, task: bool = True) -> argpars
     )
     if task:
         parser.add_argument(
-            "--max-train-examples", type=int, default=None, help="use only the first N training rows (smoke runs)"
+            "--max-train-examples",
+            type=positive_int,
+            default=None,
+            help="use only the first N training rows (smoke runs)",
         )
     return parser
 
@@ -149,7 +163,7 @@ def add_strategy_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
     parser.add_argument("--tpu", default=None, help="TPU name or grpc:// address for --strategy tpu")
     parser.add_argument(
         "--cpu-devices",
-        type=int,
+        type=positive_int,
         default=None,
         help="with --strategy mirrored and no GPU, split the CPU into N logical devices (testing)",
     )

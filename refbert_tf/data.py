@@ -77,7 +77,7 @@ def resolve_glue_dir(glue_dir: str | os.PathLike | None = None) -> Path:
     """Return the GLUE directory: the argument, else ``$GLUE_DIR``.
 
     Raises:
-        GlueDataError: if neither is set or the directory does not exist.
+        GlueDataError: if neither is set, or the directory does not exist or cannot be read.
     """
     value = glue_dir if glue_dir is not None else os.environ.get(GLUE_DIR_ENV)
     if not value:
@@ -85,7 +85,45 @@ def resolve_glue_dir(glue_dir: str | os.PathLike | None = None) -> Path:
     path = Path(value).expanduser()
     if not path.is_dir():
         raise GlueDataError(f"GLUE directory {path} does not exist (from --glue-dir / ${GLUE_DIR_ENV})")
+    try:
+        os.listdir(path)
+    except OSError as exc:
+        raise GlueDataError(f"GLUE directory {path} cannot be read ({exc.strerror or exc})") from None
     return path
+
+
+def not_utf8_message(path, error: UnicodeDecodeError) -> str:
+    """``<path>:<line>: not UTF-8 text ...`` for a decoding ``error`` met while reading ``path``: the first line of
+    the file that does not decode (UTF-8 never uses a newline byte inside a character, so lines decode alone)."""
+    with open(path, "rb") as f:
+        for number, line in enumerate(f, 1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as bad:
+                return (
+                    f"{path}:{number}: not UTF-8 text (byte 0x{line[bad.start]:02x} at byte {bad.start + 1} of "
+                    "the line); save the file as UTF-8"
+                )
+    return f"{path}: not UTF-8 text ({error.reason}); save the file as UTF-8"
+
+
+def _read_rows(path: Path) -> list[list[str]]:
+    """The tab-separated rows of a GLUE TSV (UTF-8, a byte-order mark allowed, LF or CRLF line ends).
+
+    Raises:
+        GlueDataError: the file cannot be read, is not UTF-8 (naming the line) or is not parseable.
+    """
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+            try:
+                return list(reader)
+            except csv.Error as exc:
+                raise GlueDataError(f"{path}:{reader.line_num}: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise GlueDataError(not_utf8_message(path, exc)) from None
+    except OSError as exc:
+        raise GlueDataError(f"{path}: cannot read it ({exc.strerror or exc})") from None
 
 
 def _parse_label(task: GlueTask, raw: str, where: str):
@@ -107,7 +145,9 @@ def read_glue_tsv(task: str | GlueTask, split: str = "train", glue_dir=None, pat
     """Read one split of a GLUE task from the standard TSV layout.
 
     Columns are found by header name (by position for header-less CoLA), so the extra columns of MNLI/STS-B
-    files are handled. Test splits have no labels (-1, or NaN for STS-B).
+    files are handled. Test splits have no labels (-1, or NaN for STS-B). The file is UTF-8 (a byte-order mark is
+    allowed), with LF or CRLF line ends; there is no quoting, so a text cannot hold a tab or a line break (CR, LF),
+    and each text is stripped of surrounding whitespace.
 
     Args:
         task: task name or :class:`GlueTask`.
@@ -119,8 +159,10 @@ def read_glue_tsv(task: str | GlueTask, split: str = "train", glue_dir=None, pat
         :class:`GlueExamples`.
 
     Raises:
-        GlueDataError: unknown task or split; missing file; a row with too few columns, a non-numeric or unknown
-            label, or an empty text (the message names the file and the 1-based line number).
+        GlueDataError: unknown task or split; a missing or unreadable file, one that is not UTF-8, an empty file
+            or one without rows after the header; a row with too few columns or more than the header (a tab
+            inside a text), a non-numeric or unknown label, or an empty text (the message names the file and the
+            1-based line number).
     """
     task = get_task(task) if isinstance(task, str) else task
     if split not in task.splits:
@@ -131,9 +173,8 @@ def read_glue_tsv(task: str | GlueTask, split: str = "train", glue_dir=None, pat
     if not path.is_file():
         raise GlueDataError(f"GLUE file not found: {path}")
     labeled = not split.startswith("test")
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
-    first_line = 1
+    rows = _read_rows(path)
+    first_line, header = 1, None
     if task.has_header:
         if not rows:
             raise GlueDataError(f"{path}: empty file, expected a header row")
@@ -155,7 +196,12 @@ def read_glue_tsv(task: str | GlueTask, split: str = "train", glue_dir=None, pat
             raise GlueDataError(f"{path}:1: expected a header with a 'sentence' column, got {header}")
         rows, first_line = rows[1:], 2
         text_idx, label_idx = [header.index("sentence")], None
+    if not rows:
+        raise GlueDataError(
+            f"{path}: no examples" + (" after the header row" if header is not None else " (empty file)")
+        )
     needed = max(text_idx + ([label_idx] if label_idx is not None else [])) + 1
+    width = len(header) if header is not None else needed  # a row with more columns has a tab inside a text
     texts = [[] for _ in text_idx]
     labels = []
     for offset, row in enumerate(rows):
@@ -164,6 +210,10 @@ def read_glue_tsv(task: str | GlueTask, split: str = "train", glue_dir=None, pat
             raise GlueDataError(f"{where}: blank line")
         if len(row) < needed:
             raise GlueDataError(f"{where}: expected at least {needed} tab-separated columns, got {len(row)}")
+        if len(row) > width:
+            raise GlueDataError(
+                f"{where}: expected {width} tab-separated columns, got {len(row)} (a tab inside a text?)"
+            )
         for bucket, i in zip(texts, text_idx):
             text = row[i].strip()
             if not text:

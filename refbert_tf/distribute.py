@@ -19,6 +19,7 @@ Correct reductions (the usual pitfalls):
 
 from __future__ import annotations
 
+import json
 import math
 import os
 
@@ -28,6 +29,11 @@ import tensorflow as tf
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 LR_SCALINGS = ("none", "linear", "sqrt")
 REFERENCE_BATCH_SIZE = 32  # the batch the default learning rates were tuned for
+
+
+class StrategyError(ValueError):
+    """A strategy option the run cannot use: an unknown name, a missing or malformed ``TF_CONFIG``, a global batch
+    that does not split over the replicas, an unknown learning-rate rule (the message names the option)."""
 
 
 def split_cpu(num_devices: int) -> None:
@@ -60,10 +66,11 @@ def make_strategy(name: str = "default", tpu: str | None = None, cpu_devices: in
         the strategy; ``strategy.num_replicas_in_sync`` replicas share each global batch.
 
     Raises:
-        ValueError: unknown ``name``; ``multi_worker`` without ``TF_CONFIG``.
+        StrategyError: unknown ``name``; ``multi_worker`` without ``TF_CONFIG``, or with one that is not a JSON
+            object with a ``cluster``.
     """
     if name not in STRATEGIES:
-        raise ValueError(f"unknown --strategy {name!r}; use one of {', '.join(STRATEGIES)}")
+        raise StrategyError(f"unknown --strategy {name!r}; use one of {', '.join(STRATEGIES)}")
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
@@ -73,10 +80,18 @@ def make_strategy(name: str = "default", tpu: str | None = None, cpu_devices: in
         return tf.distribute.MirroredStrategy()
     if name == "multi_worker":
         if "TF_CONFIG" not in os.environ:
-            raise ValueError(
+            raise StrategyError(
                 "--strategy multi_worker needs the TF_CONFIG environment variable (cluster spec and "
                 "this worker's task); see docs/scale-out.md"
             )
+        try:
+            cluster = json.loads(os.environ["TF_CONFIG"])
+        except json.JSONDecodeError as e:
+            raise StrategyError(
+                f"--strategy multi_worker: TF_CONFIG is not JSON ({e}); see docs/scale-out.md"
+            ) from None
+        if not isinstance(cluster, dict) or "cluster" not in cluster:
+            raise StrategyError("--strategy multi_worker: TF_CONFIG has no 'cluster'; see docs/scale-out.md")
         return tf.distribute.MultiWorkerMirroredStrategy()
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or "")
     tf.config.experimental_connect_to_cluster(resolver)
@@ -97,12 +112,12 @@ def scaled_learning_rate(learning_rate: float, global_batch_size: int, rule: str
     defaults were tuned for.
 
     Raises:
-        ValueError: unknown rule or a non-positive batch size.
+        StrategyError: unknown rule or a non-positive batch size.
     """
     if rule not in LR_SCALINGS:
-        raise ValueError(f"unknown --lr-scaling {rule!r}; use one of {', '.join(LR_SCALINGS)}")
+        raise StrategyError(f"unknown --lr-scaling {rule!r}; use one of {', '.join(LR_SCALINGS)}")
     if global_batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {global_batch_size}")
+        raise StrategyError(f"--batch-size must be >= 1, got {global_batch_size}")
     ratio = global_batch_size / REFERENCE_BATCH_SIZE
     return learning_rate * {"none": 1.0, "linear": ratio, "sqrt": math.sqrt(ratio)}[rule]
 
@@ -111,12 +126,12 @@ def check_global_batch(global_batch_size: int, strategy) -> int:
     """Per-replica batch size of a global batch.
 
     Raises:
-        ValueError: if the global batch does not split evenly over the replicas (uneven splits change the
+        StrategyError: if the global batch does not split evenly over the replicas (uneven splits change the
             per-replica shapes and, for token-averaged losses, the weighting).
     """
     replicas = strategy.num_replicas_in_sync
     if global_batch_size % replicas:
-        raise ValueError(
+        raise StrategyError(
             f"--batch-size {global_batch_size} (global) must be a multiple of the {replicas} replicas of the strategy"
         )
     return global_batch_size // replicas

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from refbert_tf.cli import positive_int
+
 
 class PredictError(Exception):
     """A user-facing error (bad model, card, vocabulary or input file); printed without a traceback."""
@@ -82,13 +84,49 @@ def _describe(card, output) -> str:
     return f"{labels[best]} ({probs[best]:.3f}) | " + " ".join(f"{name}={p:.3f}" for name, p in zip(labels, probs))
 
 
-def _read_lines(stream) -> tuple[list, list | None]:
-    rows = [line.rstrip("\n").split("\t") for line in stream if line.strip()]
+def _read_lines(stream, source: str) -> tuple[list, list | None]:
+    try:
+        rows = [line.rstrip("\n").split("\t") for line in stream if line.strip()]
+    except UnicodeDecodeError as e:
+        if source == "standard input":
+            raise PredictError(f"standard input is not UTF-8 text ({e.reason})") from None
+        from refbert_tf.data import not_utf8_message  # lazy: TensorFlow-free, only for this error
+
+        raise PredictError(not_utf8_message(source, e)) from None
     if not rows:
-        raise PredictError("no input lines")
+        raise PredictError(f"no input lines in {source}")
     if all(len(r) >= 2 for r in rows):
         return [r[0] for r in rows], [r[1] for r in rows]
     return [r[0] for r in rows], None
+
+
+def check_inputs(tokenizer, card, model, text_a, text_b=None, source=None) -> None:
+    """Refuse inputs the model cannot classify: a second text for a single-text task (or none for a pair task), and
+    a text with no tokens (empty, or only whitespace and control characters, which the normalizer drops).
+
+    Args:
+        source: where the texts came from (a file, ``standard input``), None for texts on the command line.
+
+    Raises:
+        PredictError: naming the model, or the input and its source.
+    """
+    from refbert_tf.tasks import get_task  # lazy: TensorFlow-free, after the card is read
+
+    task = get_task(card["task"])
+    if task.is_pair and text_b is None:
+        raise PredictError(
+            f"{model} is a {task.name} model: it classifies sentence pairs; give two texts "
+            "(with --batch: TAB-separated lines, or the task's GLUE TSV)"
+        )
+    if not task.is_pair and text_b is not None:
+        raise PredictError(f"{model} is a {task.name} model: it classifies one text, not a pair")
+    for which, texts in (("text", text_a), ("second text", text_b)):
+        if texts is None:
+            continue
+        empty = np.flatnonzero(tokenizer.tokenize(list(texts)).row_lengths().numpy() == 0)
+        if empty.size:
+            where = f"the {which}" if source is None else f"input {empty[0] + 1} ({which}) of {source}"
+            raise PredictError(f"{where} is empty or only whitespace and control characters: nothing to classify")
 
 
 def main(argv=None) -> int:
@@ -104,23 +142,26 @@ def main(argv=None) -> int:
         help="a GLUE TSV of the card's task (header row: predictions and "
         "dev metrics), or a file / '-' (stdin) with one text per line (TAB-separated pairs)",
     )
-    p.add_argument("--threads", type=int, default=1, help="interpreter threads (1)")
+    p.add_argument("--threads", type=positive_int, default=1, help="interpreter threads (1)")
     p.add_argument("--quiet", action="store_true", help="with --batch, print only the summary")
     args = p.parse_args(argv)
     try:
         if (args.text is None) == (args.batch is None):
             raise PredictError("give a text to classify, or --batch FILE (not both)")
         runner, tokenizer, card = load_predictor(args.model, args.threads)
-        labels = None
+        labels, source = None, None
         if args.batch is None:
             text_a, text_b = [args.text], None if args.text_b is None else [args.text_b]
         elif args.batch == "-":
-            text_a, text_b = _read_lines(sys.stdin)
+            source = "standard input"
+            text_a, text_b = _read_lines(sys.stdin, source)
         else:
             path = Path(args.batch)
             if not path.is_file():
                 raise PredictError(f"--batch file not found: {path}")
-            first = path.read_text(encoding="utf-8-sig").split("\n", 1)[0]
+            source = str(path)
+            with open(path, "rb") as f:
+                first = f.readline().decode("utf-8-sig", errors="replace").rstrip("\r\n")
             if "\t" in first and any(
                 h in first.split("\t") for h in ("label", "sentence", "sentence1", "#1 String", "question")
             ):
@@ -128,12 +169,18 @@ def main(argv=None) -> int:
 
                 try:
                     examples = read_glue_tsv(card["task"], "dev", path=path)
-                except GlueDataError as e:
-                    raise PredictError(str(e)) from None
+                except GlueDataError as e:  # at the header line: maybe another task's TSV, say the model's task
+                    hint = (
+                        f" (the model {args.model} reads {card['task']} TSVs)"
+                        if str(e).startswith(f"{path}:1: ")
+                        else ""
+                    )
+                    raise PredictError(f"{e}{hint}") from None
                 text_a, text_b, labels = examples.text_a, examples.text_b, examples.labels
             else:
                 with open(path, encoding="utf-8") as f:
-                    text_a, text_b = _read_lines(f)
+                    text_a, text_b = _read_lines(f, source)
+        check_inputs(tokenizer, card, args.model, text_a, text_b, source)
         outputs, latency = predict_texts(runner, tokenizer, card, text_a, text_b)
     except (PredictError, ValueError) as e:
         print(f"refbert-predict: error: {e}", file=sys.stderr)

@@ -184,3 +184,58 @@ def test_global_batch_must_split_over_replicas():
     assert check_global_batch(32, TwoReplicas()) == 16
     with pytest.raises(ValueError, match="--batch-size 33 .* multiple of the 2 replicas"):
         check_global_batch(33, TwoReplicas())
+
+
+def _recipe_error(capsys, fn) -> str:
+    """``fn`` under :func:`refbert_tf.cli.run`, as a recipe runs its ``main``: exit code 2 and one line."""
+    from refbert_tf.cli import run
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        run(fn)
+    err = capsys.readouterr().err
+    prefix = f"{os.path.basename(sys.argv[0])}: error: "
+    assert exit_info.value.code == 2 and err.startswith(prefix) and err.count("\n") == 1, err
+    return err[len(prefix) : -1]
+
+
+def test_strategy_errors_end_a_recipe_with_one_line(capsys, monkeypatch):
+    from refbert_tf.distribute import StrategyError
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    assert _recipe_error(capsys, lambda: make_strategy("multi_worker")) == (
+        "--strategy multi_worker needs the TF_CONFIG environment variable (cluster spec and this worker's task); "
+        "see docs/scale-out.md"
+    )
+    monkeypatch.setenv("TF_CONFIG", "{'cluster': }")
+    message = _recipe_error(capsys, lambda: make_strategy("multi_worker"))
+    assert message.startswith("--strategy multi_worker: TF_CONFIG is not JSON (") and "docs/scale-out.md" in message
+    monkeypatch.setenv("TF_CONFIG", '{"task": {"type": "worker", "index": 0}}')
+    with pytest.raises(StrategyError, match="TF_CONFIG has no 'cluster'"):
+        make_strategy("multi_worker")
+
+    class TwoReplicas:
+        num_replicas_in_sync = 2
+
+    assert _recipe_error(capsys, lambda: check_global_batch(33, TwoReplicas())) == (
+        "--batch-size 33 (global) must be a multiple of the 2 replicas of the strategy"
+    )
+
+
+def test_multi_worker_without_tf_config_stops_the_recipe_before_any_write(glue_dir, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    proc = subprocess.run(
+        [sys.executable, "recipes/distill_glue.py", "--task", "sst2", "--glue-dir", str(glue_dir)]
+        + ["--strategy", "multi_worker", "--output-dir", str(tmp_path / "students")]
+        + ["--teacher-dir", str(tmp_path / "teachers"), "--results", str(tmp_path / "r.json")],
+        cwd=TESTS.parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**env, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if "error:" in line]
+    assert errors == ["distill_glue.py: error: --strategy multi_worker needs the TF_CONFIG environment variable "
+                      "(cluster spec and this worker's task); see docs/scale-out.md"], proc.stderr[-3000:]  # fmt: skip
+    assert list(tmp_path.iterdir()) == []

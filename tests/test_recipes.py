@@ -114,7 +114,9 @@ def test_reference_ceiling_help_and_bad_values():
 def test_edge_recipes_help():
     for recipe, flags in (
         ("recipes/export_tflite.py", ("--task", "--variants", "--without-bank", "--num-representative")),
-        ("recipes/benchmark.py", ("--seq-lens", "--threads", "--models", "--variants", "--plot")),
+        ("recipes/benchmark.py", ("--seq-lens", "--threads", "--models", "--variants", "--plot", "--onnx-variants")),
+        ("recipes/benchmark_levers.py", ("--student-dir", "--seq-lens", "--variants", "--output")),
+        ("recipes/benchmark_profile.py", ("--model", "--seq-lens", "--tflite-dir", "--output")),
         ("tflite/android_benchmark.py", ("--model", "--threads", "--delegate", "--parse-log")),
     ):
         out = _run(recipe, "--help")

@@ -23,6 +23,8 @@ import multiprocessing
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 LEVERS = ("old_graph", "default", "fixed_shape", "latest_features", "per_tensor_weights")
 
 
@@ -79,8 +81,11 @@ def export_levers(student_dir, out_dir, variants=("float32", "dynamic_int8"), se
         return pool.apply(_export_lever_files, (str(student_dir), str(out_dir), list(variants), list(seq_lens)))
 
 
-def measure_levers(files: dict, seq_lens=(16, 128), threads=(1,), num_runs: int = 50, log=print) -> list[dict]:
-    """Time every lever file at every length and thread count, alternating the order from cell to cell.
+def measure_levers(
+    files: dict, seq_lens=(16, 128), threads=(1,), num_runs: int = 50, rounds: int = 3, log=print
+) -> list[dict]:
+    """Time every lever file at every length and thread count, alternating the order from cell to cell, in
+    ``rounds`` passes (each round starts the alternation one cell later); figures are medians over the rounds.
 
     Returns:
         rows ``{"lever", "variant", "seq_len", "threads", "median_ms", "p90_ms", "size_mb", "vs_default"}`` with
@@ -89,28 +94,34 @@ def measure_levers(files: dict, seq_lens=(16, 128), threads=(1,), num_runs: int 
     from refbert_tf.benchmark.desktop import benchmark_tflite  # lazy: keeps the import graph small
     from refbert_tf.benchmark.suite import engine_order  # lazy: as above
 
+    cells = [(n, t) for n in seq_lens for t in threads]
+    measured = {}
+    for round_index in range(max(rounds, 1)):
+        for i, (n, t) in enumerate(cells):
+            engines = [
+                (lever, variant)
+                for lever in LEVERS
+                for variant in sorted({k[1] for k in files})
+                if (lever, variant, n if lever == "fixed_shape" else None) in files
+            ]
+            for lever, variant in engine_order(engines, i + round_index):
+                path = files[(lever, variant, n if lever == "fixed_shape" else None)]
+                r = benchmark_tflite(
+                    path, seq_len=n, threads=t, num_runs=num_runs, latest_features=lever == "latest_features"
+                )
+                measured.setdefault((n, t, lever, variant), []).append(r)
+                log(f"round {round_index + 1} {lever:>20} {variant:>12} seq {n:>3} x{t}: {r['median_ms']:8.2f} ms")
     rows = []
-    for i, (n, t) in enumerate([(n, t) for n in seq_lens for t in threads]):
-        engines = [
-            (lever, variant)
-            for lever in LEVERS
-            for variant in sorted({k[1] for k in files})
-            if (lever, variant, n if lever == "fixed_shape" else None) in files
-        ]
-        cell = []
-        for lever, variant in engine_order(engines, i):
-            path = files[(lever, variant, n if lever == "fixed_shape" else None)]
-            r = benchmark_tflite(
-                path, seq_len=n, threads=t, num_runs=num_runs, latest_features=lever == "latest_features"
-            )
-            row = {"lever": lever, "variant": variant, "seq_len": n, "threads": t}
-            row.update({k: r[k] for k in ("median_ms", "p90_ms", "size_mb")})
-            cell.append(row)
-            log(f"{lever:>20} {variant:>12} seq {n:>3} x{t}: {r['median_ms']:8.2f} ms")
-        base = {r["variant"]: r["median_ms"] for r in cell if r["lever"] == "default"}
-        for r in cell:
-            r["vs_default"] = round(r["median_ms"] / base[r["variant"]], 3) if r["variant"] in base else None
-        rows += cell
+    for (n, t, lever, variant), results in measured.items():
+        row = {"lever": lever, "variant": variant, "seq_len": n, "threads": t, "size_mb": results[0]["size_mb"]}
+        for k in ("median_ms", "p90_ms"):
+            row[k] = round(float(np.median([r[k] for r in results])), 3)
+        row["rounds_median_ms"] = [r["median_ms"] for r in results]
+        rows.append(row)
+    base = {(r["variant"], r["seq_len"], r["threads"]): r["median_ms"] for r in rows if r["lever"] == "default"}
+    for r in rows:
+        b = base.get((r["variant"], r["seq_len"], r["threads"]))
+        r["vs_default"] = round(r["median_ms"] / b, 3) if b else None
     return rows
 
 

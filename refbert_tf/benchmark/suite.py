@@ -272,6 +272,50 @@ def measure_peaks(threads=(1, 2), probe_dir=None, log=print) -> list[dict]:
     return rows
 
 
+def _median(values):
+    values = sorted(values)
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def _row(key, card, seq_len, n_threads, results, real_lengths, peak_table) -> dict:
+    """One benchmark row from the rounds' results of one engine in one cell: medians over the rounds."""
+    from refbert_tf.benchmark.flops import Architecture, inference_flops  # lazy: keeps the import graph small
+
+    model, runtime, variant = key
+    metric_name = get_task(card["task"]).main_metric
+    med = {k: round(_median([r[k] for r in results]), 3) for k in ("median_ms", "p90_ms", "p99_ms", "init_ms")}
+    arch = Architecture(**card["arch"])
+    if seq_len == REAL:
+        flops = sum(inference_flops(arch, n) for n in real_lengths) / len(real_lengths)
+        seconds = _median([r["total_ms"] for r in results]) / 1000 / len(real_lengths)
+    else:
+        flops, seconds = inference_flops(arch, seq_len), med["median_ms"] / 1000
+    row = {
+        "model": model,
+        "runtime": runtime,
+        "variant": variant,
+        "seq_len": seq_len,
+        "threads": n_threads,
+        "size_mb": results[0]["size_mb"],
+        **med,
+        "peak_mem_mb": max(r["peak_mem_mb"] for r in results),
+        "model_mem_mb": max(r["model_mem_mb"] for r in results),
+        "rounds_median_ms": [r["median_ms"] for r in results],
+        "dev_metric": (card.get("dev_metrics") or {}).get(metric_name),
+        "dev_metric_name": metric_name,
+        "flops": int(flops),
+        "gflops": round(flops / seconds / 1e9, 2),
+    }
+    if seq_len == REAL:
+        for k in ("first_median_ms", "resize_median_ms", "median_len"):
+            row[k] = round(_median([r[k] for r in results]), 3)
+    peak = _peak_for(row, peak_table)
+    row["peak_gflops"] = peak
+    row["peak_fraction"] = None if not peak else round(row["gflops"] / peak, 3)
+    return row
+
+
 def measure_all(
     cards: dict,
     seq_lens=(16, 32, 64, 128),
@@ -281,6 +325,7 @@ def measure_all(
     real_lengths=None,
     real_runs: int = 5,
     peaks=None,
+    rounds: int = 3,
     log=print,
 ) -> list[dict]:
     """Time every engine of ``cards`` at every length and thread count (fresh process per measurement).
@@ -293,64 +338,45 @@ def measure_all(
         real_lengths: real-traffic lengths (:func:`refbert_tf.benchmark.traffic.sample_lengths`); None: none.
         real_runs: runs per real-traffic input (its time is their median).
         peaks: rows of :func:`measure_peaks` (None: no peak fractions).
+        rounds: passes over every cell; an engine's figures are the medians over its rounds (one process's median
+            moves from process to process: docs/benchmarks.md), and each round starts the alternation one cell later.
 
     Returns:
         rows ``{model, runtime, variant, seq_len (int or "real"), threads, size_mb, init_ms, median_ms, p90_ms,
         p99_ms, peak_mem_mb, model_mem_mb, dev_metric, dev_metric_name, flops, gflops, peak_gflops,
-        peak_fraction}`` (+ ``first_median_ms, resize_median_ms, median_len`` for real traffic); times in ms,
+        peak_fraction, rounds_median_ms}`` (+ ``first_median_ms, resize_median_ms, median_len`` for real traffic);
+        times in ms,
         sizes and memory in MB (2**20 bytes), FLOPs per inference (mean over inputs for real traffic).
     """
-    from refbert_tf.benchmark.flops import Architecture, inference_flops  # lazy: keeps the import graph small
 
     peak_table = {(p["probe"], p.get("variant", "float32"), p["threads"]): p["median_gflops"] for p in peaks or []}
     cells = [(n, t) for n in list(seq_lens) + ([REAL] if real_lengths else []) for t in threads]
     engines = list(cards)
+    measured = {}  # (cell index, engine) -> one result per round
+    for round_index in range(max(rounds, 1)):
+        for i, (seq_len, n_threads) in enumerate(cells):
+            for key in engine_order(engines, i + round_index):
+                model, runtime, variant = key
+                lengths = list(real_lengths) if seq_len == REAL else None
+                r = benchmark_tflite(
+                    cards[key]["path"],
+                    seq_len=128 if seq_len == REAL else seq_len,
+                    threads=n_threads,
+                    num_runs=real_runs if lengths else num_runs,
+                    warmup_runs=warmup_runs,
+                    vocab_size=cards[key].get("vocab_size") or 30522,
+                    runtime=runtime,
+                    lengths=lengths,
+                )
+                measured.setdefault((i, key), []).append(r)
+                log(
+                    f"round {round_index + 1} {model:>16} {runtime:>11} {variant:>12} seq {seq_len!s:>4} "
+                    f"x{n_threads}: {r['median_ms']:8.2f} ms median"
+                )
     rows = []
-    for i, (seq_len, n_threads) in enumerate(cells):
-        for key in engine_order(engines, i):
-            model, runtime, variant = key
-            card = cards[key]
-            metric_name = get_task(card["task"]).main_metric
-            lengths = list(real_lengths) if seq_len == REAL else None
-            r = benchmark_tflite(
-                card["path"],
-                seq_len=128 if seq_len == REAL else seq_len,
-                threads=n_threads,
-                num_runs=real_runs if lengths else num_runs,
-                warmup_runs=warmup_runs,
-                vocab_size=card.get("vocab_size") or 30522,
-                runtime=runtime,
-                lengths=lengths,
-            )
-            arch = Architecture(**card["arch"])
-            if lengths:
-                flops = sum(inference_flops(arch, n) for n in lengths) / len(lengths)
-                seconds = r["total_ms"] / 1000 / len(lengths)
-            else:
-                flops, seconds = inference_flops(arch, seq_len), r["median_ms"] / 1000
-            row = {
-                "model": model,
-                "runtime": runtime,
-                "variant": variant,
-                "seq_len": seq_len,
-                "threads": n_threads,
-                **{k: r[k] for k in ("size_mb", "init_ms", "median_ms", "p90_ms", "p99_ms", "peak_mem_mb")},
-                "model_mem_mb": r["model_mem_mb"],
-                "dev_metric": (card.get("dev_metrics") or {}).get(metric_name),
-                "dev_metric_name": metric_name,
-                "flops": int(flops),
-                "gflops": round(flops / seconds / 1e9, 2),
-            }
-            if lengths:
-                row.update({k: r[k] for k in ("first_median_ms", "resize_median_ms", "median_len")})
-            peak = _peak_for(row, peak_table)
-            row["peak_gflops"] = peak
-            row["peak_fraction"] = None if not peak else round(row["gflops"] / peak, 3)
-            rows.append(row)
-            log(
-                f"{model:>16} {runtime:>11} {variant:>12} seq {seq_len!s:>4} x{n_threads}: "
-                f"{r['median_ms']:8.2f} ms median, {row['gflops']:7.1f} GFLOP/s, {r['size_mb']:7.2f} MB"
-            )
+    for (i, key), results in measured.items():
+        seq_len, n_threads = cells[i]
+        rows.append(_row(key, cards[key], seq_len, n_threads, results, real_lengths, peak_table))
     return rows
 
 
@@ -370,6 +396,7 @@ def run_suite(
     real_traffic: int = 200,
     real_runs: int = 5,
     seed: int = 0,
+    rounds: int = 3,
 ) -> dict:
     """:func:`export_all`, the peaks, :func:`measure_all`, the peaks again: the content of ``results/benchmark.json``.
 

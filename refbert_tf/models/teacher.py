@@ -39,6 +39,10 @@ class TeacherNotFoundError(FileNotFoundError):
     """Raised when a task has no fine-tuned teacher where one is expected (the message names the path)."""
 
 
+class TeacherMismatchError(ValueError):
+    """A teacher directory of another task, or whose ``vocab.txt`` is not the one it was fine-tuned with."""
+
+
 def build_teacher(backbone, task: GlueTask | str, dropout: float = 0.1):
     """Put a task head on a BERT encoder.
 
@@ -96,7 +100,7 @@ def load_teacher(teacher_dir: str | os.PathLike, task: GlueTask | str | None = N
 
     Raises:
         TeacherNotFoundError: if the directory or one of its files is missing (names the path).
-        ValueError: if the teacher was fine-tuned on another task, or its vocabulary file was changed.
+        TeacherMismatchError: if the teacher was fine-tuned on another task, or its vocabulary file was changed.
     """
     teacher_dir = Path(teacher_dir)
     missing = [f for f in TEACHER_FILES if not (teacher_dir / f).is_file()]
@@ -109,14 +113,17 @@ def load_teacher(teacher_dir: str | os.PathLike, task: GlueTask | str | None = N
     if task is not None:
         task = get_task(task) if isinstance(task, str) else task
         if meta.get("task") != task.name:
-            raise ValueError(
+            raise TeacherMismatchError(
                 f"{teacher_dir / 'teacher.json'}: teacher was fine-tuned on {meta.get('task')!r}, not {task.name!r}"
             )
     tokenizer = BertWordPieceTokenizer(
         teacher_dir / "vocab.txt", lowercase=meta["lowercase"], max_seq_len=meta["max_seq_len"]
     )
     if tokenizer.vocab_sha256 != meta["vocab_sha256"]:
-        raise ValueError(f"{teacher_dir / 'vocab.txt'} does not match the sha256 recorded in teacher.json")
+        raise TeacherMismatchError(
+            f"{teacher_dir / 'vocab.txt'} does not match the sha256 recorded in {teacher_dir / 'teacher.json'}: "
+            "it is not the vocabulary the teacher was fine-tuned with"
+        )
     model = keras.saving.load_model(teacher_dir / "model.keras", compile=False)
     return model, tokenizer, meta
 
