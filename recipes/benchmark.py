@@ -61,6 +61,11 @@ def parse_args(argv=None):
     p.add_argument("--output", default="results/benchmark", help="writes <output>.json and <output>.md")
     p.add_argument("--plot", default="results/pareto.png", help="accuracy-vs-latency plot (PNG)")
     p.add_argument(
+        "--paired-only",
+        action="store_true",
+        help="measure only the bank's cost in pairs (files from an earlier run) and add it to <output>.json",
+    )
+    p.add_argument(
         "--report-only",
         action="store_true",
         help="measure nothing: rewrite <output>.md and the plot from the rows in <output>.json",
@@ -90,6 +95,24 @@ def main(argv=None):
         print(f"rewrote {args.output}.md and {args.plot} from {args.output}.json")
         return
     task = get_task(args.task)
+    if args.paired_only:
+        from refbert_tf.benchmark.suite import export_all, measure_bank_cost
+
+        result = json.loads(open(args.output + ".json", encoding="utf-8").read())
+        cards = export_all(
+            task.name,
+            {},
+            args.tflite_dir,
+            ["float32", "dynamic_int8"],
+            models=["vanilla", "refbert", "refbert_no_bank"],
+            onnx_variants=(),
+        )
+        result["bank_cost_paired"] = measure_bank_cost(cards, result.get("real_lengths"))
+        result["paired_command"] = command_line(argv)
+        write_json(args.output + ".json", result)
+        write_text(args.output + ".md", markdown_report(result, result.get("command", ""), result.get("machine", "")))
+        print(f"added the paired bank cost to {args.output}.json and .md")
+        return
     models = args.models or list(MODELS)
     unknown = sorted(set(models) - set(MODELS)) + sorted(set(args.variants or []) - set(VARIANTS))
     unknown += sorted(set(args.onnx_variants) - set(ONNX_VARIANTS))

@@ -223,6 +223,20 @@ def markdown_report(result: dict, command: str = "", machine: str = "") -> str:
         a = after.get(key, {}).get("median_gflops")
         lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {p['median_gflops']:.1f} | {_fmt(a, '.1f')} |")
     lines += ["", "## Every measurement", "", markdown_table(result["rows"]), ratios_markdown(result["rows"])]
+    if result.get("bank_cost_paired"):
+        lines += [
+            "## The bank's cost, measured in pairs (both models in one process, alternating on the same inputs)",
+            "",
+            "| variant | seq | threads | against | RefBERT ms | other ms | cost (median) | p10 .. p90 |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for x in result["bank_cost_paired"]:
+            lines.append(
+                f"| {x['variant']} | {x['seq_len']} | {x['threads']} | {x['against']} | {x['median_ms_refbert']:.3f} | "
+                f"{x['median_ms_other']:.3f} | {100 * (x['ratio_median'] - 1):+.1f}% | "
+                f"{100 * (x['ratio_p10'] - 1):+.1f}% .. {100 * (x['ratio_p90'] - 1):+.1f}% |"
+            )
+        lines.append("")
     if result.get("parity"):
         lines += ["## ONNX parity with the Keras model (checked before any timing)", ""]
         lines += [
@@ -237,6 +251,8 @@ def markdown_report(result: dict, command: str = "", machine: str = "") -> str:
         lines.append("")
     if command:
         lines += [f"Command: `{command}`", ""]
+    if result.get("paired_command"):
+        lines += [f"Paired bank cost: `{result['paired_command']}`", ""]
     return "\n".join(lines)
 
 

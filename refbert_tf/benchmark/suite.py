@@ -380,6 +380,41 @@ def measure_all(
     return rows
 
 
+def measure_bank_cost(
+    cards: dict, real_lengths=None, seq_lens=(16, 128), variants=("float32", "dynamic_int8"), threads=(1,), log=print
+) -> list[dict]:
+    """The bank's cost measured in pairs (:mod:`refbert_tf.benchmark.paired`): the RefBERT student against itself
+    without its bank and against the vanilla student, both in one process, on real-traffic lengths and on 20
+    inputs at each fixed length.
+
+    Returns:
+        rows ``{"variant", "seq_len", "threads", "against", "ratio_median", "ratio_p10", "ratio_p90",
+        "median_ms_refbert", "median_ms_other", "count"}``; ``ratio_median`` - 1 is the bank's cost.
+    """
+    from refbert_tf.benchmark.paired import paired_benchmark  # lazy: keeps the import graph small
+
+    rows = []
+    inputs = [(n, [n] * 20) for n in seq_lens] + ([(REAL, list(real_lengths))] if real_lengths else [])
+    for variant in variants:
+        ref = cards.get(("refbert", "litert", variant))
+        for against in ("refbert_no_bank", "vanilla"):
+            other = cards.get((against, "litert", variant))
+            if ref is None or other is None:
+                continue
+            for seq_len, lengths in inputs:
+                for n_threads in threads:
+                    r = paired_benchmark(ref["path"], other["path"], lengths, threads=n_threads)
+                    row = {"variant": variant, "seq_len": seq_len, "threads": n_threads, "against": against}
+                    row.update({k: r[k] for k in ("ratio_median", "ratio_p10", "ratio_p90", "count")})
+                    row.update(median_ms_refbert=r["median_ms_a"], median_ms_other=r["median_ms_b"])
+                    rows.append(row)
+                    log(
+                        f"bank cost {variant:>12} seq {seq_len!s:>4} x{n_threads} vs {against}: "
+                        f"{100 * (r['ratio_median'] - 1):+.1f}%"
+                    )
+    return rows
+
+
 def run_suite(
     task: str,
     paths: dict,
@@ -406,7 +441,8 @@ def run_suite(
         (others: see :func:`export_all` and :func:`measure_all`.)
 
     Returns:
-        ``{"rows": [...], "peaks": {"before": [...], "after": [...]}, "real_lengths": [...], "parity": {...}}``.
+        ``{"rows": [...], "peaks": {"before": [...], "after": [...]}, "real_lengths": [...], "parity": {...},
+        "bank_cost_paired": [...]}`` (:func:`measure_bank_cost`).
     """
     from refbert_tf.benchmark.traffic import sample_lengths  # lazy: keeps the import graph small
 
@@ -426,10 +462,17 @@ def run_suite(
     rows = measure_all(
         cards, seq_lens, threads, num_runs, real_lengths=real, real_runs=real_runs, peaks=before, log=log
     )
+    paired = measure_bank_cost(cards, real, log=log)
     after = measure_peaks(threads, log=log)
     parity = {
         f"{m}/{v}": {**card["parity"], "size_mb": card["size_mb"]}
         for (m, runtime, v), card in cards.items()
         if runtime == "onnxruntime"
     }
-    return {"rows": rows, "peaks": {"before": before, "after": after}, "real_lengths": real, "parity": parity}
+    return {
+        "rows": rows,
+        "peaks": {"before": before, "after": after},
+        "real_lengths": real,
+        "parity": parity,
+        "bank_cost_paired": paired,
+    }

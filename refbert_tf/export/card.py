@@ -74,6 +74,7 @@ def model_card(
         "size_mb": round(flatbuffer_size / 2**20, 3),
         "source_student": str(source),
         "ops": info.get("ops"),
+        "graph_changes": info.get("graph_changes"),
         "dev_metrics": dev_metrics,
     }
 

@@ -49,3 +49,9 @@ def test_changed_file_drops_the_undelegated_ops(student_run, tmp_path):
     assert counts[False].get("SELECT_V2", 0) - counts[True].get("SELECT_V2", 0) >= 4  # two per attention layer
     assert counts[True].get("BROADCAST_TO", 0) < counts[False].get("BROADCAST_TO", 0)
     assert "ONE_HOT" not in counts[True]
+
+
+def test_full_integer_files_keep_the_keras_graph(exported):
+    assert exported["full_int8"]["graph_changes"] is False
+    assert all(exported[v]["graph_changes"] is True for v in ("float32", "dynamic_int8", "float16"))
+    assert "SELECT_V2" in exported["full_int8"]["ops"]
