@@ -36,6 +36,29 @@ class StrategyError(ValueError):
     that does not split over the replicas, an unknown learning-rate rule (the message names the option)."""
 
 
+class MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+    """``tf.distribute.MultiWorkerMirroredStrategy`` whose ``reduce`` works for Keras 3's ``fit``.
+
+    Keras 3 (3.15) reduces with the strategy in two ways TensorFlow's multi-worker strategy refuses, so ``fit``
+    (and ``evaluate``) stopped at their first step:
+
+    * a nested structure: the first batch, ``(inputs dict, labels)``, to build the model ("Attempt to convert a
+      value ({'token_ids': PerReplica:{...}}) with an unsupported type (<class 'dict'>) to a Tensor"). Here each
+      tensor is reduced, as ``MirroredStrategy.reduce`` does;
+    * the step's scalar logs with ``axis=0`` ("Invalid reduction dimension 0 for input with 0 dimensions"), and
+      without ``axis``. Here a scalar is reduced over the replicas only (its mean over axis 0 is itself).
+    """
+
+    def reduce(self, reduce_op, value, axis=None):
+        reduce_one = super().reduce
+
+        def one(v):
+            local = tf.convert_to_tensor(self.experimental_local_results(v)[0])
+            return reduce_one(reduce_op, v, None if local.shape.rank == 0 else axis)
+
+        return tf.nest.map_structure(one, value)
+
+
 def split_cpu(num_devices: int) -> None:
     """Split the host CPU into ``num_devices`` logical devices (testing ``mirrored`` without accelerators).
 
@@ -55,7 +78,7 @@ def make_strategy(name: str = "default", tpu: str | None = None, cpu_devices: in
 
     Args:
         name: ``default`` (one device, no-op scope), ``mirrored`` (all local GPUs, or the logical CPUs when there
-            is no GPU: synchronous data parallelism, all-reduce), ``multi_worker`` (``MultiWorkerMirroredStrategy``,
+            is no GPU: synchronous data parallelism, all-reduce), ``multi_worker`` (:class:`MultiWorkerMirroredStrategy`,
             reads the cluster from ``TF_CONFIG``), ``tpu`` (``TPUStrategy`` on the TPU named by ``tpu``, or the
             one in the environment, e.g. a Cloud TPU VM).
         tpu: TPU name or gRPC address for ``tpu``.
@@ -92,7 +115,7 @@ def make_strategy(name: str = "default", tpu: str | None = None, cpu_devices: in
             ) from None
         if not isinstance(cluster, dict) or "cluster" not in cluster:
             raise StrategyError("--strategy multi_worker: TF_CONFIG has no 'cluster'; see docs/scale-out.md")
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return MultiWorkerMirroredStrategy()
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or "")
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)

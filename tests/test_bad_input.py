@@ -361,12 +361,26 @@ def model_copy(exported, tmp_path):
     return out / src.name
 
 
-def test_a_truncated_tflite_file_is_refused(model_copy, capsys):
-    data_bytes = model_copy.read_bytes()
-    model_copy.write_bytes(data_bytes[: len(data_bytes) // 2])
+def test_a_truncated_tflite_file_is_refused(model_copy):
+    content = model_copy.read_bytes()
+    model_copy.write_bytes(content[: len(content) // 2])
     before = snapshot(model_copy.parent)
-    message = predict_error(capsys, [str(model_copy), "good"])
-    assert message.startswith(f"{model_copy}: the LiteRT interpreter cannot load it: "), message
+    # in a child process: a bad flatbuffer must not be able to take the test session down with it
+    proc = subprocess.run(
+        [sys.executable, "-m", "refbert_tf.predict", str(model_copy), "good"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert proc.returncode == 2 and proc.stdout == "", (proc.returncode, proc.stdout, proc.stderr[-3000:])
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("refbert-predict: error: ")]
+    assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert errors == [
+        f"refbert-predict: error: {model_copy}: the LiteRT interpreter cannot load it: "
+        "The model is not a valid Flatbuffer buffer"
+    ], errors
     assert snapshot(model_copy.parent) == before
 
 
@@ -438,7 +452,7 @@ def test_non_finite_numeric_options_are_refused_naming_the_option(capsys, value)
     parser = cli.add_config_args(argparse.ArgumentParser(), DistillConfig, DISTILL_DEFAULTS)
     for flag in ("--learning-rate", "--temperature", "--warmup-ratio", "--weight-decay", "--intermediate-epochs"):
         with pytest.raises(SystemExit) as exit_info:
-            cli.config_from_args(DistillConfig, parser.parse_args([flag, value]), DISTILL_DEFAULTS, "sst2")
+            cli.config_from_args(DistillConfig, parser.parse_args([f"{flag}={value}"]), DISTILL_DEFAULTS, "sst2")
         err = capsys.readouterr().err
         assert exit_info.value.code == 2 and err.count("\n") == 1, err
         assert f"error: {flag} must be a finite number, got {float(value)}" in err

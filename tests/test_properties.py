@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 
@@ -59,6 +59,7 @@ def test_any_text_packs_into_cls_text_sep_within_the_vocabulary_and_length(minil
         assert row[1:-1] == full[: max_seq_len - 2]  # a truncated text keeps its first tokens
         assert not {CLS, SEP, PAD} & set(full)  # a text cannot inject special tokens ("[CLS]" is split)
     assert enc["num_truncated"] == sum(len(full) > max_seq_len - 2 for full in pieces)
+    event("a text truncated" if enc["num_truncated"] else "no text truncated")
 
 
 @settings(max_examples=150, **COMMON)
@@ -77,9 +78,10 @@ def test_any_pair_packs_into_cls_a_sep_b_sep_with_longest_first_truncation(minil
         kept_a, kept_b = row[1 : first - 1], row[first:-1]
         assert (len(kept_a), len(kept_b)) == longest_first(len(a), len(b), max_seq_len - 3)
         assert kept_a == a[: len(kept_a)] and kept_b == b[: len(kept_b)]
+    event("a pair truncated" if enc["num_truncated"] else "no pair truncated")
 
 
-@settings(max_examples=150, **COMMON)
+@settings(max_examples=300, **COMMON)
 @given(
     rows=st.lists(st.tuples(FIELD, st.sampled_from(["0", "1"])), min_size=1, max_size=8),
     bom=st.booleans(),
@@ -97,14 +99,28 @@ def test_sentences_written_to_an_sst2_tsv_read_back_or_are_refused_at_their_line
             ex = read_glue_tsv("sst2", "train", glue_dir=tmp)
         except GlueDataError as e:  # only a text that is empty once stripped is refused, at its line
             assert empty and str(e).startswith(f"{path}:{empty[0] + 2}: empty text"), (str(e), rows)
+            event("refused: an empty text")
             return
         assert not empty
         assert ex.text_a == [s.strip() for s, _ in rows] and ex.labels.tolist() == [int(lb) for _, lb in rows]
         assert ex.source == str(path)
 
 
-@settings(max_examples=150, **COMMON)
-@given(body=st.text(max_size=300), tail=st.binary(max_size=20), header=st.sampled_from(["sentence\tlabel\n", ""]))
+# TSV-like lines, well-formed ones (a text, a tab, a label) more often than not, and any line ends
+ROW = st.tuples(FIELD, st.sampled_from(["0", "1"])).map("\t".join)
+FIELDS = st.lists(st.one_of(st.sampled_from(["0", "1", "", " ", "label", "sentence"]), TEXT), max_size=4)
+LINE = st.one_of(ROW, ROW, ROW, FIELDS.map("\t".join))
+LINES = st.tuples(st.lists(LINE, max_size=6), st.sampled_from(["\n", "\r\n", "\r"])).map(
+    lambda t: t[1].join(t[0]) + t[1]
+)
+
+
+@settings(max_examples=300, **COMMON)
+@given(
+    body=st.one_of(LINES, st.text(max_size=300)),
+    tail=st.one_of(st.just(b""), st.binary(max_size=20)),
+    header=st.sampled_from(["sentence\tlabel\n", "sentence\tlabel\r\n", ""]),
+)
 def test_any_file_content_reads_or_is_refused_naming_the_file(body, tail, header):
     """Anything in an SST-2 TSV (tabs, line breaks, control characters, bytes that are not UTF-8): the reader
     returns well-formed examples or raises GlueDataError naming the file, never another exception."""
@@ -116,9 +132,11 @@ def test_any_file_content_reads_or_is_refused_naming_the_file(body, tail, header
             ex = read_glue_tsv("sst2", "train", glue_dir=tmp)
         except GlueDataError as e:
             assert str(e).startswith(str(path)) and "\n" not in str(e), str(e)
+            event("refused with a GlueDataError")
             return
         assert len(ex) >= 1 and len(ex.labels) == len(ex) and set(ex.labels.tolist()) <= {0, 1}
-        assert all(t and t == t.strip() and "\t" not in t and "\n" not in t for t in ex.text_a)
+        assert all(t and t == t.strip() and not {"\t", "\n", "\r"} & set(t) for t in ex.text_a)
+        event("read")
 
 
 @pytest.fixture(scope="module")
@@ -163,5 +181,6 @@ def test_the_model_receives_the_python_packing_and_truncates_an_unpacked_text_th
     # the whole text packed without truncation (as MediaPipe's preprocessor does): the model's own in-graph
     # truncation gives the logits of refbert-predict's packing
     full = np.asarray([CLS, *tokenizer.tokenize([text]).to_list()[0], SEP], np.int32)[None]
+    event("longer than max_seq_len: truncated in the graph" if full.shape[1] > max_len else "fits max_seq_len")
     logits = runner.signature(token_ids=full, segment_ids=np.zeros_like(full), padding_mask=np.ones_like(full))
     np.testing.assert_array_equal(np.asarray(logits["logits"][0]), outputs[0])
