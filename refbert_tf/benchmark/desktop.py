@@ -226,15 +226,26 @@ def benchmark_tflite(
         cmd += ["--lengths", ",".join(str(int(n)) for n in lengths)]
     if latest_features:
         cmd.append("--latest-features")
-    # one thread for NumPy/OpenBLAS in the child, so only the runtime under test uses the cores
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    return run_child(cmd, f"benchmark of {model_path}", timeout_s)
+
+
+# one thread for NumPy/OpenBLAS in a measuring child, so only the runtime under test uses the cores
+CHILD_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+
+
+def run_child(cmd: list, what: str, timeout_s: float) -> dict:
+    """Run a measuring child process (environment :data:`CHILD_ENV`) and parse the JSON of its last stdout line.
+
+    Raises:
+        RuntimeError: ``"<what> failed: <the child's last error line>"`` or ``"<what> timed out after N s"``.
+    """
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=env)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env={**os.environ, **CHILD_ENV})
     except subprocess.TimeoutExpired as e:
-        raise RuntimeError(f"benchmark of {model_path} timed out after {timeout_s} s") from e
+        raise RuntimeError(f"{what} timed out after {timeout_s} s") from e
     if proc.returncode != 0:
         lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-        raise RuntimeError(f"benchmark of {model_path} failed: {lines[-1] if lines else 'no error output'}")
+        raise RuntimeError(f"{what} failed: {lines[-1] if lines else 'no error output'}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 
 
@@ -78,15 +76,9 @@ def paired_benchmark(path_a, path_b, lengths, runs: int = 20, threads: int = 1, 
     """
     cmd = [sys.executable, "-m", "refbert_tf.benchmark.paired", str(path_a), str(path_b)]
     cmd += ["--lengths", ",".join(str(int(n)) for n in lengths), "--runs", str(runs), "--threads", str(threads)]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=env)
-    except subprocess.TimeoutExpired as e:
-        raise RuntimeError(f"paired benchmark of {path_a} and {path_b} timed out after {timeout_s} s") from e
-    if proc.returncode != 0:
-        lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-        raise RuntimeError(f"paired benchmark failed: {lines[-1] if lines else 'no error output'}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    from refbert_tf.benchmark.desktop import run_child  # lazy: keeps the measuring child's imports small
+
+    return run_child(cmd, "paired benchmark", timeout_s)
 
 
 def main(argv=None) -> int:

@@ -412,30 +412,31 @@ def export_student(
     )
 
 
-def keras_parity(student, tflite_path, features: dict, num_examples: int = 200) -> dict:
-    """Compare a ``.tflite`` file with the Keras student it came from, example by example (batch 1).
+def compare_with_keras(model, predict, features: dict, num_examples: int = 200) -> dict:
+    """Compare a converted file's ``predict(token_ids, segment_ids) -> logits [C]`` with the Keras ``model`` it
+    came from, example by example (batch 1, mask all ones).
 
     Args:
-        student: the Keras student (in-graph retrieval, as exported).
-        tflite_path: the exported file.
-        features: encoded examples (ragged); the first ``num_examples`` are compared.
+        model: the Keras model (a RefBERT student retrieves in-graph, as exported).
+        predict: the file's runner (:class:`LiteRTClassifier` or ONNX Runtime's, ``.predict``).
+        features: encoded examples (ragged ``token_ids`` / ``segment_ids``); the first ``num_examples`` are used.
 
     Returns:
-        ``{"num_examples", "max_abs_diff" (logits), "prediction_agreement" (fraction)}``.
+        ``{"num_examples", "max_abs_diff" (logits), "prediction_agreement" (fraction, 0..1)}``.
     """
-    runner = LiteRTClassifier(tflite_path)
     n = min(num_examples, int(features["token_ids"].nrows()))
     diffs, agree = [], []
     for i in range(n):
         ids = features["token_ids"][i].numpy().astype(np.int32)
         segs = features["segment_ids"][i].numpy().astype(np.int32)
-        keras_out = np.asarray(
-            student(
-                {"token_ids": ids[None], "segment_ids": segs[None], "padding_mask": np.ones_like(ids)[None]},
-                training=False,
-            )
-        )[0]
-        lite_out = runner.predict(ids, segs)
-        diffs.append(float(np.max(np.abs(keras_out - lite_out))))
-        agree.append(keras_out.shape[-1] == 1 or int(np.argmax(keras_out)) == int(np.argmax(lite_out)))
+        inputs = {"token_ids": ids[None], "segment_ids": segs[None], "padding_mask": np.ones_like(ids)[None]}
+        keras_out = np.asarray(model(inputs, training=False))[0]
+        file_out = predict(ids, segs)
+        diffs.append(float(np.max(np.abs(keras_out - file_out))))
+        agree.append(keras_out.shape[-1] == 1 or int(np.argmax(keras_out)) == int(np.argmax(file_out)))
     return {"num_examples": n, "max_abs_diff": max(diffs), "prediction_agreement": float(np.mean(agree))}
+
+
+def keras_parity(student, tflite_path, features: dict, num_examples: int = 200) -> dict:
+    """:func:`compare_with_keras` for a ``.tflite`` file (through :class:`LiteRTClassifier`)."""
+    return compare_with_keras(student, LiteRTClassifier(tflite_path).predict, features, num_examples)

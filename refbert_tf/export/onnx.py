@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from refbert_tf.export.converter import INPUT_NAMES, OUTPUT_NAME
+from refbert_tf.export.converter import INPUT_NAMES, OUTPUT_NAME, compare_with_keras
 
 ONNX_VARIANTS = ("float32", "dynamic_int8")
 DEFAULT_OPSET = 17
@@ -226,28 +226,9 @@ class OnnxClassifier:
 
 
 def onnx_parity(model, onnx_path, features: dict, num_examples: int = 200) -> dict:
-    """Compare an ``.onnx`` file with the Keras model it came from, example by example (batch 1).
-
-    Args:
-        model: the Keras classifier (a RefBERT student retrieves its reference in-graph, as exported).
-        onnx_path: the converted file.
-        features: encoded examples (ragged ``token_ids`` / ``segment_ids``); the first ``num_examples`` are used.
-
-    Returns:
-        ``{"num_examples", "max_abs_diff" (logits), "prediction_agreement" (fraction, 0..1)}``.
-    """
-    runner = OnnxClassifier(onnx_path)
-    n = min(num_examples, int(features["token_ids"].nrows()))
-    diffs, agree = [], []
-    for i in range(n):
-        ids = features["token_ids"][i].numpy().astype(np.int32)
-        segs = features["segment_ids"][i].numpy().astype(np.int32)
-        inputs = {"token_ids": ids[None], "segment_ids": segs[None], "padding_mask": np.ones_like(ids)[None]}
-        keras_out = np.asarray(model(inputs, training=False))[0]
-        onnx_out = runner.predict(ids, segs)
-        diffs.append(float(np.max(np.abs(keras_out - onnx_out))))
-        agree.append(keras_out.shape[-1] == 1 or int(np.argmax(keras_out)) == int(np.argmax(onnx_out)))
-    return {"num_examples": n, "max_abs_diff": max(diffs), "prediction_agreement": float(np.mean(agree))}
+    """:func:`refbert_tf.export.converter.compare_with_keras` for an ``.onnx`` file (through
+    :class:`OnnxClassifier`): ``{"num_examples", "max_abs_diff", "prediction_agreement"}``."""
+    return compare_with_keras(model, OnnxClassifier(onnx_path).predict, features, num_examples)
 
 
 def check_parity(parity: dict, path, max_abs_diff: float = 1e-3, min_agreement: float = 1.0) -> dict:
