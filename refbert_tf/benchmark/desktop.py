@@ -233,14 +233,18 @@ def benchmark_tflite(
 CHILD_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
 
 
-def run_child(cmd: list, what: str, timeout_s: float) -> dict:
-    """Run a measuring child process (environment :data:`CHILD_ENV`) and parse the JSON of its last stdout line.
+def run_child(cmd: list, what: str, timeout_s: float, env: dict | None = None) -> dict:
+    """Run a measuring child process and parse the JSON of its last stdout line.
+
+    Args:
+        env: variables over :data:`CHILD_ENV` (for example a probe's own thread count).
 
     Raises:
         RuntimeError: ``"<what> failed: <the child's last error line>"`` or ``"<what> timed out after N s"``.
     """
+    env = {**os.environ, **CHILD_ENV, **(env or {})}
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env={**os.environ, **CHILD_ENV})
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=env)
     except subprocess.TimeoutExpired as e:
         raise RuntimeError(f"{what} timed out after {timeout_s} s") from e
     if proc.returncode != 0:

@@ -16,9 +16,7 @@ GFLOP/s = ``2 * rows * k * n / median seconds / 1e9`` (a multiply-add is 2 FLOPs
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -47,21 +45,10 @@ def numpy_matmul_gflops(threads: int = 1, n: int = 1024, runs: int = 20, timeout
     Raises:
         RuntimeError: the child failed or timed out.
     """
-    env = {**os.environ, "OPENBLAS_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
-    env["MKL_NUM_THREADS"] = str(threads)
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-c", _NUMPY_PROBE, str(n), str(runs)],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=timeout_s,
-        )
-    except subprocess.TimeoutExpired as e:
-        raise RuntimeError(f"NumPy matmul probe timed out after {timeout_s} s") from e
-    if proc.returncode != 0:
-        raise RuntimeError(f"NumPy matmul probe failed: {proc.stderr.strip()[-300:]}")
-    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    from refbert_tf.benchmark.desktop import run_child  # lazy: keeps this module's import light
+
+    pinned = {name: str(threads) for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    r = run_child([sys.executable, "-c", _NUMPY_PROBE, str(n), str(runs)], "NumPy matmul probe", timeout_s, pinned)
     flops = 2.0 * n**3
     return {
         "probe": "numpy_matmul",

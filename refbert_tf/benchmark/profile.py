@@ -26,6 +26,8 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
+from refbert_tf.benchmark.desktop import CHILD_ENV
+
 # (pattern on the kernel's symbol, op type); the first match wins
 KERNEL_OP_TYPES = (
     (r"qd8_f32_qc8w_(i?gemm)|qp8_f32_qc8w", "int8 GEMM (dynamic-range FULLY_CONNECTED)"),
@@ -123,8 +125,7 @@ def litert_kernel_profile(
         cmd = [perf, "record", "-q", "-F", str(frequency), "-o", data, "--", sys.executable, "-m"]
         cmd += ["refbert_tf.benchmark.desktop", str(model_path), "--seq-len", str(seq_len), "--threads", str(threads)]
         cmd += ["--num-runs", str(num_runs), "--json"]
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **CHILD_ENV}, timeout=900)
         if proc.returncode != 0 or not os.path.exists(data):
             lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
             reason = lines[-1] if lines else f"exit code {proc.returncode}"
