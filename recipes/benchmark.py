@@ -78,9 +78,10 @@ def main(argv=None):
     import json
     import time
 
+    from refbert_tf.benchmark.exports import MODELS
     from refbert_tf.benchmark.peak import machine_description
     from refbert_tf.benchmark.report import markdown_report, pareto_plot
-    from refbert_tf.benchmark.suite import MODELS, run_suite
+    from refbert_tf.benchmark.suite import run_suite
     from refbert_tf.export import VARIANTS
     from refbert_tf.export.onnx import ONNX_VARIANTS
     from refbert_tf.io_utils import write_json, write_text
@@ -96,7 +97,8 @@ def main(argv=None):
         return
     task = get_task(args.task)
     if args.paired_only:
-        from refbert_tf.benchmark.suite import export_all, measure_bank_cost
+        from refbert_tf.benchmark.exports import export_all
+        from refbert_tf.benchmark.suite import measure_bank_cost
 
         result = json.loads(open(args.output + ".json", encoding="utf-8").read())
         cards = export_all(
