@@ -20,6 +20,7 @@ setup(
         "tensorflow-datasets>=4.9.9,<5",
         "ai-edge-litert>=2.3,<3",
         "safetensors>=0.4",
+        "h5py>=3.10",  # resume checkpoints carry the dropout seed states beside Keras' weights (refbert_tf.resume)
         "numpy>=1.26",
         "scipy>=1.11",
         "scikit-learn>=1.5",
@@ -35,6 +36,7 @@ setup(
         "onnx": ["onnx>=1.20", "onnxruntime>=1.31", "tf2onnx>=1.17"],
         "test": [
             "pytest>=8",
+            "pytest-xdist>=3.6",  # the suite in one process per core (README command 2)
             "hypothesis>=6.100",
             "tokenizers>=0.20",
             "ruff>=0.17,<0.18",

@@ -30,9 +30,10 @@ import keras
 import tensorflow as tf
 
 from refbert_tf.distribute import global_mean, global_sum
-from refbert_tf.io_utils import atomic_path
+from refbert_tf.io_utils import atomic_path, load_artifact
 from refbert_tf.models.reference_encoder import attention_logits
 from refbert_tf.models.student import dummy_inputs
+from refbert_tf.resume import remove_checkpoints
 from refbert_tf.training import optimizer_for, plan_steps, run_fit
 
 STAGES = ("intermediate", "prediction")
@@ -322,9 +323,10 @@ class Distiller(keras.Model):
 def run_stages(distiller: Distiller, dataset, num_examples: int, config, out_dir, strategy, verbose="auto") -> dict:
     """Both TinyBERT stages, intermediate then prediction, each resumable and each skipped when already finished.
 
-    A finished stage leaves ``out_dir/stage_<stage>.weights.h5`` (written atomically); a re-run loads it instead of
-    training again. Inside a stage, ``model.fit`` resumes from its last checkpoint interval
-    (:func:`~refbert_tf.training.run_fit`, ``out_dir/backup_<stage>``).
+    A finished stage leaves ``out_dir/stage_<stage>.weights.h5`` (written atomically, before the stage's resume
+    checkpoints are deleted); a re-run loads it instead of training again and says so. Inside a stage,
+    ``model.fit`` resumes from its last checkpoint interval (:func:`~refbert_tf.training.run_fit`,
+    ``out_dir/backup_<stage>``).
 
     Args:
         distiller: the :class:`Distiller` (its optimizer is rebuilt for each stage).
@@ -337,12 +339,18 @@ def run_stages(distiller: Distiller, dataset, num_examples: int, config, out_dir
 
     Returns:
         ``{"<stage>_seconds": wall time}`` for the stages trained in this call.
+
+    Raises:
+        CorruptArtifactError: a stage file or resume checkpoint that cannot be read (the message names it).
     """
     timings = {}
     for stage, epochs in (("intermediate", config.intermediate_epochs), ("prediction", config.prediction_epochs)):
         done = Path(out_dir) / f"stage_{stage}.weights.h5"
+        backup = Path(out_dir) / f"backup_{stage}"
         if done.is_file():  # finished in an earlier, interrupted run
-            distiller.load_weights(done)
+            load_artifact(done, distiller.load_weights, f"delete it to train the {stage} stage again")
+            print(f"{stage} stage: finished by an earlier run, its weights loaded from {done}")
+            remove_checkpoints(backup)
             continue
         start = time.perf_counter()
         distiller.set_stage(stage)
@@ -350,8 +358,9 @@ def run_stages(distiller: Distiller, dataset, num_examples: int, config, out_dir
         with strategy.scope():
             distiller.compile(optimizer=optimizer_for(config, intervals * steps))
             if epochs > 0:
-                run_fit(distiller, dataset, intervals, steps, Path(out_dir) / f"backup_{stage}", verbose=verbose)
+                run_fit(distiller, dataset, intervals, steps, backup, verbose=verbose, delete_checkpoint=False)
         with atomic_path(done) as tmp:
             distiller.save_weights(tmp)
+        remove_checkpoints(backup)
         timings[f"{stage}_seconds"] = round(time.perf_counter() - start, 1)
     return timings

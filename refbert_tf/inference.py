@@ -6,12 +6,13 @@ than a failed ``GATHER`` inside a kernel.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
+
+from refbert_tf.io_utils import file_sha256, read_json
 
 TFLITE_IDENTIFIER = b"TFL3"  # flatbuffer file identifier at bytes 4..8 of every TFLite model
 
@@ -43,22 +44,29 @@ class LiteRTClassifier:
         max_seq_len: longest accepted input (None: the card's, if there is one).
 
     Raises:
-        ModelFileError: not a file, or not a TFLite flatbuffer.
+        ModelFileError: not a file, not a TFLite flatbuffer, or not the file its card's ``file_sha256`` names.
+        CorruptArtifactError: a card beside the model that is not valid JSON.
     """
 
     def __init__(self, model_path, num_threads: int = 1, vocab_size: int | None = None, max_seq_len: int | None = None):
         from ai_edge_litert.interpreter import Interpreter  # lazy: LiteRT loads when a model is opened
 
         self.path = check_tflite_file(model_path)
+        card_path = self.path.with_suffix(".json")
+        self.card = None
+        if card_path.is_file():
+            self.card = read_json(card_path, f"re-export {self.path} with recipes/export_tflite.py")
+            recorded = self.card.get("file_sha256")
+            if recorded and file_sha256(self.path) != recorded:
+                raise ModelFileError(
+                    f"{self.path} is not the file its card {card_path.name} describes (sha256 differs: truncated, or "
+                    "replaced by an export that did not finish); re-export it with recipes/export_tflite.py"
+                )
         try:
             self.interpreter = Interpreter(model_path=str(self.path), num_threads=num_threads)
         except Exception as e:  # a corrupt flatbuffer behind a valid header
             raise ModelFileError(f"{self.path}: the LiteRT interpreter cannot load it: {e}") from e
         self.runner = self.interpreter.get_signature_runner("serve")
-        card_path = self.path.with_suffix(".json")
-        self.card = None
-        if card_path.is_file():
-            self.card = json.loads(card_path.read_text(encoding="utf-8"))
         if max_seq_len is None and self.card:
             max_seq_len = self.card.get("max_seq_len")
         self.max_seq_len = max_seq_len

@@ -37,13 +37,14 @@ def load_predictor(model_path, num_threads: int = 1):
     """
     from refbert_tf.export import read_card  # lazy: --help and usage errors answer before LiteRT and TensorFlow load
     from refbert_tf.inference import LiteRTClassifier, ModelFileError, check_tflite_file  # lazy: as above
+    from refbert_tf.io_utils import CorruptArtifactError
     from refbert_tf.tokenization import BertWordPieceTokenizer, VocabularyError  # lazy: imports TensorFlow
 
     try:
         check_tflite_file(model_path)
         card = read_card(model_path)
         runner = LiteRTClassifier(model_path, num_threads=num_threads)
-    except (ModelFileError, FileNotFoundError) as e:
+    except (ModelFileError, FileNotFoundError, CorruptArtifactError) as e:
         raise PredictError(str(e)) from None
     if not card.get("vocab_file"):
         raise PredictError(f"the model card of {model_path} names no vocab_file: re-export the model")

@@ -10,13 +10,12 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np
 
 from refbert_tf.config import ABLATION_KNOBS, distill_config, init_from_record
-from refbert_tf.io_utils import atomic_path
+from refbert_tf.io_utils import atomic_path, read_json
 from refbert_tf.tasks import get_task
 
 SUMMARY_TASKS = ("sst2", "mrpc", "rte", "cola", "stsb")
@@ -83,7 +82,7 @@ def glue_summary(results_dir="results", tasks=SUMMARY_TASKS, distill_dir=None) -
         teacher_value = None
         for model, path in paths.items():
             if path.is_file():
-                r = json.loads(path.read_text(encoding="utf-8"))
+                r = read_json(path, "re-run the command that wrote it (a finished run rewrites it without training)")
                 row = {
                     "task": task.name,
                     "model": model,
@@ -155,7 +154,7 @@ def ablation_summary(result_paths) -> tuple[list[dict], str]:
     Raises:
         ValueError: no paths, paths of several tasks, or no RefBERT run among them.
     """
-    results = [(Path(p).stem, json.loads(Path(p).read_text(encoding="utf-8"))) for p in result_paths]
+    results = [(Path(p).stem, read_json(p, "re-run the command that wrote it")) for p in result_paths]
     results = [(name, r) for name, r in results if isinstance(r, dict) and "config" in r]
     for _, r in results:  # older result files spelled the student initialisation in four fields
         r["config"] = {**r["config"], "init": init_from_record(r["config"])}

@@ -15,7 +15,7 @@ import os
 import socket
 from pathlib import Path
 
-from refbert_tf.io_utils import write_json
+from refbert_tf.io_utils import pid_alive, read_json, remove_stale_partials, write_json
 
 RECORD = "run.json"
 LOCK = ".lock"
@@ -55,9 +55,9 @@ def check_run_config(run_dir, record: dict, finished_card=None) -> None:
     record = json.loads(json.dumps(record))  # as it reads back from JSON (tuples as lists)
     have, want = None, record
     if path.is_file():
-        have = json.loads(path.read_text(encoding="utf-8"))
+        have = read_json(path, f"delete {path} (it records the run's settings) or the whole {run_dir}")
     elif finished_card is not None and Path(finished_card).is_file():
-        old = json.loads(Path(finished_card).read_text(encoding="utf-8")).get("config", {})
+        old = read_json(finished_card, f"delete {run_dir} and re-run").get("config", {})
         asked = record.get("config", {})
         keys = [k for k in asked if k in old and not (k == "init" and asked[k] == "auto")]
         have, want = {"config": {k: old[k] for k in keys}}, {"config": {k: asked[k] for k in keys}}
@@ -72,19 +72,11 @@ def check_run_config(run_dir, record: dict, finished_card=None) -> None:
         write_json(path, record)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 @contextlib.contextmanager
 def run_lock(run_dir):
-    """Hold ``run_dir/.lock`` for the duration of the block (the directory is created).
+    """Hold ``run_dir/.lock`` for the duration of the block (the directory is created). Once the lock is held,
+    partial files that a killed run left in the directory (:func:`~refbert_tf.io_utils.remove_stale_partials`) are
+    deleted.
 
     Raises:
         RunDirError: another live process on this host holds the lock (the message gives its pid).
@@ -101,7 +93,7 @@ def run_lock(run_dir):
                 owner = json.loads(lock.read_text(encoding="utf-8"))
             except (OSError, ValueError):
                 owner = {}
-            if owner.get("host") == me["host"] and isinstance(owner.get("pid"), int) and _alive(owner["pid"]):
+            if owner.get("host") == me["host"] and isinstance(owner.get("pid"), int) and pid_alive(owner["pid"]):
                 raise RunDirError(
                     f"{run_dir} is in use by process {owner['pid']} (lock file {lock}); wait for it "
                     "to finish or pass another --output-dir"
@@ -112,6 +104,8 @@ def run_lock(run_dir):
         with os.fdopen(fd, "w") as f:
             json.dump(me, f)
         break
+    for path in remove_stale_partials(run_dir):
+        print(f"removed {path}, a partial file left by a killed run")
     try:
         yield run_dir
     finally:

@@ -2,7 +2,7 @@
 
 Optimizer: AdamW (Loshchilov & Hutter 2019) with decoupled weight decay, not applied to biases and LayerNorm
 parameters, and a learning rate that warms up linearly then decays linearly to zero (Devlin et al. 2019, App.
-A.2). Interrupted runs resume from the last ``keras.callbacks.BackupAndRestore`` checkpoint.
+A.2). Interrupted runs resume from the last checkpoint interval (:mod:`refbert_tf.resume`).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import math
 import os
 import resource
 import time
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -25,6 +26,7 @@ from refbert_tf.config import (  # noqa: F401  (re-exported: the configs' old ho
 from refbert_tf.data import GlueTask, make_dataset
 from refbert_tf.distribute import AdamW, scaled_learning_rate
 from refbert_tf.metrics import compute_metrics, predictions_from_outputs
+from refbert_tf.resume import IntervalCheckpoint, remove_checkpoints, restore
 
 
 def linear_warmup_decay(peak_learning_rate: float, total_steps: int, warmup_steps: int):
@@ -138,30 +140,58 @@ def plan_steps(num_examples: int, batch_size: int, epochs: float, backup_every: 
 
 
 def run_fit(
-    model, dataset, intervals: int, steps_per_interval: int, backup_dir: str | os.PathLike, callbacks=(), verbose="auto"
+    model,
+    dataset,
+    intervals: int,
+    steps_per_interval: int,
+    backup_dir: str | os.PathLike,
+    callbacks=(),
+    verbose="auto",
+    delete_checkpoint: bool = True,
 ):
     """``model.fit`` over a repeated ``dataset`` with a resume checkpoint after every interval.
 
     If ``backup_dir`` holds the checkpoint of an interrupted run, training resumes from it (weights, optimizer
-    state, step); the checkpoint is deleted when training finishes.
+    state, step) at the interval after it, over the same batches an uninterrupted run would see there (the first
+    ``done * steps_per_interval`` batches of ``dataset`` are skipped). See :mod:`refbert_tf.resume`.
+
+    Args:
+        model: a compiled Keras model.
+        dataset: repeated ``(inputs, labels)`` batches.
+        intervals, steps_per_interval: from :func:`plan_steps`.
+        backup_dir: the checkpoint directory.
+        callbacks: extra Keras callbacks.
+        verbose: ``fit`` verbosity.
+        delete_checkpoint: delete ``backup_dir`` when training finishes (False: the caller deletes it once it has
+            saved what it trained, so a run killed in between resumes without training again).
 
     Returns:
-        the ``keras.callbacks.History``, with a ``seconds`` attribute (wall time of this call).
+        the ``keras.callbacks.History``, with ``seconds`` (wall time of this call) and ``steps`` (optimizer steps
+        taken in this call) attributes.
+
+    Raises:
+        CorruptArtifactError: the newest checkpoint in ``backup_dir`` cannot be read (the message names it).
     """
-    backup = keras.callbacks.BackupAndRestore(str(backup_dir), save_freq="epoch", delete_checkpoint=True)
     if not model.optimizer.built:
-        # a custom train_step builds its optimizer at the first step, after BackupAndRestore has loaded the
-        # checkpoint: the optimizer state (moments, step) would silently not be restored
+        # a custom train_step builds its optimizer at the first step, after the checkpoint would be loaded: the
+        # optimizer state (moments, step) would silently not be restored
         model.optimizer.build(model.trainable_variables)
+    done = min(restore(model, backup_dir, Path(backup_dir).name, intervals), intervals)
+    if done:
+        dataset = dataset.skip(done * steps_per_interval)
     start = time.perf_counter()
     history = model.fit(
         dataset,
         epochs=intervals,
+        initial_epoch=done,
         steps_per_epoch=steps_per_interval,
-        callbacks=[backup, keras.callbacks.TerminateOnNaN(), *callbacks],
+        callbacks=[IntervalCheckpoint(backup_dir), keras.callbacks.TerminateOnNaN(), *callbacks],
         verbose=verbose,
     )
     history.seconds = time.perf_counter() - start
+    history.steps = (intervals - done) * steps_per_interval
+    if delete_checkpoint:
+        remove_checkpoints(backup_dir)
     return history
 
 
@@ -174,6 +204,7 @@ def fit(
     backup_dir: str | os.PathLike,
     callbacks=(),
     verbose="auto",
+    delete_checkpoint: bool = True,
 ):
     """Compile and train ``model`` with AdamW + linear schedule; resumable (see :func:`run_fit`).
 
@@ -187,6 +218,7 @@ def fit(
         callbacks: extra Keras callbacks.
         verbose: ``model.fit`` verbosity (progress bar on a terminal). Keras epochs in the progress bar are
             checkpoint intervals of about ``config.backup_every`` steps.
+        delete_checkpoint: see :func:`run_fit`.
 
     Returns:
         the ``keras.callbacks.History``, with ``seconds`` and ``examples_per_second`` attributes.
@@ -200,6 +232,6 @@ def fit(
     ds = make_dataset(
         train_features, train_labels, batch_size=config.batch_size, shuffle=True, seed=config.seed, repeat=True
     )
-    history = run_fit(model, ds, intervals, steps, backup_dir, callbacks, verbose)
-    history.examples_per_second = intervals * steps * config.batch_size / max(history.seconds, 1e-9)
+    history = run_fit(model, ds, intervals, steps, backup_dir, callbacks, verbose, delete_checkpoint)
+    history.examples_per_second = history.steps * config.batch_size / max(history.seconds, 1e-9)
     return history

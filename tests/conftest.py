@@ -154,3 +154,17 @@ def sensitive_export(student_run, tmp_path_factory):
         out, out / "tflite", ["float32"], dev_features=dev, dev_labels=labels[:40], progress=False
     )
     return card
+
+
+@pytest.fixture(scope="session")
+def tiny_main_job(tiny_teacher_dir, glue_dir, tmp_path_factory):
+    """README command 1 in miniature (``helpers.TINY_MAIN_JOB``: distill the tiny student from the tiny teacher,
+    export the dynamic-range int8 file), run once as a child process: ``{"work", "result", "stdout"}``."""
+    import json
+
+    from helpers import distill_tiny
+
+    work = tmp_path_factory.mktemp("main_job")
+    code, out, err = distill_tiny(work, tiny_teacher_dir, glue_dir)
+    assert code == 0, err[-3000:]
+    return {"work": work, "result": json.loads((work / "result.json").read_text()), "stdout": out}

@@ -1,6 +1,17 @@
 """Test helpers shared across test files (importable because pytest puts tests/ on sys.path via conftest.py)."""
 
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
 import keras
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class Interrupt(keras.callbacks.Callback):
@@ -58,3 +69,58 @@ TINY_DISTILL = dict(
     num_buckets=128,
     max_seq_len=32,
 )
+
+
+# README command 1 in miniature: the tiny student on 48 SST-2 examples, 3 optimizer steps a stage, a checkpoint
+# after every step
+TINY_MAIN_JOB = ("--student", "tiny", "--max-train-examples", "48", "--intermediate-epochs", "1", "--prediction-epochs", "1",
+        "--batch-size", "16", "--max-anchors", "32", "--num-buckets", "128", "--max-seq-len", "32",
+        "--backup-every", "1")  # fmt: skip
+
+
+def run_recipe(args, pause_at=None, timeout=600):
+    """Run ``python <args>`` from the project root; with ``pause_at``, SIGKILL it when it reaches that fault point.
+
+    Returns:
+        ``(returncode, stdout, stderr)``; for a killed run the return code is ``-SIGKILL``.
+    """
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("REFBERT_PAUSE_AT", None)
+    if pause_at:
+        env["REFBERT_PAUSE_AT"] = pause_at
+    proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    lines, err = queue.Queue(), []
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout] + [lines.put(None)], daemon=True).start()
+    threading.Thread(target=lambda: err.extend(proc.stderr), daemon=True).start()
+    out, deadline = [], time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"{args[0]} did not finish (or reach {pause_at}) in {timeout} s") from None
+            if line is None:
+                break
+            out.append(line)
+            if pause_at and "REFBERT_PAUSED" in line:
+                os.kill(proc.pid, signal.SIGKILL)
+                break
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    time.sleep(0.2)  # the reader threads drain what is left
+    return proc.returncode, "".join(out), "".join(err)
+
+
+def distill_tiny(work, teacher_dir, glue_dir, pause_at=None):
+    """README command 1 in miniature (:data:`TINY_MAIN_JOB`), its outputs under ``work``; see :func:`run_recipe`."""
+    work, teacher_dir = Path(work), Path(teacher_dir)
+    return run_recipe(
+        ["recipes/distill_glue.py", "--task", "sst2", "--glue-dir", str(glue_dir), "--no-finetune-teacher",
+         "--teacher-dir", str(teacher_dir.parent), "--output-dir", str(work / "student"),
+         "--tflite-dir", str(work / "tflite"), "--results", str(work / "result.json"), *TINY_MAIN_JOB],
+        pause_at,
+    )  # fmt: skip

@@ -361,9 +361,15 @@ def model_copy(exported, tmp_path):
     return out / src.name
 
 
-def test_a_truncated_tflite_file_is_refused(model_copy):
+@pytest.mark.parametrize("card", ["with its checksum", "without a checksum"])
+def test_a_truncated_tflite_file_is_refused(model_copy, card):
+    """Cut in half: refused by the card's ``file_sha256`` before LiteRT sees it; a card written before the checksum
+    existed leaves it to LiteRT's flatbuffer verifier."""
     content = model_copy.read_bytes()
     model_copy.write_bytes(content[: len(content) // 2])
+    if card == "without a checksum":
+        path = model_copy.with_suffix(".json")
+        path.write_text(json.dumps({k: v for k, v in json.loads(path.read_text()).items() if k != "file_sha256"}))
     before = snapshot(model_copy.parent)
     # in a child process: a bad flatbuffer must not be able to take the test session down with it
     proc = subprocess.run(
@@ -377,10 +383,13 @@ def test_a_truncated_tflite_file_is_refused(model_copy):
     assert proc.returncode == 2 and proc.stdout == "", (proc.returncode, proc.stdout, proc.stderr[-3000:])
     errors = [line for line in proc.stderr.splitlines() if line.startswith("refbert-predict: error: ")]
     assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    assert errors == [
-        f"refbert-predict: error: {model_copy}: the LiteRT interpreter cannot load it: "
-        "The model is not a valid Flatbuffer buffer"
-    ], errors
+    expected = (
+        f"{model_copy} is not the file its card {model_copy.stem}.json describes (sha256 differs: truncated, or "
+        "replaced by an export that did not finish); re-export it with recipes/export_tflite.py"
+        if card == "with its checksum"
+        else f"{model_copy}: the LiteRT interpreter cannot load it: The model is not a valid Flatbuffer buffer"
+    )
+    assert errors == [f"refbert-predict: error: {expected}"], errors
     assert snapshot(model_copy.parent) == before
 
 

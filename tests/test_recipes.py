@@ -1,4 +1,3 @@
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -137,24 +136,15 @@ def test_summary_recipes_help():
 
 
 @pytest.mark.slow
-def test_main_job_ends_with_a_tflite_file_measured_beside_the_keras_student(tiny_teacher_dir, glue_dir, tmp_path):
+def test_main_job_ends_with_a_tflite_file_measured_beside_the_keras_student(tiny_main_job):
     """README command 1 in miniature: distill, then export the dynamic-range int8 file with its card and
     vocabulary, and record the Keras and LiteRT dev metrics side by side."""
-    results = tmp_path / "result.json"
-    out = _run(
-        "recipes/distill_glue.py", "--task", "sst2", "--glue-dir", str(glue_dir), "--no-finetune-teacher",
-        "--teacher-dir", str(tiny_teacher_dir.parent), "--output-dir", str(tmp_path / "student"),
-        "--tflite-dir", str(tmp_path / "tflite"), "--results", str(results), "--student", "tiny",
-        "--max-train-examples", "48", "--intermediate-epochs", "1", "--prediction-epochs", "1", "--batch-size", "16",
-        "--max-anchors", "32", "--num-buckets", "128", "--max-seq-len", "32",
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr[-3000:]
-    result = json.loads(results.read_text())
-    tflite = tmp_path / "tflite" / "sst2_refbert_dynamic_int8.tflite"
+    work, result, out = tiny_main_job["work"], tiny_main_job["result"], tiny_main_job["stdout"]
+    tflite = work / "tflite" / "sst2_refbert_dynamic_int8.tflite"
     assert tflite.is_file() and tflite.with_suffix(".json").is_file()
-    assert list((tmp_path / "tflite").glob("vocab-*.txt"))
+    assert list((work / "tflite").glob("vocab-*.txt"))
     (row,) = result["export"]["variants"]
     assert row["variant"] == "dynamic_int8" and row["path"] == str(tflite)
     assert result["export"]["keras_dev_metric"] == pytest.approx(result["metrics"]["accuracy"], abs=1e-6)
-    assert f"LiteRT {row['dev_metric']:.2f}" in out.stdout and "peak memory" in out.stdout
+    assert f"LiteRT {row['dev_metric']:.2f}" in out and "peak memory" in out
     assert result["job_seconds"] >= result["seconds"]

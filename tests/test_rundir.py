@@ -42,3 +42,25 @@ def test_a_second_process_is_refused_and_a_stale_lock_is_taken_over(tmp_path, ca
     with run_lock(tmp_path):
         assert json.loads((tmp_path / ".lock").read_text())["pid"] == os.getpid()
     assert "taking over" in capsys.readouterr().out
+
+
+def test_partial_files_of_a_killed_writer_are_removed_when_the_run_directory_is_taken(tmp_path, capsys):
+    """A writer killed mid-write leaves ``.partial-<pid>-...``: the next run removes it once it holds the lock; a
+    live writer's partial file (this process's) is left alone; finished files are never touched."""
+    from refbert_tf.io_utils import atomic_path
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / "run" / "bank" / f".partial-{int(dead.stdout)}-student-abc123.keras"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"PK\x03\x04 half a zip")
+    live = tmp_path / "run" / f".partial-{os.getpid()}-student-def456.keras"
+    live.write_bytes(b"being written")
+    (tmp_path / "run" / "student.keras").write_bytes(b"finished")
+    with run_lock(tmp_path / "run"):
+        pass
+    assert not stale.exists() and live.exists() and (tmp_path / "run" / "student.keras").exists()
+    assert f"removed {stale}" in capsys.readouterr().out
+    with atomic_path(tmp_path / "out.json") as tmp:  # the temporary name carries the writer's pid
+        assert tmp.name.startswith(f".partial-{os.getpid()}-out-") and tmp.suffix == ".json"
+        tmp.write_text("{}")
+    assert (tmp_path / "out.json").read_text() == "{}" and not tmp.exists()

@@ -56,17 +56,23 @@ def _installed_version():
 @pytest.fixture(scope="module")
 def node_modules():
     """web_demo/node_modules/, installed with ``npm ci`` unless it already holds the locked MediaPipe version."""
+    import fcntl
+
     lock = json.loads((WEB_DEMO / "package-lock.json").read_text())
     wanted = lock["packages"]["node_modules/@mediapipe/tasks-text"]["version"]
-    if _installed_version() != wanted:
-        npm = shutil.which("npm")
-        if npm is None:
-            pytest.fail("npm not found: install Node.js and npm to run `npm ci` in web_demo/ (see web_demo/README.md)")
-        done = subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund"], cwd=WEB_DEMO, capture_output=True, text=True, timeout=600
-        )
-        assert done.returncode == 0, f"npm ci in {WEB_DEMO} failed:\n{done.stdout}\n{done.stderr}"
-        assert _installed_version() == wanted, f"npm ci did not install @mediapipe/tasks-text {wanted}"
+    with open(WEB_DEMO / ".npm-ci.lock", "w") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)  # pytest-xdist workers: one `npm ci` at a time
+        if _installed_version() != wanted:
+            npm = shutil.which("npm")
+            if npm is None:
+                pytest.fail(
+                    "npm not found: install Node.js and npm to run `npm ci` in web_demo/ (see web_demo/README.md)"
+                )
+            done = subprocess.run(
+                [npm, "ci", "--no-audit", "--no-fund"], cwd=WEB_DEMO, capture_output=True, text=True, timeout=600
+            )
+            assert done.returncode == 0, f"npm ci in {WEB_DEMO} failed:\n{done.stdout}\n{done.stderr}"
+            assert _installed_version() == wanted, f"npm ci did not install @mediapipe/tasks-text {wanted}"
     return WEB_DEMO / "node_modules"
 
 

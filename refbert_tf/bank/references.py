@@ -50,6 +50,7 @@ def load_or_build_bank(
     }
     if (bank_dir / "bank.json").is_file():
         bank = ReferenceBank.load(bank_dir)
+        print(f"reference bank: {bank.num_anchors} anchors loaded from {bank_dir}")
         bank.check_compatible(tokenizer.vocab_sha256, teacher_id, task, where=str(bank_dir))
         have = {
             "layer": bank.layer,
@@ -63,16 +64,18 @@ def load_or_build_bank(
                 f"{bank_dir} was built with {have}, this run asks for {wanted}: pass another --bank-dir or delete it"
             )
         return bank
-    bank = build_bank(
+    if bank_dir.is_dir() and any(bank_dir.glob("representations-*.npy")):
+        print(f"the reference bank in {bank_dir} is incomplete (no bank.json: an interrupted run): building it again")
+    else:
+        print(f"building the reference bank in {bank_dir}")
+    return build_bank(
         teacher_backbone, train_features, layer=config.bank_layer, num_tokens=config.bank_tokens,
         max_anchors=config.max_anchors, num_buckets=config.num_buckets, seed=config.seed,
         ignore_ids=(tokenizer.cls_id, tokenizer.sep_id, tokenizer.pad_id),
         metadata={"task": task, "teacher": teacher_id, "vocab_sha256": tokenizer.vocab_sha256,
                   "max_anchors": config.max_anchors},
-        progress=progress, strategy=strategy,
+        progress=progress, strategy=strategy, bank_dir=bank_dir,
     )  # fmt: skip
-    bank.save(bank_dir)
-    return bank
 
 
 def training_references(

@@ -9,15 +9,15 @@ sharding keep the representations inside ``bank.npz`` and still load.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
+from refbert_tf import faults
 from refbert_tf.bank.corpus import DEFAULT_CHUNK_SIZE, as_corpus
-from refbert_tf.io_utils import atomic_path, write_json
+from refbert_tf.io_utils import atomic_path, file_sha256, load_artifact, read_json, write_json
 from refbert_tf.retrieval import RetrievalIndex, nearest_anchors
 
 DEFAULT_SHARD_SIZE = 4096  # anchors per representation shard (25 MB at R=4, d=384)
@@ -178,6 +178,7 @@ class ReferenceBank:
                 "num_anchors": self.num_anchors,
                 "num_tokens": self.num_tokens,
                 "representation_shards": writer.names,
+                "representation_sha256": [file_sha256(bank_dir / name) for name in writer.names],
             },
         )
         for stale in set(p.name for p in bank_dir.glob(SHARD_GLOB)) - set(writer.names):
@@ -190,20 +191,28 @@ class ReferenceBank:
 
         Raises:
             BankError: if a file (``bank.json``, ``bank.npz``, a shard) is missing or the bank is empty.
+            CorruptArtifactError: a file that cannot be read, or a shard that is not the file whose sha256
+                ``bank.json`` records (truncated): the message names it and says to delete the bank.
         """
         bank_dir = Path(bank_dir)
         for name in ("bank.npz", "bank.json"):
             if not (bank_dir / name).is_file():
                 raise BankError(f"no reference bank in {bank_dir} (missing {name})")
-        meta = json.loads((bank_dir / "bank.json").read_text(encoding="utf-8"))
-        with np.load(bank_dir / "bank.npz") as arrays:
-            arrays = dict(arrays)
+        remedy = f"delete {bank_dir} and re-run: the bank is built again"
+        meta = read_json(bank_dir / "bank.json", remedy)
+        arrays = load_artifact(bank_dir / "bank.npz", _read_npz, remedy)
         shards = meta.pop("representation_shards", None)
+        checksums = meta.pop("representation_sha256", None) or [None] * len(shards or ())
         if "representations" not in arrays:
             missing = [name for name in shards if not (bank_dir / name).is_file()] if shards else ["representations"]
             if missing:
                 raise BankError(f"reference bank {bank_dir} is incomplete: missing {', '.join(missing)}")
-            arrays["representations"] = read_shards(bank_dir, shards)
+            arrays["representations"] = np.concatenate(
+                [
+                    load_artifact(bank_dir / name, lambda p: np.load(p, mmap_mode="r"), remedy, sha256=sha)
+                    for name, sha in zip(shards, checksums)
+                ]
+            )
         index = RetrievalIndex(int(meta.pop("num_buckets")), arrays["idf"], tuple(meta.pop("ignore_ids")))
         layer = int(meta.pop("layer"))
         for derived in ("num_anchors", "num_tokens"):
@@ -217,6 +226,11 @@ class ReferenceBank:
             layer,
             meta,
         )
+
+
+def _read_npz(path) -> dict:
+    with np.load(path) as arrays:
+        return dict(arrays)
 
 
 def read_shards(bank_dir: Path, names) -> np.ndarray:
@@ -282,6 +296,7 @@ class ShardWriter:
                 np.save(f, np.concatenate(self._pending))
         self._num_written += self._num_pending
         self._pending, self._num_pending = [], 0
+        faults.reached("bank:shard")
 
 
 def reference_label_agreement(

@@ -8,12 +8,13 @@ atomically.
 
 from __future__ import annotations
 
-import json
+import hashlib
 import os
 import shutil
 from pathlib import Path
 
-from refbert_tf.io_utils import atomic_path, write_json
+from refbert_tf import faults
+from refbert_tf.io_utils import atomic_path, file_sha256, read_json, write_json
 
 # readable class names for the tasks whose GLUE files use 0/1 (the card's "labels"; "label_values" keeps the TSV's)
 LABEL_NAMES = {
@@ -79,11 +80,34 @@ def model_card(
     }
 
 
-def write_tflite(path: str | os.PathLike, flatbuffer: bytes, card: dict) -> Path:
-    """Write ``path`` and its card ``path.with_suffix('.json')`` atomically (model first)."""
+def write_tflite(path: str | os.PathLike, flatbuffer: bytes, card: dict) -> dict:
+    """Write ``path`` and its card ``path.with_suffix('.json')`` atomically (model first); the card gains the file's
+    ``size_mb`` and ``file_sha256``.
+
+    Returns:
+        the card as written.
+    """
     path = Path(path)
     with atomic_path(path) as tmp:
         tmp.write_bytes(flatbuffer)
+    card = {**card, "size_mb": round(len(flatbuffer) / 2**20, 3), "file_sha256": hashlib.sha256(flatbuffer).hexdigest()}
+    write_json(path.with_suffix(".json"), card)
+    return card
+
+
+def place_tflite(staged: str | os.PathLike, path: str | os.PathLike, card: dict) -> Path:
+    """Copy a finished ``.tflite`` (``staged``, complete with metadata and measured) to ``path``, then write its
+    ``card`` beside it; each file atomically, so the destination holds either the old pair, the new pair, or the new
+    model beside the old card, which :class:`~refbert_tf.inference.LiteRTClassifier` refuses (``file_sha256``).
+
+    Returns:
+        ``path``.
+    """
+    path = Path(path)
+    card = {**card, "size_mb": round(Path(staged).stat().st_size / 2**20, 3), "file_sha256": file_sha256(staged)}
+    with atomic_path(path) as tmp:
+        shutil.copyfile(staged, tmp)
+    faults.reached("export:placed")
     write_json(path.with_suffix(".json"), card)
     return path
 
@@ -109,6 +133,7 @@ def read_card(model_path: str | os.PathLike) -> dict:
 
     Raises:
         FileNotFoundError: no ``<model>.json`` beside the model (the message names it).
+        CorruptArtifactError: a card that is not valid JSON (cut short).
     """
     card_path = Path(model_path).with_suffix(".json")
     if not card_path.is_file():
@@ -116,4 +141,4 @@ def read_card(model_path: str | os.PathLike) -> dict:
             f"no model card {card_path} beside {model_path}: export the model with "
             "recipes/export_tflite.py, which writes one"
         )
-    return json.loads(card_path.read_text(encoding="utf-8"))
+    return read_json(card_path, f"re-export {model_path} with recipes/export_tflite.py, which writes both")

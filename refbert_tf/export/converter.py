@@ -25,10 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from refbert_tf.export.card import bundle_vocab, model_card, write_tflite
+from refbert_tf import faults
+from refbert_tf.export.card import bundle_vocab, model_card, place_tflite, write_tflite
 from refbert_tf.export.metadata import metadata_skip_reason, write_metadata
 from refbert_tf.inference import LiteRTClassifier
-from refbert_tf.io_utils import write_json
+from refbert_tf.io_utils import remove_stale_partials
 from refbert_tf.metrics import compute_metrics, predictions_from_outputs
 from refbert_tf.tasks import get_task
 
@@ -322,6 +323,7 @@ def export_model(
     task = get_task(meta["task"])
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_partials(out_dir)  # temporary files of an export that was killed
     meta = bundle_vocab(meta, out_dir)  # the vocabulary travels with the model: vocab-<sha256[:12]>.txt beside it
     cards = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -337,17 +339,18 @@ def export_model(
             flatbuffer, info = convert(saved[changes], variant, representative if variant == "full_int8" else None)
             info["graph_changes"] = changes
             path = out_dir / f"{task.name}_{meta['model']}_{variant}.tflite"
-            card = model_card(meta, variant, info, len(flatbuffer), bank_mb, source)
-            write_tflite(path, flatbuffer, card)
+            staged = Path(tmp) / path.name  # finished (metadata, dev metrics) here, then put in place whole
+            card = write_tflite(staged, flatbuffer, model_card(meta, variant, info, len(flatbuffer), bank_mb, source))
             skip = metadata_skip_reason(card) if metadata else "not asked for (--no-metadata)"
             if skip is None and meta.get("vocab_file"):
-                card = write_metadata(path, card, out_dir / meta["vocab_file"])
+                card = write_metadata(staged, card, out_dir / meta["vocab_file"])
             else:
                 card["metadata"] = {"skipped": skip or "no vocabulary file to pack"}
             if dev_features is not None:  # measured on the final file, metadata included
-                outputs = LiteRTClassifier(path).predict_features(dev_features, progress=progress)
+                outputs = LiteRTClassifier(staged).predict_features(dev_features, progress=progress)
                 card["dev_metrics"] = compute_metrics(task, predictions_from_outputs(task, outputs), dev_labels)
-            write_json(path.with_suffix(".json"), card)
+            faults.reached("export:staged")
+            place_tflite(staged, path, card)
             cards.append({**card, "path": str(path)})
     return cards
 

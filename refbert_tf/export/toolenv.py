@@ -13,6 +13,7 @@ file changes. TensorFlow-free.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import subprocess
@@ -53,16 +54,25 @@ def tool_python(name: str, quiet: bool = True) -> Path:
     digest = hashlib.sha256(requirements.read_bytes()).hexdigest()
     env = tools_dir() / f"{name}-venv"
     python, stamp = env / "bin" / "python", env / "refbert-requirements.sha256"
-    if python.is_file() and stamp.is_file() and stamp.read_text().strip() == digest:
+
+    def ready():
+        return python.is_file() and stamp.is_file() and stamp.read_text().strip() == digest
+
+    if ready():
         return python
-    print(f"creating the {name} tool environment in {env} from {requirements} (once)", file=sys.stderr)
-    venv.EnvBuilder(clear=True, with_pip=True).create(env)
-    pip = [str(python), "-m", "pip", "install", "--no-deps", "--disable-pip-version-check", "-r", str(requirements)]
-    done = subprocess.run(pip + (["-q"] if quiet else []), capture_output=True, text=True)
-    if done.returncode != 0:
-        raise ToolError(f"pip could not install {requirements} into {env}:\n{done.stderr[-2000:]}")
-    _link_native_libraries(env)
-    stamp.write_text(digest + "\n")
+    env.parent.mkdir(parents=True, exist_ok=True)
+    with open(env.parent / f".{name}-venv.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one creator at a time (parallel exports, test workers); others wait
+        if ready():
+            return python
+        print(f"creating the {name} tool environment in {env} from {requirements} (once)", file=sys.stderr)
+        venv.EnvBuilder(clear=True, with_pip=True).create(env)
+        pip = [str(python), "-m", "pip", "install", "--no-deps", "--disable-pip-version-check", "-r", str(requirements)]
+        done = subprocess.run(pip + (["-q"] if quiet else []), capture_output=True, text=True)
+        if done.returncode != 0:
+            raise ToolError(f"pip could not install {requirements} into {env}:\n{done.stderr[-2000:]}")
+        _link_native_libraries(env)
+        stamp.write_text(digest + "\n")
     return python
 
 

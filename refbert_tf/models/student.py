@@ -15,14 +15,14 @@ retrieves the reference in-graph (``argmax`` of key similarities), as on the dev
 from __future__ import annotations
 
 import contextlib
-import json
 from pathlib import Path
 
 import keras
 import keras_hub
 import numpy as np
 
-from refbert_tf.io_utils import save_model_dir, write_json, write_text
+from refbert_tf import faults
+from refbert_tf.io_utils import file_sha256, load_artifact, read_json, save_model_dir, write_json, write_text
 from refbert_tf.models.presets import REFERENCE_PROJECTIONS, STUDENT_PRESETS
 from refbert_tf.models.reference_bank_layer import ReferenceBankLayer
 from refbert_tf.models.reference_encoder import ReferenceTransformerEncoder, attention_logits
@@ -290,6 +290,8 @@ def load_student(student_dir):
 
     Raises:
         FileNotFoundError: if a file is missing (the message names the directory and the files).
+        CorruptArtifactError: ``student.json`` or ``student.keras`` cannot be read, or the model is not the file
+            whose sha256 ``student.json`` records (truncated, replaced): the message names it and what to re-run.
     """
     student_dir = Path(student_dir)
     missing = [f for f in STUDENT_FILES if not (student_dir / f).is_file()]
@@ -297,8 +299,14 @@ def load_student(student_dir):
         raise StudentNotFoundError(
             f"no distilled student in {student_dir} (missing {', '.join(missing)}); run recipes/distill_glue.py first"
         )
-    meta = json.loads((student_dir / "student.json").read_text(encoding="utf-8"))
-    student = keras.saving.load_model(student_dir / "student.keras", compile=False)
+    remedy = f"re-run the distillation (recipes/distill_glue.py) that wrote {student_dir}; it resumes from its stages"
+    meta = read_json(student_dir / "student.json", remedy)
+    student = load_artifact(
+        student_dir / "student.keras",
+        lambda path: keras.saving.load_model(path, compile=False),
+        remedy,
+        sha256=meta.get("student_sha256"),
+    )
     return student, meta
 
 
@@ -308,16 +316,20 @@ class StudentNotFoundError(FileNotFoundError):
 
 def save_student(out_dir, student: RefBertStudent, tokenizer, card: dict, summary: str | None = None) -> Path:
     """Save a distilled student atomically, file by file: ``student.keras``, ``vocab.txt`` (the tokenizer's),
-    ``student.json`` (``card`` plus the tokenizer's ``lowercase`` and ``vocab_sha256``) and, given,
+    ``student.json`` (``card`` plus the tokenizer's ``lowercase`` and ``vocab_sha256`` and the model file's
+    ``student_sha256``; written last, so a complete ``student.json`` vouches for the other files) and, given,
     ``summary.md``. :func:`load_student` reloads it.
 
     Returns:
         ``out_dir`` as a Path.
     """
     out_dir = save_model_dir(out_dir, student, "student.keras", tokenizer.vocab_path)
+    faults.reached("save:model")
     write_json(
-        out_dir / "student.json", {**card, "lowercase": tokenizer.lowercase, "vocab_sha256": tokenizer.vocab_sha256}
-    )
+        out_dir / "student.json",
+        {**card, "lowercase": tokenizer.lowercase, "vocab_sha256": tokenizer.vocab_sha256,
+         "student_sha256": file_sha256(out_dir / "student.keras")},
+    )  # fmt: skip
     if summary is not None:
         write_text(out_dir / "summary.md", summary)
     return out_dir

@@ -12,7 +12,6 @@ Every file is written atomically, so an interrupted save never leaves a teacher 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from pathlib import Path
@@ -22,12 +21,14 @@ import keras_hub
 import tensorflow as tf
 
 import refbert_tf.models.backbone  # noqa: F401  (registers our BertBackbone, which saved teachers name)
+from refbert_tf import faults
 from refbert_tf.cli import code_version
 from refbert_tf.config import teacher_config
 from refbert_tf.data import GlueTask, get_task, load_glue
 from refbert_tf.distribute import check_global_batch, strategy_info
-from refbert_tf.io_utils import save_model_dir, write_json
+from refbert_tf.io_utils import file_sha256, load_artifact, read_json, save_model_dir, write_json
 from refbert_tf.models.checkpoints import load_backbone
+from refbert_tf.resume import remove_checkpoints
 from refbert_tf.rundir import check_run_config, run_lock
 from refbert_tf.tokenization import BertWordPieceTokenizer
 from refbert_tf.training import evaluate, fit, peak_memory_mb
@@ -77,8 +78,10 @@ def save_teacher(model, tokenizer: BertWordPieceTokenizer, out_dir: str | os.Pat
         ``out_dir`` as a Path.
     """
     out_dir = save_model_dir(out_dir, model, "model.keras", tokenizer.vocab_path)
+    faults.reached("save:model")
     meta = dict(metadata)
     meta.update(
+        model_sha256=file_sha256(out_dir / "model.keras"),
         vocab_size=tokenizer.vocab_size,
         vocab_sha256=tokenizer.vocab_sha256,
         lowercase=tokenizer.lowercase,
@@ -101,6 +104,8 @@ def load_teacher(teacher_dir: str | os.PathLike, task: GlueTask | str | None = N
     Raises:
         TeacherNotFoundError: if the directory or one of its files is missing (names the path).
         TeacherMismatchError: if the teacher was fine-tuned on another task, or its vocabulary file was changed.
+        CorruptArtifactError: ``teacher.json`` or ``model.keras`` cannot be read, or the model is not the file whose
+            sha256 ``teacher.json`` records (truncated, replaced): the message names the file and what to do.
     """
     teacher_dir = Path(teacher_dir)
     missing = [f for f in TEACHER_FILES if not (teacher_dir / f).is_file()]
@@ -109,7 +114,8 @@ def load_teacher(teacher_dir: str | os.PathLike, task: GlueTask | str | None = N
             f"no fine-tuned teacher in {teacher_dir} (missing {', '.join(missing)}); "
             "run recipes/finetune_teacher.py first"
         )
-    meta = json.loads((teacher_dir / "teacher.json").read_text(encoding="utf-8"))
+    remedy = f"delete {teacher_dir} and fine-tune the teacher again (recipes/finetune_teacher.py)"
+    meta = read_json(teacher_dir / "teacher.json", remedy)
     if task is not None:
         task = get_task(task) if isinstance(task, str) else task
         if meta.get("task") != task.name:
@@ -124,7 +130,12 @@ def load_teacher(teacher_dir: str | os.PathLike, task: GlueTask | str | None = N
             f"{teacher_dir / 'vocab.txt'} does not match the sha256 recorded in {teacher_dir / 'teacher.json'}: "
             "it is not the vocabulary the teacher was fine-tuned with"
         )
-    model = keras.saving.load_model(teacher_dir / "model.keras", compile=False)
+    model = load_artifact(
+        teacher_dir / "model.keras",
+        lambda path: keras.saving.load_model(path, compile=False),
+        remedy,
+        sha256=meta.get("model_sha256"),
+    )
     return model, tokenizer, meta
 
 
@@ -193,8 +204,9 @@ def finetune_teacher(
             train_features = tokenizer.encode(train.text_a, train.text_b, config.max_seq_len)
             dev_features = tokenizer.encode(dev.text_a, dev.text_b, config.max_seq_len)
             history = fit(
-                model, task, train_features, train.labels, config, backup_dir=out_dir / "backup", verbose=verbose
-            )
+                model, task, train_features, train.labels, config, out_dir / "backup", verbose=verbose,
+                delete_checkpoint=False,
+            )  # fmt: skip
         metrics = evaluate(model, task, dev_features, dev.labels)
         result = {
             "task": task.name,
@@ -222,6 +234,7 @@ def finetune_teacher(
             {k: result[k] for k in ("task", "metrics", "checkpoint", "config")}
             | {"labels": list(task.labels), "num_classes": task.num_classes},
         )
+        remove_checkpoints(out_dir / "backup")  # only now: a run killed before the save resumes without training
         return result
 
 
