@@ -117,6 +117,7 @@ def test_edge_recipes_help():
         ("recipes/benchmark_levers.py", ("--student-dir", "--seq-lens", "--variants", "--output")),
         ("recipes/benchmark_profile.py", ("--model", "--seq-lens", "--tflite-dir", "--output")),
         ("tflite/android_benchmark.py", ("--model", "--threads", "--delegate", "--parse-log")),
+        ("recipes/make_tool_envs.py", ("NAME", "metadata", "mediapipe")),
     ):
         out = _run(recipe, "--help")
         assert out.returncode == 0, (recipe, out.stderr)
