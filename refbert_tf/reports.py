@@ -65,8 +65,8 @@ def glue_summary(results_dir="results", tasks=SUMMARY_TASKS, distill_dir=None) -
     runs trained on in-graph references, where a bank anchor is its own reference.
 
     Returns:
-        ``(rows, markdown)``: rows ``{task, model, metric, value (percent), command[, note]}`` for every result
-        found, and a markdown table with each model's average over the tasks it has all of, and RefBERT's average
+        ``(rows, markdown)``: rows ``{task, model, metric, value (percent), command[, tflite_value (percent: the
+        main job's dynamic-range int8 export through LiteRT), note]}`` for every result found, and a markdown table with each model's average over the tasks it has all of, and RefBERT's average
         as a percentage of the teacher's.
     """
     results_dir = Path(results_dir)
@@ -90,6 +90,9 @@ def glue_summary(results_dir="results", tasks=SUMMARY_TASKS, distill_dir=None) -
                     "value": round(float(r["metrics"][task.main_metric]), 2),
                     "command": r["command"],
                 }
+                tflite = [v for v in (r.get("export") or {}).get("variants", []) if v["variant"] == "dynamic_int8"]
+                if tflite:  # the main job's export: the same student through the LiteRT interpreter
+                    row["tflite_value"] = round(float(tflite[0]["dev_metric"]), 2)
                 notes = []
                 if model == "teacher":
                     teacher_value = row["value"]
@@ -105,24 +108,34 @@ def glue_summary(results_dir="results", tasks=SUMMARY_TASKS, distill_dir=None) -
                     row["note"] = "; ".join(notes)
                 rows.append(row)
     table = {(r["task"], r["model"]): r["value"] for r in rows}
+    table.update({(r["task"], f"{r['model']} .tflite"): r["tflite_value"] for r in rows if "tflite_value" in r})
     footnotes = [(r["task"], r["model"], r["note"]) for r in rows if "note" in r]
     marks = {(t, m): f" [{i + 1}]" for i, (t, m, _) in enumerate(footnotes)}
     models = ("teacher", "vanilla", "refbert")
-    lines = ["| task | metric | " + " | ".join(models) + " |", "|---|---|" + "---|" * len(models)]
+    columns = ("teacher", "vanilla", "vanilla .tflite", "refbert", "refbert .tflite")
+    headers = [c.replace(".tflite", ".tflite int8") for c in columns]
+    lines = ["| task | metric | " + " | ".join(headers) + " |", "|---|---|" + "---|" * len(columns)]
     for task_name in tasks:
         cells = [
             f"{table[(task_name, m)]:.2f}{marks.get((task_name, m), '')}" if (task_name, m) in table else "-"
-            for m in models
+            for m in columns
         ]
         lines.append(f"| {task_name} | {get_task(task_name).main_metric} | " + " | ".join(cells) + " |")
     complete = [t for t in tasks if all((t, m) in table for m in models)]
     if complete:
-        avg = {m: sum(table[(t, m)] for t in complete) / len(complete) for m in models}
-        lines.append(f"| average ({len(complete)} tasks) | | " + " | ".join(f"{avg[m]:.2f}" for m in models) + " |")
+        avg = {
+            m: sum(table[(t, m)] for t in complete) / len(complete)
+            for m in columns
+            if all((t, m) in table for t in complete)
+        }
+        cells = [f"{avg[m]:.2f}" if m in avg else "-" for m in columns]
+        lines.append(f"| average ({len(complete)} tasks) | | " + " | ".join(cells) + " |")
         lines += [
             "",
             f"RefBERT keeps {100 * avg['refbert'] / avg['teacher']:.1f}% of the teacher's average and is "
-            f"{avg['refbert'] - avg['vanilla']:+.2f} points from the vanilla student.",
+            f"{avg['refbert'] - avg['vanilla']:+.2f} points from the vanilla student. The `.tflite int8` columns are "
+            "the same students exported by the main job (dynamic-range int8) and measured through the LiteRT "
+            "interpreter; `-` where a result has no export.",
         ]
     if footnotes:
         lines += [""] + [f"{marks[(t, m)].strip()} {t} {m}: {note}." for t, m, note in footnotes]

@@ -18,12 +18,28 @@ def test_glue_summary(tmp_path):
         "value": 90.0,
         "command": "cmd teacher",
     }
-    assert len(rows) == 3 and "| mrpc | f1 | - | - | - |" in md
+    assert len(rows) == 3 and "| mrpc | f1 | - | - | - | - | - |" in md
     assert "94.4% of the teacher's average" in md and "+5.00 points" in md
     write_json(tmp_path / "distill/gd/sst2_refbert.json", {"metrics": {"accuracy": 88.0}, "command": "cmd gd"})
     rows, md = glue_summary(tmp_path, ("sst2",), distill_dir=tmp_path / "distill/gd")  # another family of runs
     assert [(r["model"], r["value"]) for r in rows] == [("teacher", 90.0), ("refbert", 88.0)]
-    assert "| sst2 | accuracy | 90.00 | - | 88.00 |" in md
+    assert "| sst2 | accuracy | 90.00 | - | - | 88.00 | - |" in md
+
+
+def test_glue_summary_has_the_exported_students_tflite_columns(tmp_path):
+    write_json(tmp_path / "teacher/sst2.json", {"metrics": {"accuracy": 90.0}, "command": "t"})
+    for model, value, lite in (("vanilla", 80.0, 79.5), ("refbert", 85.0, 84.25)):
+        export = {
+            "variants": [{"variant": "float32", "dev_metric": 1.0}, {"variant": "dynamic_int8", "dev_metric": lite}]
+        }
+        write_json(
+            tmp_path / f"distill/sst2_{model}.json", {"metrics": {"accuracy": value}, "command": "c", "export": export}
+        )
+    rows, md = glue_summary(tmp_path, ("sst2",))
+    assert [r.get("tflite_value") for r in rows] == [None, 79.5, 84.25]
+    assert "| task | metric | teacher | vanilla | vanilla .tflite int8 | refbert | refbert .tflite int8 |" in md
+    assert "| sst2 | accuracy | 90.00 | 80.00 | 79.50 | 85.00 | 84.25 |" in md
+    assert "| average (1 tasks) | | 90.00 | 80.00 | 79.50 | 85.00 | 84.25 |" in md
 
 
 def test_glue_summary_flags_students_of_another_teacher_and_pre_fix_runs(tmp_path):
@@ -49,7 +65,7 @@ def test_glue_summary_flags_students_of_another_teacher_and_pre_fix_runs(tmp_pat
     rows, md = glue_summary(tmp_path, ("rte",))
     notes = {r["model"]: r.get("note") for r in rows}
     assert notes == {"teacher": None, "vanilla": "distilled from a teacher scoring 59.57", "refbert": None}
-    assert "| rte | accuracy | 60.65 | 52.70 [1] | 55.00 |" in md and "[1] rte vanilla: distilled from a teacher" in md
+    assert "| rte | accuracy | 60.65 | 52.70 [1] | - | 55.00 | - |" in md and "[1] rte vanilla: distilled from a teacher" in md
     write_json(
         tmp_path / "distill/rte_refbert.json",
         {
