@@ -6,7 +6,8 @@ Example:
     python recipes/check_runtime.py --model artifacts/tflite/sst2_refbert_dynamic_int8.tflite --glue-dir ../shared/glue_data
 
 MediaPipe reads the file's TFLite Model Metadata (written by the export) and tokenizes each dev text itself from
-the packed vocabulary. Prints the agreement, both accuracies, the median latency per text and every disagreement
+the packed vocabulary. For a sentence-pair model (MRPC, RTE, STS-B: exported without that metadata) it records
+what MediaPipe does with the file and measures the route that serves pairs, the interpreter with both texts packed. Prints the agreement, both accuracies, the median latency per text and every disagreement
 (with whether the text has non-ASCII characters, which the two tokenizers treat differently); writes --results.
 The MediaPipe tool environment is created in .tools/ on first use.
 """
@@ -22,7 +23,7 @@ from refbert_tf.cli import command_line, run  # noqa: E402
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="a .tflite single-text classifier with metadata (and its card)")
+    p.add_argument("--model", required=True, help="an exported .tflite (and its card): single-text or pair task")
     p.add_argument("--glue-dir", default=None, help="GLUE TSV directory (default: $GLUE_DIR)")
     p.add_argument("--split", default="dev", help="GLUE split whose texts are classified (dev)")
     p.add_argument("--limit", type=int, default=None, help="classify only the first N texts")
@@ -37,20 +38,29 @@ def main(argv=None):
         raise SystemExit(2)
     from refbert_tf.data import read_glue_tsv
     from refbert_tf.export import read_card
-    from refbert_tf.export.clients import compare_with_mediapipe
+    from refbert_tf.export.clients import compare_with_mediapipe, pair_task_routes
     from refbert_tf.io_utils import write_json
 
     card = read_card(args.model)
     examples = read_glue_tsv(card["task"], args.split, glue_dir=args.glue_dir)
-    if examples.text_b is not None:
-        print(f"{card['task']} is a sentence-pair task: MediaPipe's TextClassifier reads one text", file=sys.stderr)
-        raise SystemExit(2)
     if args.limit:
         examples = examples.take(args.limit)
-    result = compare_with_mediapipe(args.model, examples.text_a, examples.labels)
-    result.update(task=card["task"], split=args.split, command=command_line(argv))
     name = os.path.splitext(os.path.basename(args.model))[0]
     path = args.results or os.path.join("results", "export", f"{name}_mediapipe.json")
+    if examples.text_b is not None:  # a pair task: what each route does with the file
+        result = pair_task_routes(args.model, examples.text_a, examples.text_b, examples.labels)
+        result.update(split=args.split, command=command_line(argv))
+        write_json(path, result)
+        mp = result["mediapipe"]
+        print(f"MediaPipe TextClassifier (classify() takes one text): "
+              f"{'loads the file' if mp['loads'] else 'refuses the file: ' + mp['error']}")  # fmt: skip
+        metrics = ", ".join(f"{k} {v:.2f}" for k, v in result["interpreter"].get("metrics", {}).items())
+        print(f"LiteRT interpreter with both texts packed (refbert-predict, the Android app): {result['num_pairs']} "
+              f"{card['task']} {args.split} pairs, {metrics}; median {result['interpreter']['median_ms']} ms a pair")  # fmt: skip
+        print(f"written to {path}")
+        return
+    result = compare_with_mediapipe(args.model, examples.text_a, examples.labels)
+    result.update(task=card["task"], split=args.split, command=command_line(argv))
     write_json(path, result)
     acc = result.get("accuracy", {})
     print(

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -94,3 +95,25 @@ def test_mediapipe_text_classifier_reads_the_file_as_refbert_predict_does(sensit
     plain.write_bytes(open(sensitive_export["path"], "rb").read().split(b"PK\x03\x04")[0])  # metadata zip cut off
     with pytest.raises(ToolError, match="mediapipe_classify.py"):
         mediapipe_classify(plain, texts[:1])
+
+
+@pytest.mark.slow
+def test_pair_task_routes_records_what_mediapipe_says_and_scores_the_interpreter_route(
+    sensitive_export, glue_dir, tmp_path
+):
+    """A pair-task file (the tiny student's, relabelled MRPC, exported without metadata as pair tasks are): MediaPipe
+    is asked to load it and refuses; the interpreter route is scored on 20 real MRPC dev pairs."""
+    from refbert_tf.export.clients import pair_task_routes
+
+    model = tmp_path / "mrpc_refbert_float32.tflite"
+    model.write_bytes(open(sensitive_export["path"], "rb").read().split(b"PK\x03\x04")[0])  # no metadata
+    card = {**sensitive_export, "task": "mrpc", "labels": ["not_paraphrase", "paraphrase"]}
+    card.update(file_sha256=file_sha256(model), metadata={"skipped": "mrpc is a sentence-pair task"})
+    card.pop("path", None)
+    model.with_suffix(".json").write_text(json.dumps(card))
+    shutil.copy(Path(sensitive_export["path"]).parent / card["vocab_file"], tmp_path / card["vocab_file"])
+    pairs = read_glue_tsv("mrpc", "dev", glue_dir=glue_dir).take(20)
+    result = pair_task_routes(model, pairs.text_a, pairs.text_b, pairs.labels)
+    assert result["task"] == "mrpc" and result["num_pairs"] == 20
+    assert result["mediapipe"]["loads"] is False and result["mediapipe"]["error"], result
+    assert set(result["interpreter"]["metrics"]) == {"accuracy", "f1"} and result["interpreter"]["median_ms"] > 0

@@ -93,3 +93,43 @@ def compare_with_mediapipe(model_path, texts, labels=None) -> dict:
                                                     for r, g in zip(theirs, gold)])), 2),
         }  # fmt: skip
     return result
+
+
+def pair_task_routes(model_path, text_a, text_b, labels=None) -> dict:
+    """What a user of a sentence-pair model (MRPC, RTE, STS-B...) gets from each route, run on the file.
+
+    MediaPipe's ``TextClassifier.classify`` takes one string, and the export writes no text-classifier metadata
+    into a pair model (:func:`refbert_tf.export.metadata.metadata_skip_reason`); the runtime is asked to load the
+    file as it is, and its answer is recorded. The route that serves pairs, the LiteRT interpreter with both texts
+    packed as ``[CLS] a [SEP] b [SEP]`` and their segment ids (``refbert-predict``, the Android app's Java
+    tokenizer), is then run on every pair and scored with the task's GLUE metric.
+
+    Args:
+        model_path: an exported pair-task ``.tflite`` and its card.
+        text_a, text_b: N first and second texts.
+        labels: optional N gold labels (class indices, or STS-B scores).
+
+    Returns:
+        ``{"model", "task", "num_pairs", "mediapipe": {"loads": bool, "error": the runtime's message (when it does
+        not)}, "interpreter": {"metrics" (percent, with ``labels``), "median_ms"}}``.
+    """
+    from refbert_tf.export.toolenv import ToolError
+    from refbert_tf.metrics import compute_metrics, predictions_from_outputs
+    from refbert_tf.predict import load_predictor, predict_texts  # lazy: the interpreter path loads LiteRT
+    from refbert_tf.tasks import get_task
+
+    runner, tokenizer, card = load_predictor(model_path)
+    try:
+        mediapipe_classify(model_path, [f"{text_a[0]} {text_b[0]}"])
+        mediapipe = {"loads": True}
+    except ToolError as error:
+        lines = [line for line in str(error).splitlines() if line.strip()]
+        mediapipe = {"loads": False, "error": lines[-1] if lines else str(error)}
+    outputs, ms = predict_texts(runner, tokenizer, card, text_a, text_b)
+    interpreter = {"median_ms": round(float(np.median(ms)), 3)}
+    if labels is not None:
+        task = get_task(card["task"])
+        metrics = compute_metrics(task, predictions_from_outputs(task, outputs), np.asarray(labels))
+        interpreter["metrics"] = {k: round(float(v), 2) for k, v in metrics.items()}
+    return {"model": str(model_path), "task": card["task"], "num_pairs": len(text_a), "mediapipe": mediapipe,
+            "interpreter": interpreter}  # fmt: skip
