@@ -25,6 +25,7 @@ setup(
         "scipy>=1.11",
         "scikit-learn>=1.5",
         "tqdm>=4.66",
+        "tokenizers>=0.20",  # the student vocabulary (refbert_tf/vocabulary.py)
         "matplotlib>=3.8",
     ],
     entry_points={"console_scripts": ["refbert-predict=refbert_tf.predict:main"]},
@@ -38,7 +39,6 @@ setup(
             "pytest>=8",
             "pytest-xdist>=3.6",  # the suite in one process per core (README command 2)
             "hypothesis>=6.100",
-            "tokenizers>=0.20",
             "ruff>=0.17,<0.18",
             "selenium>=4.51,<5",
             "onnx>=1.20",

@@ -82,6 +82,20 @@ def bert_normalize(texts, lowercase: bool = True):
     return x
 
 
+def split_words(texts, lowercase: bool = True):
+    """BERT's basic tokenizer: :func:`bert_normalize`, then split on whitespace (dropped), punctuation and CJK
+    ideographs (kept as words of their own).
+
+    Args:
+        texts: string tensor [N] (or a list of strings).
+        lowercase: as :func:`bert_normalize`.
+
+    Returns:
+        ``tf.RaggedTensor`` string [N, (words)].
+    """
+    return tf_text.regex_split(bert_normalize(tf.convert_to_tensor(texts, tf.string), lowercase), _SPLIT, _KEEP)
+
+
 def truncation_lengths(lengths, budget: int):
     """Per-example token counts to keep, Hugging Face ``tokenizers``' ``longest_first`` strategy.
 
@@ -164,13 +178,25 @@ class BertWordPieceTokenizer:
         Returns:
             ``tf.RaggedTensor`` int32 [N, (tokens)] (or a 1-D tensor for a single string).
         """
+        return self.tokenize_words(texts).merge_dims(-2, -1)
+
+    def tokenize_words(self, texts):
+        """WordPiece ids without special tokens, grouped by word (BERT's basic tokenizer's words).
+
+        Args:
+            texts: a list of strings or a string tensor [N] (a single string gives [(words), (pieces)]).
+
+        Returns:
+            ``tf.RaggedTensor`` int32 [N, (words), (pieces)]: two tokenizers with the same normalisation split a
+            text into the same words, whatever their vocabularies.
+        """
         texts = tf.convert_to_tensor(texts, dtype=tf.string)
-        words = tf_text.regex_split(bert_normalize(texts, self.lowercase), _SPLIT, _KEEP)  # [N, (words)]
+        words = split_words(texts, self.lowercase)  # [N, (words)]
         flat = words.flat_values
         too_long = tf.strings.length(flat, unit="UTF8_CHAR") > MAX_CHARS_PER_WORD
         flat = tf.where(too_long, _UNKNOWN_WORD, flat)  # a word that is not in any vocabulary -> [UNK]
         pieces = self._wordpiece.tokenize(flat)  # [W, (pieces)]
-        return words.with_flat_values(pieces).merge_dims(-2, -1)
+        return words.with_flat_values(pieces)
 
     def encode(
         self,
