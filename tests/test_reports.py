@@ -65,7 +65,10 @@ def test_glue_summary_flags_students_of_another_teacher_and_pre_fix_runs(tmp_pat
     rows, md = glue_summary(tmp_path, ("rte",))
     notes = {r["model"]: r.get("note") for r in rows}
     assert notes == {"teacher": None, "vanilla": "distilled from a teacher scoring 59.57", "refbert": None}
-    assert "| rte | accuracy | 60.65 | 52.70 [1] | - | 55.00 | - |" in md and "[1] rte vanilla: distilled from a teacher" in md
+    assert (
+        "| rte | accuracy | 60.65 | 52.70 [1] | - | 55.00 | - |" in md
+        and "[1] rte vanilla: distilled from a teacher" in md
+    )
     write_json(
         tmp_path / "distill/rte_refbert.json",
         {
