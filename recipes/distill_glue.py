@@ -30,6 +30,7 @@ from refbert_tf.cli import (  # noqa: E402
     add_strategy_args,
     command_line,
     config_from_args,
+    positive_int,
     run,
     strategy_from_args,
 )
@@ -69,6 +70,17 @@ def parse_args(argv=None):
     )
     p.add_argument("--no-export", action="store_true", help="stop after distillation: no .tflite file")
     p.add_argument(
+        "--student-vocab-size",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="mixed-vocabulary distillation (Zhao et al. 2021): learn an N-piece student vocabulary from the task's "
+        "training text, train the teacher further to read it (stage I, recipes/mixed_vocab_teacher.py with its "
+        "defaults, into <teacher-dir>_vocabN/<task> unless it is there), then distill from that teacher with both "
+        "models reading the student vocabulary; outputs go to <output-dir>_vocabN, <tflite-dir>_vocabN and "
+        "results/distill/<task>_vocabN_<model>.json (default: the teacher's vocabulary)",
+    )
+    p.add_argument(
         "--no-metadata", action="store_true", help="export without TFLite Model Metadata (see export_tflite.py)"
     )
     add_config_args(p, DistillConfig, DISTILL_DEFAULTS)
@@ -88,14 +100,22 @@ def main(argv=None):
     from refbert_tf.training import peak_memory_mb
 
     model = "refbert" if config.use_reference else "vanilla"
+    teacher_dir, name = os.path.join(args.teacher_dir, task.name), task.name
+    if args.student_vocab_size:
+        teacher_dir, name = (
+            student_vocabulary_teacher(args, task, config),
+            f"{task.name}_vocab{args.student_vocab_size}",
+        )
+        suffix = f"_vocab{args.student_vocab_size}"
+        args.output_dir, args.tflite_dir = args.output_dir + suffix, args.tflite_dir + suffix
     run_dir = os.path.join(args.output_dir, task.name, model)
     result = distill_glue(
-        task, run_dir, os.path.join(args.teacher_dir, task.name), config=config, glue_dir=args.glue_dir,
+        task, run_dir, teacher_dir, config=config, glue_dir=args.glue_dir,
         source=args.source, teacher_checkpoint=args.teacher_checkpoint,
         finetune_missing_teacher=not args.no_finetune_teacher, max_train_examples=args.max_train_examples,
         bank_dir=args.bank_dir, command=command_line(argv), strategy=strategy_from_args(args),
     )  # fmt: skip
-    path = args.results or os.path.join("results", "distill", f"{task.name}_{model}.json")
+    path = args.results or os.path.join("results", "distill", f"{name}_{model}.json")
     write_json(path, result)
     metrics = ", ".join(f"{k} {v:.2f}" for k, v in result["metrics"].items())
     print(f"{task.name} {model} student dev: {metrics} (init: {result['config']['init']})")
@@ -122,6 +142,29 @@ def main(argv=None):
         f"wall time {result['job_seconds'] / 60:.1f} min, peak memory {result['job_peak_memory_mb']:.0f} MB; "
         f"metrics written to {path}"
     )
+
+
+def student_vocabulary_teacher(args, task, config) -> str:
+    """Stage I for ``--student-vocab-size``: the teacher directory that reads the student vocabulary, trained
+    from ``<teacher-dir>/<task>`` (fine-tuned first if missing and allowed) unless it exists."""
+    from refbert_tf.config import mixed_vocab_config
+    from refbert_tf.models.teacher import load_or_finetune_teacher
+    from refbert_tf.pipelines.mixed_vocabulary import load_or_train_mixed_vocabulary_teacher
+
+    source_dir = os.path.join(args.teacher_dir, task.name)
+    out_dir = os.path.join(f"{args.teacher_dir}_vocab{args.student_vocab_size}", task.name)
+    if not os.path.isfile(os.path.join(out_dir, "teacher.json")):
+        if not os.path.isfile(os.path.join(source_dir, "teacher.json")):
+            load_or_finetune_teacher(
+                task, source_dir, not args.no_finetune_teacher, args.teacher_checkpoint, args.glue_dir, args.source
+            )
+        stage1 = mixed_vocab_config(
+            task.name, student_vocab_size=args.student_vocab_size, seed=config.seed, max_seq_len=config.max_seq_len
+        )
+        load_or_train_mixed_vocabulary_teacher(
+            task, source_dir, out_dir, stage1, args.glue_dir, args.source, max_train_examples=args.max_train_examples
+        )
+    return out_dir
 
 
 if __name__ == "__main__":

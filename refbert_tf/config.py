@@ -268,6 +268,40 @@ class GeneralDistillConfig(TrainingConfig):
     epochs: float = setting(3.0, "passes over the corpus", above=0)
 
 
+@dataclasses.dataclass
+class MixedVocabConfig(TrainingConfig):
+    """Hyper-parameters of stage I of mixed-vocabulary distillation (Zhao et al. 2021, Sec. 3.1;
+    :mod:`refbert_tf.models.mixed_vocabulary`): :class:`TrainingConfig` plus
+
+    Attributes:
+        student_vocab_size: pieces of the student vocabulary, special tokens included.
+        vocab_min_frequency: a WordPiece merge must occur this often in the training text.
+        mix_prob: p, probability that a word of a training input is tokenized with the student vocabulary.
+        embedding_dim: E, the width of the student-vocabulary table (the student's hidden width).
+        epochs: passes over the training set (each pass draws the mixed tokenization anew).
+        learning_rate: peak learning rate.
+        kd_weight: weight of the distillation term towards the original teacher's logits (the rest: gold labels).
+        temperature: its softmax temperature.
+        train_teacher: train the teacher's weights too (False: only the new table and projection).
+    """
+
+    student_vocab_size: int = setting(8192, "pieces of the student vocabulary (special tokens included)", minimum=16)
+    vocab_min_frequency: int = setting(2, "a WordPiece merge must occur this often in the training text", minimum=1)
+    mix_prob: float = setting(
+        0.5, "p: probability that a word is tokenized with the student vocabulary", minimum=0, maximum=1
+    )
+    embedding_dim: int = setting(312, "E: width of the student-vocabulary table (the student's width)", minimum=1)
+    epochs: float = setting(1.0, "passes over the training set (a new mixed tokenization each pass)", above=0)
+    learning_rate: float = setting(5e-5, "peak AdamW learning rate", above=0)
+    kd_weight: float = setting(
+        0.5, "weight of the distillation term towards the original teacher's logits", minimum=0, maximum=1
+    )
+    temperature: float = setting(1.0, "temperature of the distillation term", above=0)
+    train_teacher: bool = setting(
+        True, "train the teacher's weights too (--no-train-teacher: only the new table and projection)"
+    )
+
+
 # Per-task defaults for the MiniLM-L6-H384 teacher; results/teacher/*.json record what each produced.
 TEACHER_DEFAULTS: dict[str, dict] = {
     "sst2": dict(epochs=0.5, learning_rate=1e-4),
@@ -285,6 +319,15 @@ DISTILL_DEFAULTS: dict[str, dict] = {
     "mrpc": dict(intermediate_epochs=6.0, prediction_epochs=4.0),
     "rte": dict(intermediate_epochs=6.0, prediction_epochs=4.0),
     "stsb": dict(intermediate_epochs=4.0, prediction_epochs=3.0),
+}
+
+# Per-task stage-I budgets of mixed-vocabulary distillation (passes over the training set).
+MIXED_VOCAB_DEFAULTS: dict[str, dict] = {
+    "sst2": dict(epochs=0.5),
+    "cola": dict(epochs=3),
+    "mrpc": dict(epochs=3),
+    "rte": dict(epochs=3),
+    "stsb": dict(epochs=3),
 }
 
 ABLATION_KNOBS = tuple(f.name for f in dataclasses.fields(DistillConfig) if f.metadata.get("knob"))
@@ -310,6 +353,11 @@ def teacher_config(task: str, **overrides) -> FinetuneConfig:
 def distill_config(task: str, **overrides) -> DistillConfig:
     """The default :class:`DistillConfig` for ``task``, with non-None ``overrides`` applied."""
     return task_config(DistillConfig, DISTILL_DEFAULTS, task, **overrides)
+
+
+def mixed_vocab_config(task: str, **overrides) -> MixedVocabConfig:
+    """The default :class:`MixedVocabConfig` for ``task``, with non-None ``overrides`` applied."""
+    return task_config(MixedVocabConfig, MIXED_VOCAB_DEFAULTS, task, **overrides)
 
 
 def init_from_record(config: dict) -> str:

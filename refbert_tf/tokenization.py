@@ -226,32 +226,45 @@ class BertWordPieceTokenizer:
         max_seq_len = int(max_seq_len or self.max_seq_len)
         if text_b is not None and len(text_b) != len(text_a):
             raise ValueError(f"text_a has {len(text_a)} texts but text_b has {len(text_b)}")
-        ids_parts, seg_parts, truncated = [], [], 0
+        parts = []
         for start in range(0, len(text_a), batch_size):
             segments = [self.tokenize(list(text_a[start : start + batch_size]))]
             if text_b is not None:
                 segments.append(self.tokenize(list(text_b[start : start + batch_size])))
-            keep = truncation_lengths([s.row_lengths() for s in segments], max_seq_len - len(segments) - 1)
-            full = tf.add_n([s.row_lengths() for s in segments])
-            truncated += int(tf.reduce_sum(tf.cast(full > tf.add_n(keep), tf.int32)))
-            n = tf.shape(segments[0].row_lengths(), out_type=tf.int64)
-            column = tf.concat([n, [1]], 0)  # shape [N, 1]
-            ids, segs = [tf.fill(column, self.cls_id)], [tf.zeros(column, tf.int32)]
-            for seg_id, (seg, k) in enumerate(zip(segments, keep)):
-                seg = tf.ragged.boolean_mask(seg, tf.ragged.range(seg.row_lengths()) < tf.expand_dims(k, 1))
-                seg = tf.concat([seg, tf.fill(column, self.sep_id)], axis=1)
-                ids.append(seg)
-                segs.append(tf.ones_like(seg) * seg_id)
-            ids_parts.append(tf.concat(ids, axis=1))
-            seg_parts.append(tf.concat(segs, axis=1))
-        if not ids_parts:
-            empty = tf.RaggedTensor.from_row_lengths(tf.zeros([0], tf.int32), tf.zeros([0], tf.int64))
-            return {"token_ids": empty, "segment_ids": empty, "num_truncated": 0}
-        return {
-            "token_ids": tf.concat(ids_parts, axis=0),
-            "segment_ids": tf.concat(seg_parts, axis=0),
-            "num_truncated": truncated,
-        }
+            parts.append(self.pack(segments, max_seq_len))
+        return concat_encoded(parts)
+
+    def pack(self, segments, max_seq_len: int | None = None) -> dict:
+        """Pack WordPiece ids (one or two texts per example) into ``[CLS] a [SEP] (b [SEP])`` inputs.
+
+        Args:
+            segments: list of one or two int32 ``tf.RaggedTensor`` [N, (pieces)] without special tokens (from
+                :meth:`tokenize`, or mixed ids from :func:`refbert_tf.vocabulary.mixed_tokenize`).
+            max_seq_len: packed length limit in tokens (default: the tokenizer's); longer examples are truncated
+                with ``longest_first`` (:func:`truncation_lengths`).
+
+        Returns:
+            ``{"token_ids": RaggedTensor int32 [N, (T)], "segment_ids": RaggedTensor int32 [N, (T)],
+            "num_truncated": int}`` with T <= max_seq_len, special tokens from this tokenizer's vocabulary.
+
+        Raises:
+            ValueError: not one or two segments.
+        """
+        if len(segments) not in (1, 2):
+            raise ValueError(f"pack takes one or two texts per example, got {len(segments)}")
+        max_seq_len = int(max_seq_len or self.max_seq_len)
+        keep = truncation_lengths([s.row_lengths() for s in segments], max_seq_len - len(segments) - 1)
+        full = tf.add_n([s.row_lengths() for s in segments])
+        truncated = int(tf.reduce_sum(tf.cast(full > tf.add_n(keep), tf.int32)))
+        n = tf.shape(segments[0].row_lengths(), out_type=tf.int64)
+        column = tf.concat([n, [1]], 0)  # shape [N, 1]
+        ids, segs = [tf.fill(column, self.cls_id)], [tf.zeros(column, tf.int32)]
+        for seg_id, (seg, k) in enumerate(zip(segments, keep)):
+            seg = tf.ragged.boolean_mask(seg, tf.ragged.range(seg.row_lengths()) < tf.expand_dims(k, 1))
+            seg = tf.concat([seg, tf.fill(column, self.sep_id)], axis=1)
+            ids.append(seg)
+            segs.append(tf.ones_like(seg) * seg_id)
+        return {"token_ids": tf.concat(ids, axis=1), "segment_ids": tf.concat(segs, axis=1), "num_truncated": truncated}
 
     def __call__(self, text_a, text_b=None, max_seq_len: int | None = None) -> dict:
         """Encode and pad to ``max_seq_len``: ``{"token_ids", "segment_ids", "padding_mask"}`` int32 [N, T]."""
@@ -264,3 +277,17 @@ class BertWordPieceTokenizer:
         segs = enc["segment_ids"].to_tensor(0, shape=[None, max_len])
         mask = tf.cast(tf.sequence_mask(enc["token_ids"].row_lengths(), max_len), tf.int32)
         return {"token_ids": ids, "segment_ids": segs, "padding_mask": mask}
+
+
+def concat_encoded(parts) -> dict:
+    """Concatenate :meth:`BertWordPieceTokenizer.encode` / ``pack`` outputs row-wise (``num_truncated`` summed);
+    no parts give zero examples."""
+    parts = list(parts)
+    if not parts:
+        empty = tf.RaggedTensor.from_row_lengths(tf.zeros([0], tf.int32), tf.zeros([0], tf.int64))
+        return {"token_ids": empty, "segment_ids": empty, "num_truncated": 0}
+    return {
+        "token_ids": tf.concat([p["token_ids"] for p in parts], axis=0),
+        "segment_ids": tf.concat([p["segment_ids"] for p in parts], axis=0),
+        "num_truncated": sum(p["num_truncated"] for p in parts),
+    }

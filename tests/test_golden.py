@@ -74,6 +74,69 @@ def test_golden_vectors_match_java_tokenizer(tmp_path, glue_dir, minilm_dir):
     assert int(match.group(1)) == int(match.group(2)) == header["num_cases"]
 
 
+def _rejoin(pieces):
+    """WordPiece pieces -> words: a ``##`` piece continues the word before it."""
+    words = []
+    for piece in pieces:
+        if piece.startswith("##") and words:
+            words[-1] += piece[2:]
+        else:
+            words.append(piece)
+    return words
+
+
+def test_golden_vectors_match_java_tokenizer_on_a_student_vocabulary(tmp_path, glue_dir):
+    """The Java tokenizer on a small student vocabulary (refbert_tf.vocabulary): [CLS] is id 2 there, not 101,
+    and most words are several pieces."""
+    from refbert_tf.data import load_glue
+    from refbert_tf.tokenization import read_vocab, split_words
+    from refbert_tf.vocabulary import STUDENT_SPECIAL_TOKENS, train_student_vocabulary
+
+    _java_tools()
+    sst2 = load_glue("sst2", "train", glue_dir=glue_dir).take(5000)
+    mrpc = load_glue("mrpc", "train", glue_dir=glue_dir).take(2000)
+    texts = sst2.text_a + mrpc.text_a + mrpc.text_b
+    vocab_path = train_student_vocabulary(texts, 2000, tmp_path / "student" / "vocab.txt", lowercase=True)
+    vocab = read_vocab(vocab_path)
+    assert vocab[: len(STUDENT_SPECIAL_TOKENS)] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    assert 1000 < len(vocab) <= 2000
+
+    out = tmp_path / "golden.jsonl"
+    header = golden.generate_golden(out, vocab_path, glue_dir=glue_dir)
+    assert header["num_cases"] == len(golden.edge_cases()) + 300 + 60 + 200 + 50
+    assert header["vocab_size"] == len(vocab_path.read_text(encoding="utf-8").splitlines()) == len(vocab)
+    _, records = golden.read_golden(out)
+    by_name = {r["name"]: r for r in records}
+    assert by_name["edge/uncased/empty"]["token_ids"] == [2, 3]
+    assert by_name["edge/uncased/long_a150"]["token_ids"] == [2, 1, 3]  # [UNK] is 1
+    assert by_name["edge/pair/pair_empty_both"]["token_ids"] == [2, 3, 3]
+    # a plain ASCII sentence: its ids decode to pieces, some words are several, and they rejoin to its words
+    rec = by_name["sst2/dev/1"]
+    assert rec["text_a"] == "unflinchingly bleak and desperate" and rec["text_a"].isascii()
+    ids = rec["token_ids"]
+    assert (ids[0], ids[-1]) == (2, 3) and not rec["truncated"]
+    pieces = [vocab[i] for i in ids[1:-1]]
+    words = [w.decode("utf-8") for w in split_words([rec["text_a"]], True).to_list()[0]]
+    assert "[UNK]" not in pieces and len(pieces) > len(words), pieces
+    assert _rejoin(pieces) == words
+    assert all(r["token_ids"][0] == 2 for r in records)
+    glue_ids = [i for r in records if r["name"].startswith(("sst2/", "mrpc/")) for i in r["token_ids"]]
+    assert sum(vocab[i].startswith("##") for i in glue_ids) > 0.1 * len(glue_ids)  # many words split
+    assert max(glue_ids) < len(vocab) and sum(i == 1 for i in glue_ids) < 0.01 * len(glue_ids)
+
+    proc = subprocess.run(
+        ["bash", str(RUN_JAVA_TESTS), str(out), str(vocab_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    report = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"Java tokenizer tests failed (exit {proc.returncode}):\n{report[-6000:]}"
+    match = re.search(r"GOLDEN: (\d+)/(\d+) cases equal \(100\.00%\)", report)
+    assert match, report[-3000:]
+    assert int(match.group(1)) == int(match.group(2)) == header["num_cases"]
+
+
 def test_committed_edge_cases_are_current(tmp_path, minilm_dir):
     """The committed file (edge cases only, no GLUE text) equals what refbert_tf.golden generates now."""
     committed = ROOT / golden.COMMITTED_GOLDEN

@@ -36,7 +36,15 @@ def test_distill_glue_help():
         "--temperature",
         "--teacher-dir",
         "--no-finetune-teacher",
+        "--student-vocab-size",
     ):
+        assert flag in out.stdout
+
+
+def test_mixed_vocab_teacher_help():
+    out = _run("recipes/mixed_vocab_teacher.py", "--help")
+    assert out.returncode == 0, out.stderr
+    for flag in ("--student-vocab-size", "--mix-prob", "--kd-weight", "--embedding-dim", "--no-train-teacher"):
         assert flag in out.stdout
 
 

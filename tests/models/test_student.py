@@ -94,6 +94,24 @@ def test_presets_and_errors(small_bank):
         build_student("tinybert4", 2, 30522, teacher_dim=384, bank=bank)
 
 
+def test_narrow_presets_prune_from_a_minilm_shaped_teacher_and_shrink_with_the_vocabulary():
+    from types import SimpleNamespace
+
+    from refbert_tf.models.pruning import pruning_misfit
+
+    minilm = SimpleNamespace(vocabulary_size=8192, num_heads=12, hidden_dim=384, intermediate_dim=1536, num_layers=6)
+    sizes = {}
+    for preset in ("tinybert4", "tinybert4_h240", "tinybert4_h192"):
+        shape = STUDENT_PRESETS[preset]
+        assert shape["hidden_dim"] % shape["num_heads"] == 0
+        student = build_student(preset, 2, 8192, teacher_dim=384, max_sequence_length=128)
+        assert pruning_misfit(student, minilm) is None, preset
+        sizes[preset] = student.count_params()
+    assert sizes["tinybert4"] > sizes["tinybert4_h240"] > sizes["tinybert4_h192"]
+    # an 8k vocabulary at 312 wide: 2.6M embedding parameters instead of 9.5M, 4.6M in the four blocks
+    assert 7.0e6 < sizes["tinybert4"] < 7.5e6
+
+
 def test_top_k_student_reads_the_k_best_references(small_bank):
     bank, feats = small_bank
     student = build_student("tinybert4", 2, 30522, teacher_dim=24, bank=bank, max_sequence_length=64, top_k=2)

@@ -127,10 +127,21 @@ public class WordPieceTokenizerTest {
 
     @Test
     public void paddingAndTruncation() {
-        WordPieceTokenizer.Encoding enc = uncased.encode("hello world", "second", 8);
-        assertArrayEquals(new int[] {0, 0, 0, 0, 1, 1, 0, 0}, enc.paddedSegmentIds(8));
-        assertArrayEquals(new int[] {1, 1, 1, 1, 1, 1, 0, 0}, enc.paddingMask(8));
-        assertEquals(uncased.padId(), enc.paddedTokenIds(8, uncased.padId())[7]);
+        // piece counts depend on the vocabulary (a student vocabulary splits "hello" into hel ##l ##o): at most one
+        // piece per letter, 16, so a length of 32 never truncates
+        int piecesA = uncased.tokenize("hello world").length;
+        int piecesB = uncased.tokenize("second").length;
+        WordPieceTokenizer.Encoding enc = uncased.encode("hello world", "second", 32);
+        assertFalse(enc.truncated);
+        int[] wantSegs = new int[32];
+        int[] wantMask = new int[32];
+        for (int i = 0; i < piecesA + piecesB + 3; i++) {
+            wantSegs[i] = i < piecesA + 2 ? 0 : 1;
+            wantMask[i] = 1;
+        }
+        assertArrayEquals(wantSegs, enc.paddedSegmentIds(32));
+        assertArrayEquals(wantMask, enc.paddingMask(32));
+        assertEquals(uncased.padId(), enc.paddedTokenIds(32, uncased.padId())[31]);
         WordPieceTokenizer.Encoding cut = uncased.encode("word ".repeat(300), 16);
         assertEquals(16, cut.tokenIds.length);
         assertTrue(cut.truncated);
