@@ -46,7 +46,10 @@ def test_every_setting_describes_itself_and_the_knobs_come_from_the_fields():
         (dict(batch_size=0), "--batch-size must be >= 1"),
         (dict(augment=-1), "--augment must be >= 0"),
         (dict(reference_projection="mlp"), "--reference-projection must be one of linear, linear_norm"),
-        (dict(student="tinybert5"), "--student must be one of tinybert4, tinybert4_h240, tinybert4_h192, tinybert6, tiny"),
+        (
+            dict(student="tinybert5"),
+            "--student must be one of tinybert4, tinybert4_h240, tinybert4_h192, tinybert6, tiny",
+        ),
         (dict(init="prunned"), "--init 'prunned': neither one of auto, random, pruned"),
     ],
 )
