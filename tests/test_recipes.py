@@ -157,3 +157,10 @@ def test_main_job_ends_with_a_tflite_file_measured_beside_the_keras_student(tiny
     assert result["export"]["keras_dev_metric"] == pytest.approx(result["metrics"]["accuracy"], abs=1e-6)
     assert f"LiteRT {row['dev_metric']:.2f}" in out and "peak memory" in out
     assert result["job_seconds"] >= result["seconds"]
+
+
+def test_benchmark_curve_help_and_a_missing_model_named():
+    out = _run("recipes/benchmark_curve.py", "--help")
+    assert out.returncode == 0 and "--models" in out.stdout and "--real" in out.stdout
+    out = _run("recipes/benchmark_curve.py", "--models", "nowhere.tflite")
+    assert out.returncode == 2 and "no such file: nowhere.tflite" in out.stderr
