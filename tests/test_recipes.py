@@ -164,3 +164,10 @@ def test_benchmark_curve_help_and_a_missing_model_named():
     assert out.returncode == 0 and "--models" in out.stdout and "--real" in out.stdout
     out = _run("recipes/benchmark_curve.py", "--models", "nowhere.tflite")
     assert out.returncode == 2 and "no such file: nowhere.tflite" in out.stderr
+
+
+def test_dense_ceiling_help_and_bad_numbers_named():
+    out = _run("recipes/dense_ceiling.py", "--help")
+    assert out.returncode == 0 and "--spaces" in out.stdout and "pretrained:mean" in out.stdout
+    out = _run("recipes/dense_ceiling.py", "--vote", "-1")
+    assert out.returncode == 2 and "--vote must be >= 0" in out.stderr
