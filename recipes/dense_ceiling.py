@@ -12,6 +12,11 @@ states; pretrained:mean, the pre-trained MiniLM's mean-pooled sentence embedding
 (scikit-learn), and the share of dev examples whose nearest anchor, and whose vote of the --vote nearest, has
 their gold label, beside the majority class and the teacher's dev accuracy. Writes --out (.json and .md). The
 lexical counterpart is recipes/reference_ceiling.py.
+
+With --student-dir (a template such as 'artifacts/student/{task}/vanilla'), also the late-fusion probe: the
+student's [CLS] state mapped into the teacher's key space by ridge regression, its k nearest anchors' teacher
+probabilities mixed with the student's own, the weight and temperature chosen on held-out anchors, dev metric
+with and without them (refbert_tf.pipelines.dense_ceiling.late_fusion_probe).
 """
 
 import argparse
@@ -35,15 +40,18 @@ def main(argv=None):
     p.add_argument("--vote", type=int, default=16, help="neighbours in the majority vote (16; 0 = none)")
     p.add_argument("--train-sample", type=int, default=2000, help="anchors whose nearest other anchor is scored")
     p.add_argument("--seed", type=int, default=42, help="anchor and sample seed")
+    p.add_argument(
+        "--student-dir", default=None, help="template of the student run for the late-fusion probe, with {task}"
+    )
     p.add_argument("--out", default="results/distill/dense_ceiling", help="output path without suffix")
     args = p.parse_args(argv)
     for name in ("max_anchors", "vote", "train_sample"):
         if getattr(args, name) < 0:
             p.error(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
     from refbert_tf.io_utils import write_json, write_text
-    from refbert_tf.pipelines.dense_ceiling import dense_ceiling, dense_ceiling_markdown
+    from refbert_tf.pipelines.dense_ceiling import dense_ceiling, dense_ceiling_markdown, late_fusion_probe
 
-    rows = []
+    rows, fusion = [], []
     for task in args.tasks:
         task_rows = dense_ceiling(
             task, os.path.join(args.teacher_dir, task), args.spaces, args.max_anchors or None, args.vote,
@@ -51,10 +59,35 @@ def main(argv=None):
         )  # fmt: skip
         print(dense_ceiling_markdown(task_rows), flush=True)
         rows += task_rows
+        if args.student_dir:
+            f = late_fusion_probe(
+                task, os.path.join(args.teacher_dir, task), args.student_dir.format(task=task),
+                args.max_anchors or None, k=args.vote or 16, glue_dir=args.glue_dir, seed=args.seed,
+            )  # fmt: skip
+            print(fusion_markdown([f]), flush=True)
+            fusion.append(f)
     command = command_line(argv)
-    write_json(args.out + ".json", {"command": command, "rows": rows})
-    write_text(args.out + ".md", dense_ceiling_markdown(rows) + f"\nCommand: `{command}`\n")
+    write_json(args.out + ".json", {"command": command, "rows": rows, "late_fusion": fusion})
+    text = dense_ceiling_markdown(rows) + (("\n" + fusion_markdown(fusion)) if fusion else "")
+    write_text(args.out + ".md", text + f"\nCommand: `{command}`\n")
     print(f"written to {args.out}.json and .md")
+
+
+def fusion_markdown(rows) -> str:
+    """Markdown table of late-fusion probe results."""
+    lines = [
+        "| task | metric | student alone | + kNN soft labels, student query | + kNN, teacher's own dev key (bound) | "
+        "lambda / temperature | student query: top-1 / vote label agreement | query cosine to teacher key |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        c = r["query_ceiling"]
+        lines.append(
+            f"| {r['task']} | {r['metric']} | {r['student']:.2f} | {r['fused']:.2f} | {r['fused_teacher_query']:.2f} "
+            f"| {r['lambda']:.1f} / {r['temperature']:g} | {c['dev_top1']['agreement']:.2f} / "
+            f"{c['dev_vote']['agreement']:.2f} | {r['query_cosine']:.3f} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

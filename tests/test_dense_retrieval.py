@@ -51,3 +51,19 @@ def test_dense_ceiling_on_a_tiny_teacher(tiny_teacher_dir, glue_dir, minilm):
     keys = teacher_keys(backbone, tokenizer.encode(["a fine film", "a dull film", "a"], None, 16), "mean")
     np.testing.assert_allclose(np.linalg.norm(keys, axis=1), 1.0, atol=1e-5)
     assert keys.shape == (3, 384) and keys[0] @ keys[1] > keys[0] @ keys[2] - 1.0
+
+
+def test_late_fusion_probe_mixes_nothing_at_weight_zero_and_reports_its_choices(
+    tiny_teacher_dir, student_run, glue_dir
+):
+    from refbert_tf.pipelines.dense_ceiling import late_fusion_probe
+
+    run, *_ = student_run
+    common = dict(k=4, glue_dir=glue_dir, max_train_examples=300, temperatures=(0.1,))
+    alone = late_fusion_probe("sst2", tiny_teacher_dir, run, weights=(0.0,), **common)
+    assert alone["fused"] == alone["student"] and alone["lambda"] == 0.0 and alone["num_anchors"] == 300
+    assert alone["fused_teacher_query"] == alone["student"]
+    assert -1.0 <= alone["query_cosine"] <= 1.0 and 0 <= alone["query_ceiling"]["dev_top1"]["agreement"] <= 100
+    both = late_fusion_probe("sst2", tiny_teacher_dir, run, weights=(0.0, 1.0), **common)
+    # the weight is chosen on held-out anchors, where 0 (the student alone) is always a candidate
+    assert both["lambda"] in (0.0, 1.0) and both["held_out_metric"]["fused"] >= both["held_out_metric"]["alone"]

@@ -131,3 +131,158 @@ def dense_ceiling_markdown(rows: list[dict]) -> str:
             f"{r['train']['agreement']:.2f} | {r['dev']['majority_class']:.2f} | {teacher} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _encoder_outputs(model, features: dict, batch_size: int = 64) -> dict:
+    """One pass of a teacher (keras-hub classifier) or a :class:`~refbert_tf.models.student.RefBertStudent` over
+    encoded examples: ``cls`` [N, H] (last-layer ``[CLS]`` state) and ``logits`` [N, C]."""
+    from refbert_tf.data import make_dataset  # lazy: TensorFlow
+
+    cls, logits = [], []
+    for batch in make_dataset(features, None, batch_size=batch_size, shuffle=False):
+        if hasattr(model, "call_with_features"):  # a student
+            out = model.call_with_features(batch, training=False)
+            cls.append(np.asarray(out["hidden_states"][-1][:, 0]))
+            logits.append(np.asarray(out["logits"]))
+        else:
+            states = model.backbone(batch, training=False)
+            cls.append(np.asarray(states["sequence_output"][:, 0]))
+            logits.append(np.asarray(model.output_dense(states["pooled_output"])))
+    return {"cls": np.concatenate(cls), "logits": np.concatenate(logits)}
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(-1, keepdims=True)
+
+
+def knn_soft_labels(similarity: np.ndarray, neighbour_probs: np.ndarray, temperature: float) -> np.ndarray:
+    """Similarity-weighted mean of the neighbours' teacher probabilities (ReAugKD's aggregation, Zhang et al. 2023):
+    weights ``softmax(similarity / temperature)`` over the k neighbours.
+
+    Args:
+        similarity: float [N, k] cosine similarities; neighbour_probs: float [N, k, C].
+
+    Returns:
+        float [N, C] probabilities.
+    """
+    w = _softmax(similarity / temperature)
+    return np.einsum("nk,nkc->nc", w, neighbour_probs)
+
+
+def late_fusion_probe(
+    task: GlueTask | str,
+    teacher_dir,
+    student_dir,
+    max_anchors: int | None = 20000,
+    k: int = 16,
+    held_out: float = 0.2,
+    ridge_alpha: float = 1.0,
+    weights=(0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
+    temperatures=(0.01, 0.03, 0.1, 0.3),
+    glue_dir=None,
+    source: str = "tsv",
+    seed: int = 42,
+    max_train_examples: int | None = None,
+) -> dict:
+    """A post-hoc pilot of late dense retrieval: what a trained student would gain from the teacher's soft labels
+    of the anchors nearest its query, without retraining it (*our* probe, in the spirit of ReAugKD, Zhang et al.
+    2023, and kNN-CM, 2023; a jointly trained query and mixing weight, as ReAugKD does, can only do better on the
+    training objective).
+
+    The student's last-layer ``[CLS]`` state is mapped to the teacher's ``[CLS]`` key space by ridge regression
+    (scikit-learn ``Ridge``) fitted on the anchors; a dev query's k nearest anchors (cosine, teacher keys) give
+    :func:`knn_soft_labels`; the prediction is ``(1 - lambda) softmax(z_S) + lambda p_kNN``. ``lambda`` and the
+    temperature are chosen on ``held_out`` of the anchors (queries from anchors the ridge was not fitted on, their
+    own anchor excluded), never on dev.
+
+    Args:
+        task: GLUE classification task.
+        teacher_dir: its fine-tuned teacher; student_dir: a distilled student run (``student.keras``), vanilla:
+            a RefBERT student's in-graph reference would be the anchor itself on training examples.
+        max_anchors: a seeded random sample of training examples as anchors (None: all).
+        k: neighbours aggregated.
+        held_out: share of the anchors held out to choose ``lambda`` and the temperature.
+        ridge_alpha: the ridge penalty.
+        weights, temperatures: the grids of ``lambda`` and of the aggregation temperature.
+        glue_dir, source, seed, max_train_examples: data and sampling.
+
+    Returns:
+        ``{"task", "metric", "num_anchors", "k", "student" (dev metric alone), "fused" (dev metric, student query),
+        "fused_teacher_query" (dev metric with the teacher's own dev keys: the upper bound), "lambda",
+        "temperature", "held_out_metric" {alone, fused}, "query_ceiling": {dev top-1 / vote agreement with the
+        student query}, "query_cosine" (mean cosine of the mapped query to the teacher's dev key)}``, metrics in
+        percent.
+
+    Raises:
+        ValueError: a regression task, or a student of another vocabulary than the teacher's.
+    """
+    from sklearn.linear_model import Ridge
+
+    from refbert_tf.metrics import compute_metrics
+    from refbert_tf.models.student import load_student
+    from refbert_tf.models.teacher import load_teacher
+
+    task = get_task(task) if isinstance(task, str) else task
+    if task.is_regression:
+        raise ValueError(f"{task.name} is a regression task: the probe mixes class probabilities")
+    teacher, tokenizer, meta = load_teacher(teacher_dir, task)
+    student, student_meta = load_student(student_dir)
+    if student_meta.get("vocab_sha256") != tokenizer.vocab_sha256:
+        raise ValueError(f"{student_dir}: the student reads another vocabulary than the teacher of {teacher_dir}")
+    max_len = meta["max_seq_len"]
+    train, dev, train_f, dev_f = load_encoded_splits(task, tokenizer, max_len, source, glue_dir, max_train_examples)
+    rng = np.random.default_rng(seed)
+    anchors = np.arange(len(train))
+    if max_anchors and len(train) > max_anchors:
+        anchors = np.sort(rng.permutation(len(train))[:max_anchors])
+    anchor_f = {key: tf_gather(train_f[key], anchors) for key in ("token_ids", "segment_ids")}
+    labels = np.asarray(train.labels)[anchors]
+    t_anchor, s_anchor = _encoder_outputs(teacher, anchor_f), _encoder_outputs(student, anchor_f)
+    t_dev, s_dev = _encoder_outputs(teacher, dev_f), _encoder_outputs(student, dev_f)
+    unit = lambda x: x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)  # noqa: E731
+    keys, probs = unit(t_anchor["cls"]), _softmax(t_anchor["logits"])
+    order = rng.permutation(len(anchors))
+    hold = np.sort(order[: max(1, int(held_out * len(anchors)))])
+    fit_rows = np.sort(order[len(hold) :])
+    ridge = Ridge(alpha=ridge_alpha).fit(s_anchor["cls"][fit_rows], keys[fit_rows])
+
+    def fused_predictions(query, exclude, student_logits, lam, temp):
+        found, sim = dense_neighbours(query, keys, k=k, exclude=exclude)
+        mixed = (1 - lam) * _softmax(student_logits) + lam * knn_soft_labels(sim, probs[found], temp)
+        return mixed.argmax(-1), found
+
+    def metric(predictions, gold):
+        return float(compute_metrics(task, predictions, gold)[task.main_metric])
+
+    hold_query = unit(ridge.predict(s_anchor["cls"][hold]))
+    grid = [
+        (metric(fused_predictions(hold_query, hold, s_anchor["logits"][hold], lam, temp)[0], labels[hold]), lam, temp)
+        for lam in weights
+        for temp in temperatures
+    ]
+    best_metric, lam, temp = max(grid, key=lambda g: (g[0], -g[1]))  # ties: the smaller weight
+    dev_query = unit(ridge.predict(s_dev["cls"]))
+    fused, found = fused_predictions(dev_query, None, s_dev["logits"], lam, temp)
+    upper, _ = fused_predictions(unit(t_dev["cls"]), None, s_dev["logits"], lam, temp)
+    alone = s_dev["logits"].argmax(-1)
+    return {
+        "task": task.name,
+        "metric": task.main_metric,
+        "num_anchors": int(len(anchors)),
+        "k": int(k),
+        "student_dir": str(student_dir),
+        "student": metric(alone, dev.labels),
+        "fused": metric(fused, dev.labels),
+        "fused_teacher_query": metric(upper, dev.labels),
+        "teacher_dev": meta.get("metrics"),
+        "lambda": float(lam),
+        "temperature": float(temp),
+        "held_out_metric": {"alone": metric(s_anchor["logits"][hold].argmax(-1), labels[hold]), "fused": best_metric},
+        "query_ceiling": {
+            "dev_top1": label_agreement(dev.labels, labels[found[:, 0]]),
+            "dev_vote": label_agreement(dev.labels, vote_labels(labels[found], task.num_classes)),
+        },
+        "query_cosine": round(float(np.mean(np.sum(dev_query * unit(t_dev["cls"]), axis=1))), 4),
+    }
