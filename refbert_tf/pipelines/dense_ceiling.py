@@ -210,7 +210,8 @@ def late_fusion_probe(
 
     Returns:
         ``{"task", "metric", "num_anchors", "k", "student" (dev metric alone), "fused" (dev metric, student query),
-        "fused_teacher_query" (dev metric with the teacher's own dev keys: the upper bound), "lambda",
+        "fused_teacher_query" (dev metric with the teacher's own dev keys: the upper bound), "dev_sweep" (both
+        on dev at every grid point: a diagnostic whose maximum is optimistic, chosen on dev), "lambda",
         "temperature", "held_out_metric" {alone, fused}, "query_ceiling": {dev top-1 / vote agreement with the
         student query}, "query_cosine" (mean cosine of the mapped query to the teacher's dev key)}``, metrics in
         percent.
@@ -248,24 +249,33 @@ def late_fusion_probe(
     fit_rows = np.sort(order[len(hold) :])
     ridge = Ridge(alpha=ridge_alpha).fit(s_anchor["cls"][fit_rows], keys[fit_rows])
 
-    def fused_predictions(query, exclude, student_logits, lam, temp):
+    def neighbours(query, exclude):
         found, sim = dense_neighbours(query, keys, k=k, exclude=exclude)
-        mixed = (1 - lam) * _softmax(student_logits) + lam * knn_soft_labels(sim, probs[found], temp)
-        return mixed.argmax(-1), found
+        return found, sim, probs[found]
+
+    def fused(student_logits, near, lam, temp):
+        _, sim, near_probs = near
+        return ((1 - lam) * _softmax(student_logits) + lam * knn_soft_labels(sim, near_probs, temp)).argmax(-1)
 
     def metric(predictions, gold):
         return float(compute_metrics(task, predictions, gold)[task.main_metric])
 
-    hold_query = unit(ridge.predict(s_anchor["cls"][hold]))
+    hold_near = neighbours(unit(ridge.predict(s_anchor["cls"][hold])), hold)
     grid = [
-        (metric(fused_predictions(hold_query, hold, s_anchor["logits"][hold], lam, temp)[0], labels[hold]), lam, temp)
+        (metric(fused(s_anchor["logits"][hold], hold_near, lam, temp), labels[hold]), lam, temp)
         for lam in weights
         for temp in temperatures
     ]
     best_metric, lam, temp = max(grid, key=lambda g: (g[0], -g[1]))  # ties: the smaller weight
     dev_query = unit(ridge.predict(s_dev["cls"]))
-    fused, found = fused_predictions(dev_query, None, s_dev["logits"], lam, temp)
-    upper, _ = fused_predictions(unit(t_dev["cls"]), None, s_dev["logits"], lam, temp)
+    dev_near, upper_near = neighbours(dev_query, None), neighbours(unit(t_dev["cls"]), None)
+    found = dev_near[0]
+    sweep = [
+        {"lambda": float(w), "temperature": float(t), "fused": metric(fused(s_dev["logits"], dev_near, w, t), dev.labels),
+         "fused_teacher_query": metric(fused(s_dev["logits"], upper_near, w, t), dev.labels)}
+        for w in weights
+        for t in temperatures
+    ]  # fmt: skip
     alone = s_dev["logits"].argmax(-1)
     return {
         "task": task.name,
@@ -274,8 +284,9 @@ def late_fusion_probe(
         "k": int(k),
         "student_dir": str(student_dir),
         "student": metric(alone, dev.labels),
-        "fused": metric(fused, dev.labels),
-        "fused_teacher_query": metric(upper, dev.labels),
+        "fused": metric(fused(s_dev["logits"], dev_near, lam, temp), dev.labels),
+        "fused_teacher_query": metric(fused(s_dev["logits"], upper_near, lam, temp), dev.labels),
+        "dev_sweep": sweep,
         "teacher_dev": meta.get("metrics"),
         "lambda": float(lam),
         "temperature": float(temp),

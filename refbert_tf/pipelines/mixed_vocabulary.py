@@ -109,7 +109,9 @@ def mixed_vocabulary_teacher(
     config = config or mixed_vocab_config(task.name)
     out_dir, teacher_dir = Path(out_dir), Path(teacher_dir)
     with run_lock(out_dir):
+        teacher_file = teacher_dir / "model.keras"  # a re-trained teacher in the same place is another run
         record = {"task": task.name, "teacher_dir": str(teacher_dir), "source": source,
+                  "teacher_sha256": file_sha256(teacher_file) if teacher_file.is_file() else None,
                   "max_train_examples": max_train_examples, "config": dataclasses.asdict(config)}  # fmt: skip
         check_run_config(out_dir, record, finished_card=out_dir / "teacher.json")
         keras.utils.set_random_seed(config.seed)
