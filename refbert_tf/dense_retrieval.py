@@ -20,6 +20,12 @@ import numpy as np
 KEY_SPACES = ("cls", "pooled", "mean")
 
 
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """``x`` [N, D] with every row scaled to unit L2 norm (all-zero rows stay zero)."""
+    x = np.asarray(x, np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
 def teacher_keys(encoder, features: dict, space: str = "cls", batch_size: int = 64) -> np.ndarray:
     """L2-normalised dense keys of encoded examples.
 
@@ -53,8 +59,7 @@ def teacher_keys(encoder, features: dict, space: str = "cls", batch_size: int = 
                 mask = np.asarray(batch["padding_mask"], np.float32)[..., None]
                 keys = (sequence * mask).sum(1) / np.maximum(mask.sum(1), 1.0)
         out.append(keys.astype(np.float32))
-    keys = np.concatenate(out) if out else np.zeros((0, backbone.hidden_dim), np.float32)
-    return keys / np.maximum(np.linalg.norm(keys, axis=1, keepdims=True), 1e-12)
+    return unit_rows(np.concatenate(out) if out else np.zeros((0, backbone.hidden_dim), np.float32))
 
 
 def dense_neighbours(queries: np.ndarray, anchors: np.ndarray, k: int = 1, exclude=None):

@@ -44,6 +44,21 @@ def _java_tools():
         pytest.fail(f"the Java tokenizer test needs {', '.join(missing)}: {INSTALL_HINT}")
 
 
+def _assert_java_equals_golden(golden_path, vocab_path, num_cases):
+    """Run the Java tokenizer tests on a golden file and require every one of its ``num_cases`` cases equal."""
+    proc = subprocess.run(
+        ["bash", str(RUN_JAVA_TESTS), str(golden_path), str(vocab_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    report = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"Java tokenizer tests failed (exit {proc.returncode}):\n{report[-6000:]}"
+    match = re.search(r"GOLDEN: (\d+)/(\d+) cases equal \(100\.00%\)", report)
+    assert match, report[-3000:]
+    assert int(match.group(1)) == int(match.group(2)) == num_cases
+
+
 def test_golden_vectors_match_java_tokenizer(tmp_path, glue_dir, minilm_dir):
     _java_tools()
     out = tmp_path / "golden.jsonl"
@@ -61,17 +76,7 @@ def test_golden_vectors_match_java_tokenizer(tmp_path, glue_dir, minilm_dir):
     assert all(1 in r["segment_ids"] for r in mrpc)
     assert out.read_text(encoding="utf-8").isascii()
 
-    proc = subprocess.run(
-        ["bash", str(RUN_JAVA_TESTS), str(out), str(minilm_dir / "vocab.txt")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    report = proc.stdout + proc.stderr
-    assert proc.returncode == 0, f"Java tokenizer tests failed (exit {proc.returncode}):\n{report[-6000:]}"
-    match = re.search(r"GOLDEN: (\d+)/(\d+) cases equal \(100\.00%\)", report)
-    assert match, report[-3000:]
-    assert int(match.group(1)) == int(match.group(2)) == header["num_cases"]
+    _assert_java_equals_golden(out, minilm_dir / "vocab.txt", header["num_cases"])
 
 
 def _rejoin(pieces):
@@ -124,17 +129,7 @@ def test_golden_vectors_match_java_tokenizer_on_a_student_vocabulary(tmp_path, g
     assert sum(vocab[i].startswith("##") for i in glue_ids) > 0.1 * len(glue_ids)  # many words split
     assert max(glue_ids) < len(vocab) and sum(i == 1 for i in glue_ids) < 0.01 * len(glue_ids)
 
-    proc = subprocess.run(
-        ["bash", str(RUN_JAVA_TESTS), str(out), str(vocab_path)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    report = proc.stdout + proc.stderr
-    assert proc.returncode == 0, f"Java tokenizer tests failed (exit {proc.returncode}):\n{report[-6000:]}"
-    match = re.search(r"GOLDEN: (\d+)/(\d+) cases equal \(100\.00%\)", report)
-    assert match, report[-3000:]
-    assert int(match.group(1)) == int(match.group(2)) == header["num_cases"]
+    _assert_java_equals_golden(out, vocab_path, header["num_cases"])
 
 
 def test_committed_edge_cases_are_current(tmp_path, minilm_dir):

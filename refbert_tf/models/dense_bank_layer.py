@@ -16,6 +16,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from refbert_tf.dense_retrieval import unit_rows
+
 
 def _unit(x, axis=-1):
     return x / ops.maximum(ops.sqrt(ops.sum(ops.square(x), axis=axis, keepdims=True)), 1e-12)
@@ -68,7 +70,7 @@ class DenseReferenceBank(keras.layers.Layer):
             )
         if np.any(soft_labels < 0) or not np.allclose(soft_labels.sum(1), 1.0, atol=1e-4):
             raise ValueError("soft_labels must be probabilities: non-negative rows summing to 1")
-        self.keys.assign(keys / np.maximum(np.linalg.norm(keys, axis=1, keepdims=True), 1e-12))
+        self.keys.assign(unit_rows(keys))
         self.soft_labels.assign(soft_labels)
 
     def retrieve(self, query, exclude=None):

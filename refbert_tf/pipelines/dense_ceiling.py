@@ -12,10 +12,11 @@ own (the question of ReAugKD, Zhang et al. 2023, and kNN-CM, 2023); RefBERT does
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import softmax
 
 from refbert_tf.bank.store import label_agreement
 from refbert_tf.data import GlueTask, get_task, load_encoded_splits
-from refbert_tf.dense_retrieval import KEY_SPACES, dense_neighbours, teacher_keys
+from refbert_tf.dense_retrieval import KEY_SPACES, dense_neighbours, teacher_keys, unit_rows
 
 SPACES = tuple(f"teacher:{s}" for s in KEY_SPACES) + ("pretrained:mean",)
 
@@ -70,13 +71,9 @@ def dense_ceiling(
         raise ValueError(f"unknown key space(s) {unknown}; use {', '.join(SPACES)}")
     teacher, tokenizer, meta = load_teacher(teacher_dir, task)
     max_len = meta["max_seq_len"]
-    train, dev, train_f, dev_f = load_encoded_splits(task, tokenizer, max_len, source, glue_dir, max_train_examples)
-    rng = np.random.default_rng(seed)
-    anchors = np.arange(len(train))
-    if max_anchors and len(train) > max_anchors:
-        anchors = np.sort(rng.permutation(len(train))[:max_anchors])
-    anchor_f = {k: tf_gather(train_f[k], anchors) for k in ("token_ids", "segment_ids")}
-    anchor_labels = np.asarray(train.labels)[anchors]
+    train, dev, dev_f, anchors, anchor_f, anchor_labels, rng = sample_anchors(
+        task, tokenizer, max_len, max_anchors, seed, source, glue_dir, max_train_examples
+    )
     sample = np.sort(rng.permutation(len(anchors))[: min(train_sample, len(anchors))])
     pretrained = None
     rows = []
@@ -109,11 +106,24 @@ def dense_ceiling(
     return rows
 
 
-def tf_gather(ragged, rows):
-    """Rows ``rows`` (int [M]) of a ragged tensor [N, (T)]."""
+def sample_anchors(task, tokenizer, max_len, max_anchors, seed, source, glue_dir, max_train_examples):
+    """The task's splits encoded with ``tokenizer`` and the anchors: a seeded random sample of ``max_anchors``
+    training examples (all of them when there are fewer, or for None).
+
+    Returns:
+        ``(train, dev, dev_features, anchors int [M] (training rows, sorted), anchor_features, anchor_labels [M],
+        rng)``; ``rng`` is the seeded generator after the draw, for the callers' further samples.
+    """
     import tensorflow as tf  # lazy
 
-    return tf.gather(ragged, tf.constant(rows, tf.int64))
+    train, dev, train_f, dev_f = load_encoded_splits(task, tokenizer, max_len, source, glue_dir, max_train_examples)
+    rng = np.random.default_rng(seed)
+    anchors = np.arange(len(train))
+    if max_anchors and len(train) > max_anchors:
+        anchors = np.sort(rng.permutation(len(train))[:max_anchors])
+    rows = tf.constant(anchors, tf.int64)
+    anchor_f = {k: tf.gather(train_f[k], rows) for k in ("token_ids", "segment_ids")}
+    return train, dev, dev_f, anchors, anchor_f, np.asarray(train.labels)[anchors], rng
 
 
 def dense_ceiling_markdown(rows: list[dict]) -> str:
@@ -151,12 +161,6 @@ def _encoder_outputs(model, features: dict, batch_size: int = 64) -> dict:
     return {"cls": np.concatenate(cls), "logits": np.concatenate(logits)}
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(-1, keepdims=True)
-
-
 def knn_soft_labels(similarity: np.ndarray, neighbour_probs: np.ndarray, temperature: float) -> np.ndarray:
     """Similarity-weighted mean of the neighbours' teacher probabilities (ReAugKD's aggregation, Zhang et al. 2023):
     weights ``softmax(similarity / temperature)`` over the k neighbours.
@@ -167,7 +171,7 @@ def knn_soft_labels(similarity: np.ndarray, neighbour_probs: np.ndarray, tempera
     Returns:
         float [N, C] probabilities.
     """
-    w = _softmax(similarity / temperature)
+    w = softmax(similarity / temperature, axis=-1)
     return np.einsum("nk,nkc->nc", w, neighbour_probs)
 
 
@@ -233,17 +237,12 @@ def late_fusion_probe(
     if student_meta.get("vocab_sha256") != tokenizer.vocab_sha256:
         raise ValueError(f"{student_dir}: the student reads another vocabulary than the teacher of {teacher_dir}")
     max_len = meta["max_seq_len"]
-    train, dev, train_f, dev_f = load_encoded_splits(task, tokenizer, max_len, source, glue_dir, max_train_examples)
-    rng = np.random.default_rng(seed)
-    anchors = np.arange(len(train))
-    if max_anchors and len(train) > max_anchors:
-        anchors = np.sort(rng.permutation(len(train))[:max_anchors])
-    anchor_f = {key: tf_gather(train_f[key], anchors) for key in ("token_ids", "segment_ids")}
-    labels = np.asarray(train.labels)[anchors]
+    train, dev, dev_f, anchors, anchor_f, labels, rng = sample_anchors(
+        task, tokenizer, max_len, max_anchors, seed, source, glue_dir, max_train_examples
+    )
     t_anchor, s_anchor = _encoder_outputs(teacher, anchor_f), _encoder_outputs(student, anchor_f)
     t_dev, s_dev = _encoder_outputs(teacher, dev_f), _encoder_outputs(student, dev_f)
-    unit = lambda x: x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)  # noqa: E731
-    keys, probs = unit(t_anchor["cls"]), _softmax(t_anchor["logits"])
+    keys, probs = unit_rows(t_anchor["cls"]), softmax(t_anchor["logits"], axis=-1)
     order = rng.permutation(len(anchors))
     hold = np.sort(order[: max(1, int(held_out * len(anchors)))])
     fit_rows = np.sort(order[len(hold) :])
@@ -255,20 +254,21 @@ def late_fusion_probe(
 
     def fused(student_logits, near, lam, temp):
         _, sim, near_probs = near
-        return ((1 - lam) * _softmax(student_logits) + lam * knn_soft_labels(sim, near_probs, temp)).argmax(-1)
+        return ((1 - lam) * softmax(student_logits, axis=-1) + lam * knn_soft_labels(sim, near_probs, temp)).argmax(-1)
 
     def metric(predictions, gold):
         return float(compute_metrics(task, predictions, gold)[task.main_metric])
 
-    hold_near = neighbours(unit(ridge.predict(s_anchor["cls"][hold])), hold)
+    hold_near = neighbours(unit_rows(ridge.predict(s_anchor["cls"][hold])), hold)
     grid = [
         (metric(fused(s_anchor["logits"][hold], hold_near, lam, temp), labels[hold]), lam, temp)
         for lam in weights
         for temp in temperatures
     ]
     best_metric, lam, temp = max(grid, key=lambda g: (g[0], -g[1]))  # ties: the smaller weight
-    dev_query = unit(ridge.predict(s_dev["cls"]))
-    dev_near, upper_near = neighbours(dev_query, None), neighbours(unit(t_dev["cls"]), None)
+    dev_query = unit_rows(ridge.predict(s_dev["cls"]))
+    teacher_dev_keys = unit_rows(t_dev["cls"])
+    dev_near, upper_near = neighbours(dev_query, None), neighbours(teacher_dev_keys, None)
     found = dev_near[0]
     sweep = [
         {"lambda": float(w), "temperature": float(t), "fused": metric(fused(s_dev["logits"], dev_near, w, t), dev.labels),
@@ -295,5 +295,5 @@ def late_fusion_probe(
             "dev_top1": label_agreement(dev.labels, labels[found[:, 0]]),
             "dev_vote": label_agreement(dev.labels, vote_labels(labels[found], task.num_classes)),
         },
-        "query_cosine": round(float(np.mean(np.sum(dev_query * unit(t_dev["cls"]), axis=1))), 4),
+        "query_cosine": round(float(np.mean(np.sum(dev_query * teacher_dev_keys, axis=1))), 4),
     }
