@@ -10,8 +10,9 @@ Steps: load the teacher from <teacher-dir>/<task> (fine-tuning it first if missi
 every training example's reference (the most similar other example, with the same hashed-wordpiece similarity
 the exported model computes), initialise the student (--init; by default a width-pruned slice of the teacher when
 the student fits it), distill in two stages (TinyBERT: embeddings + attention scores + hidden states, then logits
-with --temperature), evaluate on dev with in-graph retrieval, and write <output-dir>/<task>/<refbert|vanilla>/
-(student.keras, student.json, summary.md) and --results. Then export the deployable file,
+with --temperature), evaluate on dev with in-graph retrieval, and write <output-dir>/<task>/<model>/ (model:
+refbert, vanilla or, with --retrieval dense, refbert_dense_<entry>; student.keras, student.json, summary.md) and
+--results. Then export the deployable file,
 <tflite-dir>/<task>_<model>_dynamic_int8.tflite with its model card and vocabulary (--export-variants for others,
 --no-export to skip), measured on dev through the LiteRT interpreter next to the Keras student. Re-running an
 interrupted command resumes it.
@@ -34,7 +35,7 @@ from refbert_tf.cli import (  # noqa: E402
     run,
     strategy_from_args,
 )
-from refbert_tf.config import DISTILL_DEFAULTS, DistillConfig  # noqa: E402
+from refbert_tf.config import DISTILL_DEFAULTS, DistillConfig, model_name  # noqa: E402
 
 VARIANTS = ("float32", "dynamic_int8", "full_int8", "float16")
 
@@ -99,7 +100,7 @@ def main(argv=None):
     from refbert_tf.pipelines import distill_glue, export_glue_student
     from refbert_tf.training import peak_memory_mb
 
-    model = "refbert" if config.use_reference else "vanilla"
+    model = model_name(config)
     teacher_dir, name = os.path.join(args.teacher_dir, task.name), task.name
     if args.student_vocab_size:
         teacher_dir, name = (
@@ -119,7 +120,7 @@ def main(argv=None):
     write_json(path, result)
     metrics = ", ".join(f"{k} {v:.2f}" for k, v in result["metrics"].items())
     print(f"{task.name} {model} student dev: {metrics} (init: {result['config']['init']})")
-    if result["bank"]:
+    if result["bank"] and "dev_retrieval_agreement" in result["bank"]:
         print(
             f"bank: {result['bank']['num_anchors']} anchors, {result['bank']['size_mb']} MB; on-device retrieval "
             f"agrees with the offline choice on {100 * result['bank']['dev_retrieval_agreement']:.1f}% of dev"

@@ -15,7 +15,8 @@ import dataclasses
 import math
 import os
 
-from refbert_tf.models.presets import REFERENCE_PROJECTIONS, STUDENT_PRESETS
+from refbert_tf.dense_retrieval import KEY_SPACES
+from refbert_tf.models.presets import DENSE_ENTRIES, REFERENCE_PROJECTIONS, RETRIEVALS, STUDENT_PRESETS
 
 STUDENT_INITS = ("auto", "random", "pruned", "teacher", "teacher-embeddings")  # or a directory: see DistillConfig.init
 
@@ -161,6 +162,16 @@ class DistillConfig(TrainingConfig):
         num_buckets: K, hash buckets of the retrieval key.
         top_k: references read per input (1: RefBERT; k > 1: the k best anchors' R tokens side by side).
         reference_projection: P, ``linear`` or ``linear_norm`` (see :class:`~refbert_tf.models.student.RefBertStudent`).
+        retrieval: how the reference is found: ``lexical`` (hashed wordpieces, :mod:`refbert_tf.retrieval`) or
+            ``dense`` (cosine of teacher keys, :mod:`refbert_tf.bank.dense`; a RefBERT run only).
+        dense_entry: dense only: ``early`` (the reference tokens join the first block's keys and values) or
+            ``late`` (the nearest anchors' teacher probabilities mixed with the student's prediction).
+        dense_key_space: dense only: the teacher key space (``cls``, ``pooled``, ``mean``;
+            :data:`~refbert_tf.dense_retrieval.KEY_SPACES`).
+        dense_top_k, dense_temperature: late entry only: anchors mixed per input, softmax temperature over their
+            cosine similarities.
+        query_loss_weight: dense only: weight of the query loss, mean (1 - cos(query, the input's teacher key)),
+            added in both stages.
         intermediate_epochs, prediction_epochs: passes over the training set in each stage.
         temperature: prediction-loss temperature (TinyBERT Eq. 11).
         prediction_loss: the prediction-stage loss on classification logits, by name
@@ -212,6 +223,28 @@ class DistillConfig(TrainingConfig):
         knob=True,
         choices=REFERENCE_PROJECTIONS,
     )
+    retrieval: str = setting(
+        "lexical",
+        "how a reference is found: lexical (hashed wordpieces) or dense (cosine of fine-tuned teacher keys; the "
+        "student learns a query head)",
+        knob=True,
+        choices=RETRIEVALS,
+    )
+    dense_entry: str = setting(
+        "early",
+        "dense: where the reference enters: early (its tokens in the first block's keys and values, RefBERT) or "
+        "late (the nearest anchors' teacher probabilities mixed with the prediction, ReAugKD)",
+        knob=True,
+        choices=DENSE_ENTRIES,
+    )
+    dense_key_space: str = setting("cls", "dense: the teacher key space", knob=True, choices=KEY_SPACES)
+    dense_top_k: int = setting(16, "dense, late: anchors mixed per input", knob=True, minimum=1)
+    dense_temperature: float = setting(
+        0.1, "dense, late: softmax temperature over the anchors' cosine similarities", knob=True, above=0
+    )
+    query_loss_weight: float = setting(
+        1.0, "dense: weight of the query loss (1 - cosine to the input's own teacher key)", knob=True, minimum=0
+    )
     intermediate_epochs: float = setting(
         1.0,
         "passes over the training set in the intermediate stage (embeddings, attention scores, hidden states)",
@@ -243,11 +276,21 @@ class DistillConfig(TrainingConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        if self.retrieval == "dense" and not self.use_reference:
+            raise ValueError("--retrieval dense is a RefBERT variant: it cannot be combined with --no-reference")
         if self.init not in STUDENT_INITS and not os.path.isdir(self.init):
             raise ValueError(
                 f"--init {self.init!r}: neither one of {', '.join(STUDENT_INITS)} nor a directory "
                 "holding a general-distilled student"
             )
+
+
+def model_name(config: DistillConfig) -> str:
+    """The student's name in run directories, result files and exported files: ``vanilla``, ``refbert`` (lexical
+    references) or ``refbert_dense_<early|late>``."""
+    if not config.use_reference:
+        return "vanilla"
+    return "refbert" if config.retrieval == "lexical" else f"refbert_dense_{config.dense_entry}"
 
 
 @dataclasses.dataclass

@@ -382,7 +382,8 @@ def load_text_corpus(
     return features, counts
 
 
-EXTRA_INPUTS = ("reference_index",)  # per-example model inputs that make_dataset carries besides the tokens
+# per-example model inputs that make_dataset carries besides the tokens
+EXTRA_INPUTS = ("reference_index", "anchor_position")
 
 
 def make_dataset(
@@ -399,7 +400,8 @@ def make_dataset(
     Args:
         features: packed, unpadded features from :meth:`refbert_tf.tokenization.BertWordPieceTokenizer.encode`:
             ``{"token_ids": RaggedTensor[N, (T)], "segment_ids": RaggedTensor[N, (T)]}``, plus optionally the
-            per-example inputs named in ``EXTRA_INPUTS`` (``reference_index`` int32 [N] or [N, k]: the offline
+            per-example inputs named in ``EXTRA_INPUTS`` (``anchor_position`` int32 [N]: dense retrieval's own
+            anchor of each row, -1 for none; ``reference_index`` int32 [N] or [N, k]: the offline
             reference of each training example), which stay with their example through shuffling and bucketing.
         labels: array [N] (int class ids or float scores), or None for inference.
         batch_size: examples per batch.

@@ -26,7 +26,12 @@ def unit_rows(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def teacher_keys(encoder, features: dict, space: str = "cls", batch_size: int = 64) -> np.ndarray:
+def vote_labels(neighbour_labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Majority label of each row of ``neighbour_labels`` int [N, k] (ties: the lowest label id)."""
+    return np.array([np.bincount(row, minlength=num_classes).argmax() for row in neighbour_labels], np.int64)
+
+
+def teacher_keys(encoder, features: dict, space: str = "cls", batch_size: int = 64, with_logits: bool = False):
     """L2-normalised dense keys of encoded examples.
 
     Args:
@@ -34,21 +39,26 @@ def teacher_keys(encoder, features: dict, space: str = "cls", batch_size: int = 
         features: :meth:`~refbert_tf.tokenization.BertWordPieceTokenizer.encode` output (N examples).
         space: one of :data:`KEY_SPACES`.
         batch_size: examples per forward pass.
+        with_logits: also return the classifier's logits (a fine-tuned ``BertTextClassifier`` only).
 
     Returns:
-        float32 [N, hidden] with unit rows.
+        float32 [N, hidden] with unit rows; with ``with_logits``, ``(keys, logits float32 [N, C])`` of one pass.
 
     Raises:
-        ValueError: an unknown ``space``.
+        ValueError: an unknown ``space``, or ``with_logits`` for a bare backbone.
     """
     from refbert_tf.data import make_dataset  # lazy: TensorFlow
 
     if space not in KEY_SPACES:
         raise ValueError(f"unknown key space {space!r}; use one of {', '.join(KEY_SPACES)}")
     backbone = getattr(encoder, "backbone", encoder)
-    out = []
+    if with_logits and not hasattr(encoder, "output_dense"):
+        raise ValueError("with_logits needs a fine-tuned classifier; a bare backbone has no logits")
+    out, logits = [], []
     for batch in make_dataset(features, None, batch_size=batch_size, shuffle=False):
         states = backbone(batch, training=False)
+        if with_logits:
+            logits.append(np.asarray(encoder.output_dense(states["pooled_output"]), np.float32))
         if space == "pooled":
             keys = np.asarray(states["pooled_output"])
         else:
@@ -59,7 +69,8 @@ def teacher_keys(encoder, features: dict, space: str = "cls", batch_size: int = 
                 mask = np.asarray(batch["padding_mask"], np.float32)[..., None]
                 keys = (sequence * mask).sum(1) / np.maximum(mask.sum(1), 1.0)
         out.append(keys.astype(np.float32))
-    return unit_rows(np.concatenate(out) if out else np.zeros((0, backbone.hidden_dim), np.float32))
+    keys = unit_rows(np.concatenate(out) if out else np.zeros((0, backbone.hidden_dim), np.float32))
+    return (keys, np.concatenate(logits)) if with_logits else keys
 
 
 def dense_neighbours(queries: np.ndarray, anchors: np.ndarray, k: int = 1, exclude=None):

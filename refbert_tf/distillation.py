@@ -8,6 +8,9 @@ student width to the teacher width (one matrix for embeddings and hidden states,
 * attention loss (Eq. 7-8):  sum_m (1/h) sum_heads MSE(A_S^m, A_T^g(m)), A = pre-softmax scores QK^T/sqrt(d)
 * prediction loss (Eq. 11):  soft cross-entropy -softmax(z_T / t) . log_softmax(z_S / t) (temperature t);
   MSE(z_S, z_T) for regression (STS-B)
+* query loss (dense retrieval only, in both stages):  mean (1 - cos(q_S, k_T)), the student's query against the
+  input's own key in the teacher's space (``query_loss_weight``; *our reading* of how ReAugKD, Zhang et al. 2023,
+  trains the student's projection into the teacher's space: an MSE on unit vectors, |q - k|^2 / 2 = 1 - cos)
 
 MSEs average over real tokens only (padding excluded); attention MSEs over (real query, real key) pairs.
 Every mean is over the *global* batch (:func:`refbert_tf.distribute.global_mean`): under a ``tf.distribute``
@@ -91,6 +94,16 @@ def logit_mse(student_logits, teacher_logits, temperature: float = 1.0):
 PREDICTION_LOSSES = {"soft_ce": soft_cross_entropy, "mse": logit_mse}  # DistillConfig.prediction_loss
 
 
+def query_cosine_loss(query, key):
+    """Dense retrieval's query loss: mean over the global batch of 1 - cos(query, key).
+
+    Args:
+        query: float [B, D], the student's query; key: float [B, D], the input's teacher key (any norm).
+    """
+    cosine = tf.reduce_sum(tf.math.l2_normalize(query, -1) * tf.math.l2_normalize(key, -1), -1)
+    return global_mean(tf.reduce_sum(1.0 - cosine), tf.shape(cosine)[0])
+
+
 def layer_map(num_student_layers: int, num_teacher_layers: int) -> list[int]:
     """TinyBERT's uniform mapping g(m) = m * L_T / L_S for m = 1..L_S (1-based teacher layers), rounded up.
 
@@ -144,6 +157,7 @@ class TeacherFeatures:
         outputs = {
             "embeddings": backbone.get_layer("embeddings_layer_norm").output,
             "pooled": backbone.output["pooled_output"],
+            "sequence": backbone.output["sequence_output"],
         }
         for i in range(self.num_layers):
             outputs[f"hidden_{i}"] = backbone.get_layer(f"transformer_layer_{i}").output
@@ -160,11 +174,17 @@ class TeacherFeatures:
             attention_logits(self.model.get_layer(f"transformer_layer_{i}"), h) for i, h in enumerate(layer_inputs)
         ]
         logits = self.teacher.output_dense(out["pooled"]) if self.has_logits else None
+        mask = tf.cast(tf.expand_dims(inputs["padding_mask"], -1), out["sequence"].dtype)
         return {
             "logits": logits,
             "embeddings": out["embeddings"],
             "hidden_states": hidden,
             "attention_logits": attention,
+            "keys": {  # the dense retrieval key spaces (refbert_tf.dense_retrieval.KEY_SPACES), not normalised
+                "cls": out["sequence"][:, 0],
+                "pooled": out["pooled"],
+                "mean": tf.reduce_sum(out["sequence"] * mask, 1) / tf.maximum(tf.reduce_sum(mask, 1), 1.0),
+            },
         }
 
 
@@ -182,6 +202,9 @@ class Distiller(keras.Model):
         layer_mapping: teacher layer (1-based) whose hidden states and attention scores student block m learns;
             None: TinyBERT's uniform :func:`layer_map`.
         prediction_loss: name of the classification prediction loss in :data:`PREDICTION_LOSSES`.
+        key_space: dense retrieval: the teacher key space the student's query learns (the query loss is added in
+            both stages when the student has a query head).
+        query_loss_weight: weight of that loss.
 
     Inputs of ``fit``: ``(inputs, labels)`` with ``inputs`` the student's dict (``reference_index`` included for a
     RefBERT student). Labels only feed the ``student_loss`` metric (hard-label loss, not optimised: TinyBERT's
@@ -201,9 +224,12 @@ class Distiller(keras.Model):
         stage: str = "intermediate",
         layer_mapping: list[int] | None = None,
         prediction_loss: str = "soft_ce",
+        key_space: str = "cls",
+        query_loss_weight: float = 1.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.key_space, self.query_loss_weight = key_space, float(query_loss_weight)
         if prediction_loss not in PREDICTION_LOSSES:
             raise ValueError(f"unknown prediction_loss {prediction_loss!r}; use one of {', '.join(PREDICTION_LOSSES)}")
         self.prediction_loss = PREDICTION_LOSSES[prediction_loss]
@@ -265,6 +291,9 @@ class Distiller(keras.Model):
             terms = {"prediction": logit_mse(student_out["logits"], teacher_out["logits"])}
         else:
             terms = {"prediction": self.prediction_loss(student_out["logits"], teacher_out["logits"], self.temperature)}
+        if "query" in student_out:
+            key = teacher_out["keys"][self.key_space]
+            terms["query"] = self.query_loss_weight * query_cosine_loss(student_out["query"], key)
         terms["distillation_loss"] = tf.add_n(list(terms.values()))
         return terms
 

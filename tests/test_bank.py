@@ -354,3 +354,41 @@ def test_benchmark_bank_help():
         "--kmeans-passes",
     ):
         assert flag in out.stdout
+
+
+def test_dense_anchors_cached_checked_and_never_their_own_reference(bank_and_features, tiny_teacher_dir, tmp_path):
+    """The bank's anchors in the teacher's [CLS] space (refbert_tf/bank/dense.py): unit keys and probabilities,
+    written once and reused, refused for another teacher or training set; a row's dense reference is the most
+    cosine-similar anchor other than its own, and label agreement is counted as by hand."""
+    from refbert_tf.bank.dense import DenseAnchors, dense_label_agreement, load_or_build_dense_anchors
+    from refbert_tf.models.teacher import load_teacher
+
+    bank, feats = bank_and_features
+    teacher, _, _ = load_teacher(tiny_teacher_dir, "sst2")
+    dense = load_or_build_dense_anchors(tmp_path, bank, teacher, feats, "cls", "t1", regression=False)
+    assert dense.keys.shape == (bank.num_anchors, 24) and dense.train_keys.shape == (200, 24)
+    assert np.allclose(np.linalg.norm(dense.keys, axis=1), 1, atol=1e-5)
+    assert np.allclose(dense.soft_labels.sum(1), 1, atol=1e-5) and np.all(dense.soft_labels >= 0)
+    assert (tmp_path / "dense-cls.npz").is_file()
+    again = load_or_build_dense_anchors(tmp_path, bank, None, feats, "cls", "t1", regression=False)  # no teacher pass
+    assert np.array_equal(again.train_keys, dense.train_keys)
+    with pytest.raises(BankError, match="dense-cls.npz holds dense keys of another teacher"):
+        load_or_build_dense_anchors(tmp_path, bank, None, feats, "cls", "t2", regression=False)
+    with pytest.raises(ValueError, match="unknown dense key space 'last'"):
+        load_or_build_dense_anchors(tmp_path, bank, None, feats, "last", "t1", regression=False)
+
+    # the neighbour search on well-separated keys (the tiny teacher's [CLS] states are nearly parallel)
+    train_keys = np.random.default_rng(0).normal(size=(200, 24)).astype(np.float32)
+    train_keys /= np.linalg.norm(train_keys, axis=1, keepdims=True)
+    dense = DenseAnchors(train_keys[bank.anchor_ids], dense.soft_labels, bank.anchor_ids, train_keys, "cls")
+    rows = np.arange(200)
+    refs = dense.references_for_rows(rows)
+    similarity = dense.train_keys @ dense.keys.T
+    own = dense.anchor_positions(rows)
+    similarity[own >= 0, own[own >= 0]] = -np.inf
+    assert np.array_equal(refs, similarity.argmax(1)) and not np.any(bank.anchor_ids[refs] == rows)
+    assert dense.references_for_rows(rows, top_k=3).shape == (200, 3)
+
+    labels = np.arange(200) % 2
+    out = dense_label_agreement(dense, dense.train_keys, labels, labels, vote=0, exclude=own)
+    assert out["top1"]["agreement"] == pytest.approx(100 * np.mean(labels[bank.anchor_ids[refs]] == labels), abs=0.01)

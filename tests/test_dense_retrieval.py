@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from refbert_tf.dense_retrieval import dense_neighbours, teacher_keys
-from refbert_tf.pipelines.dense_ceiling import dense_ceiling, dense_ceiling_markdown, vote_labels
+from refbert_tf.dense_retrieval import dense_neighbours, teacher_keys, vote_labels
+from refbert_tf.pipelines.dense_ceiling import dense_ceiling, dense_ceiling_markdown
 
 
 def test_dense_neighbours_are_the_exact_cosine_best_and_skip_the_excluded_anchor():

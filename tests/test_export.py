@@ -177,3 +177,40 @@ def test_top_k_and_linear_norm_student_exports_with_builtins(student_run, tmp_pa
         x = {"token_ids": ids, "segment_ids": np.zeros_like(ids), "padding_mask": np.ones_like(ids)}
         lite = signature(**x)["logits"]
         np.testing.assert_allclose(lite, np.asarray(student(x, training=False)), atol=1e-4)
+
+
+@pytest.mark.parametrize("entry", ["early", "late"])
+def test_dense_retrieval_student_exports_with_builtins_and_matches_keras(student_run, tmp_path, entry):
+    """Dense retrieval in the file: cosine top-k over the anchors' teacher keys (TOPK_V2), their tokens (early) or
+    teacher probabilities (late) gathered, all builtins; float32 matches Keras and dynamic-range int8 stays close."""
+    from ai_edge_litert.interpreter import Interpreter
+    from helpers import tiny_bert_backbone
+
+    from refbert_tf.bank import build_bank
+    from refbert_tf.bank.dense import DenseAnchors
+    from refbert_tf.models.student import build_student
+
+    _, _, feats, _ = student_run
+    bank = build_bank(tiny_bert_backbone(hidden_dim=24, intermediate_dim=48), feats, layer=-1, num_tokens=4,
+                      max_anchors=60, ignore_ids=(101, 102, 0), num_buckets=128, progress=False)  # fmt: skip
+    rng = np.random.default_rng(0)
+    train_keys = rng.normal(size=(120, 24)).astype(np.float32)
+    probs = rng.dirichlet(np.ones(2), size=bank.num_anchors).astype(np.float32)
+    dense = DenseAnchors(train_keys[bank.anchor_ids], probs, bank.anchor_ids, train_keys, "cls")
+    student = build_student("tiny", 2, 30522, teacher_dim=24, bank=bank if entry == "early" else None,
+                            max_sequence_length=64, dense=dense, dense_entry=entry, dense_top_k=4)  # fmt: skip
+    assert export.bank_size_mb(student) > 0
+    for variant in ("float32", "dynamic_int8"):
+        flatbuffer, info = export.convert(export.export_saved_model(student, tmp_path / f"saved_{variant}"), variant)
+        assert "TOPK_V2" in info["ops"] and not [op for op in info["ops"] if op.startswith("Flex")], info["ops"]
+        path = tmp_path / f"{variant}.tflite"
+        path.write_bytes(flatbuffer)
+        signature = Interpreter(model_path=str(path)).get_signature_runner("serve")
+        worst = 0.0
+        for i in range(10):
+            ids = np.asarray(feats["token_ids"][i], np.int32)[None]
+            inputs = {"token_ids": ids, "segment_ids": np.zeros_like(ids), "padding_mask": np.ones_like(ids)}
+            want = np.asarray(student(inputs))
+            got = next(iter(signature(**inputs).values()))
+            worst = max(worst, float(np.max(np.abs(got - want))))
+        assert worst < (1e-4 if variant == "float32" else 0.1), (variant, worst)

@@ -256,10 +256,11 @@ def strip_bank(student):
 
     if not student.uses_reference:
         raise ValueError("the student has no reference bank to strip")
-    config = {**student.config_values, "bank_config": None}
+    config = {**student.config_values, "bank_config": None, "dense_config": None}
     plain = RefBertStudent(**config)
     plain(dummy_inputs())
-    skip = {"reference_bank", "reference_projection", "reference_projection_norm"}
+    skip = {"reference_bank", "reference_projection", "reference_projection_norm", "dense_reference_bank",
+            "query_projection", "late_fusion"}  # fmt: skip
     for layer in student.layers:
         if layer.name not in skip and layer.weights:
             plain.get_layer(layer.name).set_weights(layer.get_weights())
@@ -269,17 +270,21 @@ def strip_bank(student):
 def bank_size_mb(student) -> float:
     """Size of the constants a RefBERT student's bank adds to an exported float32 file, in MB: the projected
     representations ``P(ref)`` float32 [M, R, d_student], the mask float32 [M, R] and the sparse retrieval table
-    (bucket, anchor, value: 3 int32 per non-zero), as :meth:`RefBertStudent.export_constants` traces them.
+    (bucket, anchor, value: 3 int32 per non-zero), as :meth:`RefBertStudent.export_constants` traces them; with
+    dense retrieval the anchors' keys [M, D] and teacher probabilities [M, C] float32 instead of the table.
     0 for a vanilla student."""
     if not student.uses_reference:
         return 0.0
-    with student.export_constants():
-        bank = student.bank
-        values = (
-            bank.projected_representations.size
-            + bank.num_anchors * bank.num_tokens
-            + 3 * bank.scorer.sparse_table[0].size
-        )
+    values = 0
+    if student.dense_bank is not None:
+        dense = student.dense_bank
+        values += dense.num_anchors * (dense.key_dim + dense.num_classes)
+    if student.bank is not None:
+        with student.export_constants():
+            bank = student.bank
+            values += bank.projected_representations.size + bank.num_anchors * bank.num_tokens
+            if student.dense_bank is None:  # the lexical score table (dense retrieval does not read it)
+                values += 3 * bank.scorer.sparse_table[0].size
     return values * 4 / 2**20
 
 

@@ -14,3 +14,5 @@ STUDENT_PRESETS = {
 }
 
 REFERENCE_PROJECTIONS = ("linear", "linear_norm")  # P: d_teacher -> d_student (see RefBertStudent)
+RETRIEVALS = ("lexical", "dense")  # how the reference is found (see RefBertStudent, DistillConfig.retrieval)
+DENSE_ENTRIES = ("early", "late")  # where a dense reference enters the student (see RefBertStudent)

@@ -10,6 +10,17 @@ constant, non-trainable part of the model, so one exported file carries it.
 The student takes ``{"token_ids", "segment_ids", "padding_mask"}`` int32 [B, T] and, during training, an optional
 ``"reference_index"`` int32 [B] (or [B, k]; the anchors chosen offline, excluding the example itself). Without it the model
 retrieves the reference in-graph (``argmax`` of key similarities), as on the device.
+
+Dense retrieval (``dense_config``; Zhang et al., "ReAugKD", ACL 2023, read for RefBERT's open similarity
+criterion): the bank also holds each anchor's key in the fine-tuned teacher's space and the teacher's class
+probabilities on it (:class:`~refbert_tf.models.dense_bank_layer.DenseReferenceBank`), and a learned query head
+maps the student's own representation into that space. ``entry="early"``: the query is a projection of the
+student's mean-pooled embedding output, and the top-1 anchor's reference tokens join the first block's keys and
+values as above (RefBERT's entry point). ``entry="late"``: the query is a projection of the student's pooled
+output; the top-k anchors' teacher probabilities, weighted by similarity, are mixed with the student's prediction
+(:class:`~refbert_tf.models.dense_bank_layer.LateFusion`, ReAugKD's aggregation), so the model outputs
+log-probabilities. An optional ``"anchor_position"`` int32 [B] input (-1: not an anchor) keeps a training example
+from retrieving itself.
 """
 
 from __future__ import annotations
@@ -23,7 +34,8 @@ import numpy as np
 
 from refbert_tf import faults
 from refbert_tf.io_utils import file_sha256, load_artifact, read_json, save_model_dir, write_json, write_text
-from refbert_tf.models.presets import REFERENCE_PROJECTIONS, STUDENT_PRESETS
+from refbert_tf.models.dense_bank_layer import DenseReferenceBank, LateFusion
+from refbert_tf.models.presets import DENSE_ENTRIES, REFERENCE_PROJECTIONS, STUDENT_PRESETS
 from refbert_tf.models.reference_bank_layer import ReferenceBankLayer
 from refbert_tf.models.reference_encoder import ReferenceTransformerEncoder, attention_logits
 
@@ -56,13 +68,20 @@ class RefBertStudent(keras.Model):
         reference_projection: P, ``"linear"`` (a Dense, *our reading* of the design note) or ``"linear_norm"``
             (Dense, then LayerNorm: the projected reference on the scale of the student's normalised embeddings,
             which it meets in the first block's keys and values).
+        dense_config: dense retrieval (None: lexical, or none for vanilla): ``entry`` (``"early"``, which needs
+            ``bank_config`` for the reference tokens, or ``"late"``) and the
+            :class:`~refbert_tf.models.dense_bank_layer.DenseReferenceBank` arguments ``num_anchors``,
+            ``key_dim``, ``num_classes``, ``top_k``, ``temperature``.
 
     Raises:
-        ValueError: for an unknown ``reference_projection``.
+        ValueError: for an unknown ``reference_projection`` or dense ``entry``, an early dense entry without
+            ``bank_config``, or a late one for regression (``num_classes`` 1).
 
     ``call(inputs)`` returns logits [B, num_classes]; ``call_with_features(inputs)`` returns a dict with
     ``logits``, ``embeddings`` [B, T, H], ``hidden_states`` (list of L tensors [B, T, H]) and ``attention_logits``
-    (list of L tensors [B, heads, T, T], pre-softmax scores over the input tokens) for distillation.
+    (list of L tensors [B, heads, T, T], pre-softmax scores over the input tokens) for distillation; with dense
+    retrieval also ``query`` [B, key_dim] (the query head's output, which the distiller pulls towards the
+    input's own teacher key) and, late, ``student_logits`` (the classifier's logits before the fusion).
     """
 
     def __init__(
@@ -78,9 +97,18 @@ class RefBertStudent(keras.Model):
         bank_config: dict | None = None,
         dropout: float = 0.1,
         reference_projection: str = "linear",
+        dense_config: dict | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if dense_config is not None:
+            entry = dense_config.get("entry")
+            if entry not in DENSE_ENTRIES:
+                raise ValueError(f"unknown dense entry {entry!r}; use one of {', '.join(DENSE_ENTRIES)}")
+            if entry == "early" and bank_config is None:
+                raise ValueError("an early dense entry reads the bank's reference tokens: bank_config is required")
+            if entry == "late" and num_classes < 2:
+                raise ValueError("a late dense entry mixes class probabilities: classification tasks only")
         if reference_projection not in REFERENCE_PROJECTIONS:
             raise ValueError(
                 f"unknown reference_projection {reference_projection!r}; use one of {', '.join(REFERENCE_PROJECTIONS)}"
@@ -97,6 +125,7 @@ class RefBertStudent(keras.Model):
             bank_config=bank_config,
             dropout=dropout,
             reference_projection=reference_projection,
+            dense_config=dense_config,
         )
         init = keras.initializers.TruncatedNormal(stddev=0.02)
         self.token_embedding = keras.layers.Embedding(
@@ -138,6 +167,16 @@ class RefBertStudent(keras.Model):
                 self.reference_projection_norm = keras.layers.LayerNormalization(
                     epsilon=1e-12, name="reference_projection_norm"
                 )
+        self.dense_entry = self.dense_bank = self.late_fusion = None
+        if dense_config is not None:
+            self.dense_entry = dense_config["entry"]
+            bank_args = {k: v for k, v in dense_config.items() if k != "entry"}
+            self.dense_bank = DenseReferenceBank(**bank_args, name="dense_reference_bank")
+            self.query_projection = keras.layers.Dense(
+                bank_args["key_dim"], kernel_initializer=init, name="query_projection"
+            )
+            if self.dense_entry == "late":
+                self.late_fusion = LateFusion(name="late_fusion")
 
     def project_reference(self, reference):
         """P(ref): teacher-width reference tokens [..., d_teacher] -> [..., d_student]."""
@@ -149,7 +188,7 @@ class RefBertStudent(keras.Model):
     @property
     def uses_reference(self) -> bool:
         """True for a RefBERT student, False for the vanilla baseline."""
-        return self.bank is not None
+        return self.bank is not None or self.dense_bank is not None
 
     def call_with_features(self, inputs, training=None):
         token_ids, segment_ids = inputs["token_ids"], inputs["segment_ids"]
@@ -158,10 +197,19 @@ class RefBertStudent(keras.Model):
         x = x + self.position_embedding(x)
         x = self.embeddings_dropout(self.embeddings_layer_norm(x), training=training)
         features = {"embeddings": x, "hidden_states": [], "attention_logits": []}
+        exclude = inputs.get("anchor_position") if isinstance(inputs, dict) else None
+        if self.dense_entry == "early":
+            mask = keras.ops.expand_dims(keras.ops.cast(padding_mask, x.dtype), -1)
+            mean = keras.ops.sum(x * mask, axis=1) / keras.ops.maximum(keras.ops.sum(mask, axis=1), 1.0)
+            features["query"] = self.query_projection(mean)
         reference = reference_mask = None
         if self.bank is not None:
             index = inputs.get("reference_index") if isinstance(inputs, dict) else None
-            if index is None:
+            if index is None and self.dense_entry == "early":
+                index = self.dense_bank.retrieve(features["query"], exclude)[0]  # [B, k], best first
+                if self.bank.top_k == 1:
+                    index = index[:, 0]
+            elif index is None:
                 index = self.bank.retrieve(token_ids, padding_mask)
             reference, reference_mask = self.bank(index)
             if self.bank.projected_representations is None:  # else P(ref) is folded into the bank (export)
@@ -178,6 +226,10 @@ class RefBertStudent(keras.Model):
             features["hidden_states"].append(x)
         pooled = self.pooled_dense(x[:, 0, :])
         features["logits"] = self.classifier(self.head_dropout(pooled, training=training))
+        if self.dense_entry == "late":
+            features["query"] = self.query_projection(pooled)
+            features["student_logits"] = features["logits"]
+            features["logits"] = self.late_fusion(features["logits"], self.dense_bank(features["query"], exclude))
         return features
 
     def call(self, inputs, training=None):
@@ -222,6 +274,10 @@ def build_student(
     dropout: float = 0.1,
     top_k: int = 1,
     reference_projection: str = "linear",
+    dense=None,
+    dense_entry: str = "early",
+    dense_top_k: int = 16,
+    dense_temperature: float = 0.1,
 ) -> RefBertStudent:
     """Build a student from a preset name, with the bank's arrays loaded when ``bank`` is given.
 
@@ -235,10 +291,16 @@ def build_student(
         dropout: dropout rate.
         top_k: references read per input (RefBERT: 1).
         reference_projection: P, see :class:`RefBertStudent`.
+        dense: a :class:`~refbert_tf.bank.dense.DenseAnchors` (the anchors' teacher keys and probabilities) for
+            dense retrieval, or None (lexical). ``dense_entry="early"`` needs ``bank`` (the same anchors' tokens);
+            ``"late"`` reads only ``dense``.
+        dense_entry: ``"early"`` or ``"late"`` (see :class:`RefBertStudent`).
+        dense_top_k, dense_temperature: late entry: anchors mixed per input and the softmax temperature over
+            their cosine similarities (early reads the ``top_k`` best, as the lexical bank).
 
     Raises:
         ValueError: unknown preset or projection; a bank whose representation width differs from
-            ``teacher_dim``; ``top_k`` outside 1..M.
+            ``teacher_dim``; ``top_k`` outside 1..M; dense anchors that are not the bank's.
     """
     if preset not in STUDENT_PRESETS:
         raise ValueError(f"unknown student preset {preset!r}; known: {', '.join(STUDENT_PRESETS)}")
@@ -258,6 +320,14 @@ def build_student(
             ignore_ids=list(bank.index.ignore_ids),
             top_k=top_k,
         )
+    dense_config = None
+    if dense is not None:
+        if bank is not None and not np.array_equal(dense.anchor_ids, bank.anchor_ids):
+            raise ValueError("the dense anchors are not the reference bank's anchors: build both from one bank")
+        dense_config = dict(
+            entry=dense_entry, num_anchors=dense.num_anchors, key_dim=dense.key_dim, num_classes=num_classes,
+            top_k=top_k if dense_entry == "early" else dense_top_k, temperature=dense_temperature,
+        )  # fmt: skip
     student = RefBertStudent(
         vocabulary_size,
         num_classes,
@@ -266,9 +336,12 @@ def build_student(
         bank_config=bank_config,
         dropout=dropout,
         reference_projection=reference_projection,
+        dense_config=dense_config,
         **STUDENT_PRESETS[preset],
     )
     student(dummy_inputs())  # build
+    if dense is not None:
+        student.dense_bank.set_anchors(dense.keys, dense.soft_labels)
     if bank is not None:
         student.bank.representations.assign(bank.representations)
         student.bank.representation_mask.assign(bank.representation_mask.astype(np.float32))

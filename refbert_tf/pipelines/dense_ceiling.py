@@ -16,14 +16,9 @@ from scipy.special import softmax
 
 from refbert_tf.bank.store import label_agreement
 from refbert_tf.data import GlueTask, get_task, load_encoded_splits
-from refbert_tf.dense_retrieval import KEY_SPACES, dense_neighbours, teacher_keys, unit_rows
+from refbert_tf.dense_retrieval import KEY_SPACES, dense_neighbours, teacher_keys, unit_rows, vote_labels
 
 SPACES = tuple(f"teacher:{s}" for s in KEY_SPACES) + ("pretrained:mean",)
-
-
-def vote_labels(neighbour_labels: np.ndarray, num_classes: int) -> np.ndarray:
-    """Majority label of each row of ``neighbour_labels`` int [N, k] (ties: the lowest label id)."""
-    return np.array([np.bincount(row, minlength=num_classes).argmax() for row in neighbour_labels], np.int64)
 
 
 def dense_ceiling(

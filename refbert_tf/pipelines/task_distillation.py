@@ -20,9 +20,10 @@ import numpy as np
 import tensorflow as tf
 
 from refbert_tf.augmentation import augment_training_set
+from refbert_tf.bank.dense import dense_label_agreement, load_or_build_dense_anchors
 from refbert_tf.bank.references import load_or_build_bank, training_references
 from refbert_tf.cli import code_version
-from refbert_tf.config import DistillConfig, distill_config
+from refbert_tf.config import DistillConfig, distill_config, model_name
 from refbert_tf.data import GlueTask, get_task, load_encoded_splits, make_dataset
 from refbert_tf.distillation import Distiller, run_stages
 from refbert_tf.distribute import check_global_batch, strategy_info
@@ -90,7 +91,7 @@ def distill_glue(
     with run_lock(out_dir):
         record = {"task": task.name, "teacher_dir": str(teacher_dir), "teacher_checkpoint": teacher_checkpoint,
                   "source": source, "max_train_examples": max_train_examples, "bank_dir": bank_dir and str(bank_dir),
-                  "config": dataclasses.asdict(config)}  # fmt: skip
+                  "config": run_record(config)}  # fmt: skip
         check_run_config(out_dir, record, finished_card=out_dir / "student.json")
         keras.utils.set_random_seed(config.seed)
         teacher, tokenizer, teacher_meta = load_or_finetune_teacher(
@@ -100,21 +101,33 @@ def distill_glue(
         max_len = min(config.max_seq_len, teacher.backbone.max_sequence_length)
         train, dev, train_f, dev_f = load_encoded_splits(task, tokenizer, max_len, source, glue_dir, max_train_examples)
         data = training_set(train_f, train.labels, tokenizer, teacher.backbone, config)
-        bank = None
+        bank = dense = None
         if config.use_reference:
             bank_dir = Path(bank_dir) if bank_dir else out_dir / "bank"
             bank = reference_step(
                 data, train_f, bank_dir, teacher.backbone, tokenizer, config, task, teacher_id, verbose, strategy
             )
-        student, distiller, config = build_student_and_distiller(task, tokenizer, teacher, bank, config, strategy)
-        bank_info = bank and bank_report(
-            bank, data, reference_diagnostics(task, student, bank, train, dev, train_f, dev_f)
+            if config.retrieval == "dense":
+                dense = dense_reference_step(data, train_f, bank_dir, bank, teacher, config, task, teacher_id)
+        student, distiller, config = build_student_and_distiller(
+            task, tokenizer, teacher, bank, config, strategy, dense
         )
+        bank_info = None
+        if dense is not None:
+            bank_info = {"num_anchors": dense.num_anchors, "num_tokens": bank.num_tokens, "layer": bank.layer,
+                         "size_mb": round(bank.size_mb, 2), "retrieval": "dense", "key_space": dense.space,
+                         "entry": config.dense_entry, "key_dim": dense.key_dim}  # fmt: skip
+        elif bank is not None:
+            bank_info = bank_report(bank, data, reference_diagnostics(task, student, bank, train, dev, train_f, dev_f))
         initialize_student(config.init, student, teacher, distiller, train_f, config.seed, tokenizer.vocab_sha256)
         batches = training_batches(data, config)
         data.timings.update(run_stages(distiller, batches, len(data.labels), config, out_dir, strategy, verbose))
+        if dense is not None:
+            bank_info.update(
+                dense_diagnostics(student, teacher, dense, train.labels, dev_f, dev.labels, task.is_regression)
+            )
         result = {
-            "task": task.name, "model": "refbert" if config.use_reference else "vanilla",
+            "task": task.name, "model": model_name(config),
             "metrics": evaluate(student, task, dev_f, dev.labels),  # in-graph retrieval, as on the device
             "main_metric": task.main_metric, "teacher_metrics": teacher_meta.get("metrics"),
             "teacher_dir": str(teacher_dir), "teacher_id": teacher_id, "command": command, "code_version": code_version(),
@@ -187,16 +200,72 @@ def reference_step(
     return bank
 
 
+DENSE_FIELDS = ("dense_entry", "dense_key_space", "dense_top_k", "dense_temperature", "query_loss_weight")
+
+
+def run_record(config: DistillConfig) -> dict:
+    """The configuration a run directory records (``run.json``): every field, except that a lexical run leaves out
+    the dense-retrieval fields, which do not change it (so run directories of lexical runs written before dense
+    retrieval existed still resume)."""
+    record = dataclasses.asdict(config)
+    if record.get("retrieval") == "lexical":
+        for key in ("retrieval", *DENSE_FIELDS):
+            record.pop(key, None)
+    return record
+
+
+def dense_reference_step(data: TrainingSet, train_f: dict, bank_dir: Path, bank, teacher, config: DistillConfig,
+                         task: GlueTask, teacher_id: str):  # fmt: skip
+    """Dense retrieval: the bank's anchors in the teacher's key space (:mod:`refbert_tf.bank.dense`) and, in
+    ``data``, every row's reference replaced by its nearest other anchor in that space (early entry; a copy is
+    never given its source) or the ``anchor_position`` input that keeps it from retrieving itself in the graph
+    (late entry). Returns the :class:`~refbert_tf.bank.dense.DenseAnchors`."""
+    t0 = time.perf_counter()
+    dense = load_or_build_dense_anchors(
+        bank_dir, bank, teacher, train_f, config.dense_key_space, teacher_id, task.is_regression
+    )
+    rows = np.concatenate([np.arange(int(train_f["token_ids"].nrows())), np.asarray(data.source, np.int64)])
+    if config.dense_entry == "early":
+        data.features["reference_index"] = dense.references_for_rows(rows, config.top_k)
+    else:
+        data.features.pop("reference_index", None)
+        data.features["anchor_position"] = dense.anchor_positions(rows)
+    data.timings["dense_seconds"] = round(time.perf_counter() - t0, 1)
+    return dense
+
+
+def dense_diagnostics(student, teacher, dense, train_labels, dev_f: dict, dev_labels, regression: bool) -> dict:
+    """The trained dense student's retrieval on dev: ``dev_retrieval_agreement``, the fraction of dev examples whose
+    nearest anchor by the student's query (what the device finds) is the one the teacher's own key finds (what
+    training read) and, for classification, ``label_agreement``: how often that anchor (and the vote of 16) has
+    the example's gold label, with the teacher's keys (the ceiling) and with the student's query (percent)."""
+    from refbert_tf.dense_retrieval import dense_neighbours, teacher_keys
+
+    queries = np.concatenate([
+        np.asarray(student.call_with_features(b, training=False)["query"])
+        for b in make_dataset(dev_f, None, batch_size=256)
+    ])  # fmt: skip
+    keys = teacher_keys(teacher, dev_f, dense.space)
+    offline, device = (dense_neighbours(x, dense.keys, k=1)[0][:, 0] for x in (keys, queries))
+    out = {"dev_retrieval_agreement": float(np.mean(offline == device))}
+    if not regression:
+        out["label_agreement"] = {
+            "teacher_keys": dense_label_agreement(dense, keys, dev_labels, train_labels),
+            "student_query": dense_label_agreement(dense, queries, dev_labels, train_labels),
+        }
+    return out
+
+
 def training_batches(data: TrainingSet, config: DistillConfig):
     """Shuffled, repeated ``(inputs, labels)`` batches of the training rows (offline references included).
 
     Raises:
-        RuntimeError: a RefBERT run whose batches lack ``reference_index`` (the student would retrieve in-graph,
-            where an anchor is its own reference).
+        RuntimeError: a RefBERT run whose batches lack both ``reference_index`` and (dense, late)
+            ``anchor_position``: the student would retrieve in-graph, where an anchor is its own reference.
     """
     features = {k: (tf.constant(v) if isinstance(v, np.ndarray) else v) for k, v in data.features.items()}
     ds = make_dataset(features, data.labels, batch_size=config.batch_size, shuffle=True, seed=config.seed, repeat=True)
-    if config.use_reference and "reference_index" not in ds.element_spec[0]:
+    if config.use_reference and not {"reference_index", "anchor_position"} & set(ds.element_spec[0]):
         raise RuntimeError(
             "the training batches lack reference_index: the student would retrieve in-graph, "
             "where an anchor is its own reference"
@@ -204,15 +273,20 @@ def training_batches(data: TrainingSet, config: DistillConfig):
     return ds
 
 
-def build_student_and_distiller(task: GlueTask, tokenizer, teacher, bank, config: DistillConfig, strategy):
-    """The student (with the bank inside for RefBERT) and its :class:`~refbert_tf.distillation.Distiller`, under
-    ``strategy``; returns ``(student, distiller, config)`` with ``config.init`` resolved for this student."""
+def build_student_and_distiller(
+    task: GlueTask, tokenizer, teacher, bank, config: DistillConfig, strategy, dense=None
+):  # fmt: skip
+    """The student (with the bank inside for RefBERT; with ``dense``, a :class:`~refbert_tf.bank.dense.DenseAnchors`,
+    its dense bank and query head) and its :class:`~refbert_tf.distillation.Distiller`, under ``strategy``; returns
+    ``(student, distiller, config)`` with ``config.init`` resolved for this student."""
     backbone = teacher.backbone
+    late = dense is not None and config.dense_entry == "late"
     with strategy.scope():
         student = build_student(
-            config.student, task.num_classes, tokenizer.vocab_size, backbone.hidden_dim, bank=bank,
-            max_sequence_length=backbone.max_sequence_length, top_k=config.top_k,
-            reference_projection=config.reference_projection,
+            config.student, task.num_classes, tokenizer.vocab_size, backbone.hidden_dim,
+            bank=None if late else bank, max_sequence_length=backbone.max_sequence_length, top_k=config.top_k,
+            reference_projection=config.reference_projection, dense=dense, dense_entry=config.dense_entry,
+            dense_top_k=config.dense_top_k, dense_temperature=config.dense_temperature,
         )  # fmt: skip
         config = dataclasses.replace(config, init=resolve_init(config.init, student, backbone))
         mapping = distiller_layer_mapping(config.init, student, backbone)
@@ -223,6 +297,8 @@ def build_student_and_distiller(task: GlueTask, tokenizer, teacher, bank, config
             config.temperature,
             layer_mapping=mapping,
             prediction_loss=config.prediction_loss,
+            key_space=config.dense_key_space,
+            query_loss_weight=config.query_loss_weight,
         )
     return student, distiller, config
 

@@ -234,3 +234,82 @@ def test_missing_teacher_and_foreign_bank(tiny_teacher_dir, glue_dir, tmp_path):
             bank_dir=tmp_path / "run" / "bank",
             verbose=0,
         )
+
+
+@pytest.mark.parametrize("entry", ["early", "late"])
+def test_dense_retrieval_distills_reloads_and_never_reads_its_own_anchor(
+    tiny_teacher_dir, glue_dir, tmp_path, monkeypatch, entry
+):
+    """--retrieval dense: the batches carry the teacher-space references (early) or the anchor positions that the
+    in-graph retrieval excludes (late); the query loss trains; the saved student reloads and predicts the same."""
+    import numpy as np
+
+    from refbert_tf.bank.dense import load_or_build_dense_anchors
+    from refbert_tf.distillation import Distiller
+
+    seen = []
+    original = Distiller.compute_gradients
+
+    def spy(self, data):
+        losses, grads = original(self, data)  # traced: the names, not the values, are seen here
+        seen.append({k for k in data[0] if k in ("reference_index", "anchor_position")} | ({"query"} & set(losses)))
+        return losses, grads
+
+    monkeypatch.setattr(Distiller, "compute_gradients", spy)
+    config = DistillConfig(**{**CONFIG, "retrieval": "dense", "dense_entry": entry, "dense_top_k": 4})
+    out = tmp_path / "run"
+    result = distill_glue("sst2", out, tiny_teacher_dir, config=config, glue_dir=glue_dir, max_train_examples=48,
+                          verbose=0)  # fmt: skip
+    assert result["model"] == f"refbert_dense_{entry}"
+    key = "reference_index" if entry == "early" else "anchor_position"
+    assert seen and all(s == {key, "query"} for s in seen), seen
+    bank = result["bank"]
+    assert bank["retrieval"] == "dense" and 0 <= bank["dev_retrieval_agreement"] <= 1
+    assert set(bank["label_agreement"]) == {"teacher_keys", "student_query"}
+    # early: no training row reads its own anchor; late: each anchor row is told its anchor, the others -1
+    from refbert_tf.bank import ReferenceBank
+
+    stored = ReferenceBank.load(out / "bank")
+    dense = load_or_build_dense_anchors(out / "bank", stored, None, {"token_ids": _Rows(48)}, "cls",
+                                        result["teacher_id"], False)  # fmt: skip
+    rows = np.arange(48)
+    if entry == "early":
+        assert not np.any(stored.anchor_ids[dense.references_for_rows(rows)] == rows)
+    else:
+        position = dense.anchor_positions(rows)
+        is_anchor = np.isin(rows, stored.anchor_ids)
+        assert is_anchor.any() and np.all(position[~is_anchor] == -1)
+        assert np.array_equal(stored.anchor_ids[position[is_anchor]], rows[is_anchor])
+    student = keras.saving.load_model(out / "student.keras")
+    assert student.dense_entry == entry
+    from refbert_tf.tokenization import BertWordPieceTokenizer
+
+    dev = read_glue_tsv("sst2", "dev", glue_dir=glue_dir).take(8)
+    feats = BertWordPieceTokenizer(out / "vocab.txt").encode(dev.text_a, max_seq_len=32)
+    probs = predict_outputs(student, feats)
+    assert probs.shape == (8, 2) and np.all(np.isfinite(probs))
+    # the main job's export step names the file after the variant and measures it beside Keras
+    from refbert_tf.pipelines import export_glue_student
+
+    export = export_glue_student("sst2", out, tmp_path / "tflite", variants=["dynamic_int8"], glue_dir=glue_dir,
+                                 metadata=False)  # fmt: skip
+    (row,) = export["variants"]
+    assert row["path"].endswith(f"sst2_refbert_dense_{entry}_dynamic_int8.tflite") and row["bank_size_mb"] > 0
+    assert abs(row["dev_drop"]) < 5.0
+
+
+class _Rows:
+    """Stands in for encoded features when only the row count is read (the cached dense keys are reused)."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def nrows(self):
+        return self.n
+
+
+def test_lexical_runs_record_no_dense_settings():
+    from refbert_tf.pipelines.task_distillation import run_record
+
+    assert "retrieval" not in run_record(DistillConfig(**CONFIG))
+    assert run_record(DistillConfig(**{**CONFIG, "retrieval": "dense"}))["dense_entry"] == "early"
