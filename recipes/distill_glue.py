@@ -134,7 +134,12 @@ def main(argv=None):
             print(
                 f"{row['path']}: {row['size_mb']:.2f} MB; dev {task.main_metric}: Keras "
                 f"{result['export']['keras_dev_metric']:.2f}, LiteRT {row['dev_metric']:.2f} "
-                f"(drop {row['dev_drop']:+.2f})"
+                f"(drop {row['dev_drop']:+.2f}"
+                + (
+                    f"; {row['label_changes']} of {row['num_dev']} dev labels changed)"
+                    if row.get("label_changes") is not None
+                    else ")"
+                )
             )
     result["job_seconds"] = round(time.perf_counter() - start, 1)
     result["job_peak_memory_mb"] = round(peak_memory_mb(), 1)

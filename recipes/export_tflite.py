@@ -28,7 +28,12 @@ VARIANTS = ("float32", "dynamic_int8", "full_int8", "float16")
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", required=True, help="GLUE task of the student")
-    p.add_argument("--model", choices=["refbert", "vanilla"], default="refbert", help="which student (refbert)")
+    p.add_argument(
+        "--model",
+        choices=["refbert", "vanilla", "refbert_dense_early", "refbert_dense_late"],
+        default="refbert",
+        help="which student (refbert); refbert_dense_<entry>: distilled with --retrieval dense",
+    )
     p.add_argument("--student-dir", default="artifacts/student", help="students live in <student-dir>/<task>/<model>")
     p.add_argument("--output-dir", default="artifacts/tflite", help="where the .tflite files and cards go")
     p.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS), help="variants to write")

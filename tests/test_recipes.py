@@ -155,6 +155,9 @@ def test_main_job_ends_with_a_tflite_file_measured_beside_the_keras_student(tiny
     (row,) = result["export"]["variants"]
     assert row["variant"] == "dynamic_int8" and row["path"] == str(tflite)
     assert result["export"]["keras_dev_metric"] == pytest.approx(result["metrics"]["accuracy"], abs=1e-6)
+    # the label changes explain the drop: accuracy can move by at most one example per changed label
+    assert 0 <= row["label_changes"] <= row["num_dev"] == 872
+    assert abs(row["dev_drop"]) <= 100.0 * row["label_changes"] / row["num_dev"] + 1e-6
     assert f"LiteRT {row['dev_metric']:.2f}" in out and "peak memory" in out
     assert result["job_seconds"] >= result["seconds"]
 

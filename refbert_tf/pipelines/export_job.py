@@ -45,7 +45,8 @@ def export_glue_student(
 
     Returns:
         ``{"task", "model", "keras_dev_metric", "variants": [{variant, path, size_mb, dev_metric, dev_drop,
-        integer_only, ops}], "parity": {...} (float32 only), "command", "seconds"}``; the Keras metric is the
+        label_changes (classification: dev examples whose predicted label differs from the Keras student's),
+        num_dev, integer_only, ops}], "parity": {...} (float32 only), "command", "seconds"}``; the Keras metric is the
         student's, measured again here, so ``dev_drop`` = Keras - TFLite in points.
 
     Raises:
@@ -89,6 +90,10 @@ def export_glue_student(
     rows = []
     for card in cards:
         value = float(card["dev_metrics"][task.main_metric])
+        changes = None  # dev examples whose label the file predicts differently from the Keras student
+        if not task.is_regression and not without_bank:
+            lite = LiteRTClassifier(card["path"]).predict_features(dev_f)
+            changes = int(np.sum(np.argmax(lite, -1) != np.argmax(ours, -1)))
         rows.append(
             {
                 "variant": card["variant"],
@@ -97,6 +102,8 @@ def export_glue_student(
                 "bank_size_mb": card["bank_size_mb"],
                 "dev_metric": value,
                 "dev_drop": None if keras_metric is None else round(keras_metric - value, 3),
+                "label_changes": changes,
+                "num_dev": len(dev.labels),
                 "integer_only": card["integer_only"],
                 "ops": card["ops"],
                 "metadata": card.get("metadata"),
