@@ -35,7 +35,7 @@ import tensorflow as tf
 from refbert_tf.distribute import global_mean, global_sum
 from refbert_tf.io_utils import atomic_path, load_artifact
 from refbert_tf.models.reference_encoder import attention_logits
-from refbert_tf.models.student import dummy_inputs
+from refbert_tf.models.student import dummy_inputs, mean_over_tokens
 from refbert_tf.resume import remove_checkpoints
 from refbert_tf.training import optimizer_for, plan_steps, run_fit
 
@@ -174,7 +174,6 @@ class TeacherFeatures:
             attention_logits(self.model.get_layer(f"transformer_layer_{i}"), h) for i, h in enumerate(layer_inputs)
         ]
         logits = self.teacher.output_dense(out["pooled"]) if self.has_logits else None
-        mask = tf.cast(tf.expand_dims(inputs["padding_mask"], -1), out["sequence"].dtype)
         return {
             "logits": logits,
             "embeddings": out["embeddings"],
@@ -183,7 +182,7 @@ class TeacherFeatures:
             "keys": {  # the dense retrieval key spaces (refbert_tf.dense_retrieval.KEY_SPACES), not normalised
                 "cls": out["sequence"][:, 0],
                 "pooled": out["pooled"],
-                "mean": tf.reduce_sum(out["sequence"] * mask, 1) / tf.maximum(tf.reduce_sum(mask, 1), 1.0),
+                "mean": mean_over_tokens(out["sequence"], inputs["padding_mask"]),
             },
         }
 

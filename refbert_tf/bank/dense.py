@@ -71,11 +71,13 @@ class DenseAnchors:
         return found[:, 0] if top_k == 1 else found
 
 
-def _teacher_id_matches(cached: dict, teacher_id: str, bank: ReferenceBank, space: str) -> bool:
+def _cache_matches(cached: dict, teacher_id: str, bank: ReferenceBank, space: str, num_train: int) -> bool:
+    """A cached ``dense-<space>.npz`` is this run's: same teacher, space, anchors and training rows."""
     return (
         str(cached["teacher_id"]) == teacher_id
         and str(cached["space"]) == space
         and np.array_equal(cached["anchor_ids"], bank.anchor_ids)
+        and len(cached["train_keys"]) == num_train
     )
 
 
@@ -105,7 +107,7 @@ def load_or_build_dense_anchors(
     num_train = int(train_features["token_ids"].nrows())
     if path.is_file():
         cached = load_artifact(path, lambda p: dict(np.load(p)), "delete it; the next run computes it again")
-        if not _teacher_id_matches(cached, teacher_id, bank, space) or len(cached["train_keys"]) != num_train:
+        if not _cache_matches(cached, teacher_id, bank, space, num_train):
             raise BankError(
                 f"{path} holds dense keys of another teacher, space, anchor set or training set than this run's: "
                 "delete it (or pass another --bank-dir)"

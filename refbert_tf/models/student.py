@@ -44,6 +44,13 @@ def _gelu(x):
     return keras.activations.gelu(x, approximate=False)
 
 
+def mean_over_tokens(sequence, padding_mask):
+    """Mean of ``sequence`` [B, T, D] over the real tokens of ``padding_mask`` [B, T] (0/1) -> [B, D]; a row with no
+    real token gives zeros. The student's early dense query and the teacher's ``mean`` key space."""
+    mask = keras.ops.expand_dims(keras.ops.cast(padding_mask, sequence.dtype), -1)
+    return keras.ops.sum(sequence * mask, axis=1) / keras.ops.maximum(keras.ops.sum(mask, axis=1), 1.0)
+
+
 def dummy_inputs() -> dict:
     """A one-example, four-token batch of model inputs, for building models before use."""
     return {
@@ -199,9 +206,7 @@ class RefBertStudent(keras.Model):
         features = {"embeddings": x, "hidden_states": [], "attention_logits": []}
         exclude = inputs.get("anchor_position") if isinstance(inputs, dict) else None
         if self.dense_entry == "early":
-            mask = keras.ops.expand_dims(keras.ops.cast(padding_mask, x.dtype), -1)
-            mean = keras.ops.sum(x * mask, axis=1) / keras.ops.maximum(keras.ops.sum(mask, axis=1), 1.0)
-            features["query"] = self.query_projection(mean)
+            features["query"] = self.query_projection(mean_over_tokens(x, padding_mask))
         reference = reference_mask = None
         if self.bank is not None:
             index = inputs.get("reference_index") if isinstance(inputs, dict) else None
