@@ -49,7 +49,8 @@ def mixed_encode(teacher_tok, student_tok, text_a, text_b, p: float, seed: int, 
 
 def learn_vocabulary(train, path: Path, config: MixedVocabConfig, lowercase: bool) -> Path:
     """The task's student vocabulary at ``path``: learned from both texts of every training example, unless a
-    previous (interrupted) run left it there (learning is deterministic, so it is the same file)."""
+    previous (interrupted) run left it there: that file is the vocabulary (a second training may differ in a
+    few tie-broken pieces, see :func:`~refbert_tf.vocabulary.train_student_vocabulary`)."""
     if path.is_file():
         return path
     texts = list(train.text_a) + (list(train.text_b) if train.text_b is not None else [])
