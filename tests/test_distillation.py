@@ -15,6 +15,7 @@ from refbert_tf.distillation import (
     layer_map,
     logit_mse,
     masked_mse,
+    query_cosine_loss,
     soft_cross_entropy,
 )
 from refbert_tf.models.student import build_student
@@ -26,6 +27,15 @@ def test_masked_mse_by_hand():
     # only position 0 is real: mean(1^2, 2^2) = 2.5
     assert float(masked_mse(s, tf.zeros_like(s), tf.constant([[1, 0]]))) == pytest.approx(2.5)
     assert float(masked_mse(s, tf.zeros_like(s), tf.constant([[1, 1]]))) == pytest.approx((2.5 + 12.5) / 2)
+
+
+def test_query_cosine_loss_by_hand():
+    """Dense retrieval's query loss: mean of 1 - cos over the batch, blind to the norms of query and key."""
+    query, key = tf.constant([[1.0, 0.0], [0.0, 2.0]]), tf.constant([[1.0, 1.0], [0.0, -3.0]])
+    want = ((1.0 - 1.0 / math.sqrt(2.0)) + (1.0 - (-1.0))) / 2  # cos 45 degrees, then opposite directions
+    assert float(query_cosine_loss(query, key)) == pytest.approx(want, abs=1e-6)
+    assert float(query_cosine_loss(5.0 * query, 0.1 * key)) == pytest.approx(want, abs=1e-6)
+    assert float(query_cosine_loss(key, key)) == pytest.approx(0.0, abs=1e-6)
 
 
 def test_attention_mse_by_hand():

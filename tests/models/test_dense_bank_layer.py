@@ -49,6 +49,12 @@ def test_late_fusion_is_a_mixture_whose_weight_is_learned():
     soft = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
     np.testing.assert_allclose(out, 0.75 * soft + 0.25 * p, atol=1e-5)
     assert fusion.mixing_weight == pytest.approx(0.25)
+    # a zero mixing weight is the plain student: its log-softmax, whatever the retrieved labels say
+    fusion.w.assign(-80.0)
+    log_soft = np.log(soft)
+    np.testing.assert_allclose(np.asarray(fusion(logits, p)), log_soft, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(fusion(logits, p[::-1])), log_soft, atol=1e-5)
+    fusion.w.assign(np.log(0.25 / 0.75))
     # a training signal that favours the retrieved labels raises lambda
     z_in, p_in = keras.Input((3,)), keras.Input((3,))
     model = keras.Model([z_in, p_in], fusion(z_in, p_in))

@@ -288,6 +288,15 @@ def test_dense_retrieval_distills_reloads_and_never_reads_its_own_anchor(
     feats = BertWordPieceTokenizer(out / "vocab.txt").encode(dev.text_a, max_seq_len=32)
     probs = predict_outputs(student, feats)
     assert probs.shape == (8, 2) and np.all(np.isfinite(probs))
+    if entry == "late":  # with a zero mixing weight the late student is the plain student (its own logits)
+        student.late_fusion.w.assign(-80.0)
+        from refbert_tf.data import make_dataset
+
+        (batch,) = list(make_dataset(feats, None, batch_size=8, shuffle=False))
+        fused = student.call_with_features(batch)
+        plain = keras.ops.convert_to_numpy(keras.ops.log_softmax(fused["student_logits"], axis=-1))
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(fused["logits"]), plain, atol=1e-5)
+        assert np.array_equal(np.argmax(predict_outputs(student, feats), -1), np.argmax(plain, -1))
     # the main job's export step names the file after the variant and measures it beside Keras
     from refbert_tf.pipelines import export_glue_student
 
