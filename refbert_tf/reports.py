@@ -5,6 +5,8 @@
 - :func:`ablation_summary`, :func:`ablation_plot`: runs that differ in a few knobs, each against its vanilla
   partner.
 - :func:`reference_ceiling_markdown`: the rows of :func:`refbert_tf.pipelines.reference_ceiling`.
+- :func:`pilot_summary`: retrieval variants against the vanilla student over several tasks, with the pilot's
+  go / stop rule.
 """
 
 from __future__ import annotations
@@ -293,3 +295,119 @@ def reference_ceiling_markdown(rows: list[dict]) -> str:
             f"{r['dev']['majority_class']:.2f} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _variant(result: dict) -> str:
+    """A run's retrieval variant: ``vanilla``, ``lexical`` or ``dense_<entry>``."""
+    cfg = result.get("config", {})
+    if not cfg.get("use_reference", result.get("model") != "vanilla"):
+        return "vanilla"
+    return f"dense_{cfg.get('dense_entry', 'early')}" if cfg.get("retrieval") == "dense" else "lexical"
+
+
+def pilot_summary(result_paths, min_gain: float = 0.5) -> tuple[dict, str]:
+    """Retrieval variants against the vanilla student, task by task, and the pilot's rule: go on to the multi-seed
+    verdict with the variant whose mean gain over the tasks is at least ``min_gain`` points, else stop.
+
+    A run's partner is the vanilla run (``--no-reference``) of the same task, seed and number of training
+    examples; a variant's mean gain is taken over the tasks where it has one, and only a variant measured on
+    every task of the pilot can pass the rule.
+
+    Args:
+        result_paths: ``recipes/distill_glue.py`` result JSON files (any tasks, any mix of variants).
+        min_gain: the rule's threshold (points of the task's main metric, mean over the tasks).
+
+    Returns:
+        ``(summary, markdown)``: ``summary = {"rows": [{run, task, variant, seed, num_train, metric, value,
+        tflite_value, size_mb, minus_vanilla, retrieval_agreement, label_agreement_top1, minutes, command}],
+        "variants": {variant: {tasks, mean_gain}}, "tasks", "best", "go"}`` and a markdown table of it.
+
+    Raises:
+        ValueError: no result files among the paths, or no vanilla run.
+    """
+    results = [(Path(p).stem, read_json(p, "re-run the command that wrote it")) for p in result_paths]
+    results = [(name, r) for name, r in results if isinstance(r, dict) and "config" in r and "metrics" in r]
+    if not results:
+        raise ValueError("pilot_summary: no distill_glue result files given")
+
+    def budget(r):
+        return r["task"], r["config"]["seed"], r["num_train"]
+
+    vanilla = {budget(r): r for _, r in results if _variant(r) == "vanilla"}
+    if not vanilla:
+        raise ValueError("pilot_summary: no vanilla (--no-reference) run to compare against")
+    rows = []
+    for name, r in results:
+        metric = r["main_metric"]
+        value = float(r["metrics"][metric])
+        partner = vanilla.get(budget(r))
+        lite = next((v for v in r.get("export", {}).get("variants", []) if v.get("variant") == "dynamic_int8"), {})
+        bank = r.get("bank") or {}
+        top1 = (bank.get("label_agreement") or {}).get("student_query", {}).get("top1", {}).get("agreement")
+        rows.append(
+            {
+                "run": name,
+                "task": r["task"],
+                "variant": _variant(r),
+                "seed": r["config"]["seed"],
+                "num_train": r["num_train"],
+                "metric": metric,
+                "value": round(value, 2),
+                "tflite_value": None if "dev_metric" not in lite else round(float(lite["dev_metric"]), 2),
+                "size_mb": lite.get("size_mb"),
+                "minus_vanilla": None
+                if partner is None or partner is r
+                else round(value - float(partner["metrics"][metric]), 2),
+                "retrieval_agreement": bank.get("dev_retrieval_agreement"),
+                "label_agreement_top1": top1,
+                "minutes": round(float(r["seconds"]) / 60, 1),
+                "command": r["command"],
+            }
+        )
+    tasks = sorted({r["task"] for r in rows})
+    variants = {}
+    for v in sorted({r["variant"] for r in rows} - {"vanilla"}):
+        gains = {r["task"]: r["minus_vanilla"] for r in rows if r["variant"] == v and r["minus_vanilla"] is not None}
+        variants[v] = {
+            "tasks": sorted(gains),
+            "mean_gain": round(float(np.mean(list(gains.values()))), 2) if gains else None,
+        }
+    complete = {v: s for v, s in variants.items() if s["tasks"] == tasks and s["mean_gain"] is not None}
+    best = max(complete, key=lambda v: complete[v]["mean_gain"]) if complete else None
+    go = best is not None and complete[best]["mean_gain"] >= min_gain
+    lines = [
+        "| run | task | variant | seed | train examples | dev metric | .tflite int8 | MB | minus vanilla | "
+        "device finds the teacher's anchor | its anchor has the label | minutes |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def fmt(x, spec):
+        return "" if x is None else format(x, spec)
+
+    for r in rows:
+        agree = None if r["retrieval_agreement"] is None else 100.0 * r["retrieval_agreement"]
+        lines.append(
+            f"| {r['run']} | {r['task']} | {r['variant']} | {r['seed']} | {r['num_train']} | {r['metric']} "
+            f"{r['value']:.2f} | {fmt(r['tflite_value'], '.2f')} | {fmt(r['size_mb'], '.2f')} | "
+            f"{fmt(r['minus_vanilla'], '+.2f')} | {fmt(agree, '.2f')} | {fmt(r['label_agreement_top1'], '.2f')} | "
+            f"{r['minutes']:.1f} |"
+        )
+    lines.append("")
+    for v, s in variants.items():
+        missing = sorted(set(tasks) - set(s["tasks"]))
+        gain = "no vanilla partner" if s["mean_gain"] is None else f"mean gain {s['mean_gain']:+.2f}"
+        lines.append(
+            f"- {v}: {gain} over {', '.join(s['tasks']) or 'no task'}"
+            + (f" (not measured on {', '.join(missing)})" if missing else "")
+        )
+    if go:
+        verdict = f"{best} gains {complete[best]['mean_gain']:+.2f} >= {min_gain:+.2f}: go on to the verdict with it."
+    elif best is not None:
+        verdict = (
+            f"no variant gains {min_gain:+.2f} on average (best {best}, {complete[best]['mean_gain']:+.2f}): stop."
+        )
+    else:
+        verdict = "no variant is measured on every task yet: no decision."
+    lines += ["", f"Pilot rule (mean gain over {', '.join(tasks)} at least {min_gain:+.2f}): {verdict}"]
+    summary = {"rows": rows, "variants": variants, "tasks": tasks, "best": best, "go": go, "min_gain": min_gain}
+    return summary, "\n".join(lines) + "\n"

@@ -137,6 +137,7 @@ def test_summary_recipes_help():
     for recipe, flags in (
         ("recipes/glue_summary.py", ("--results-dir", "--tasks", "--distill-dir", "--out")),
         ("recipes/ablation_summary.py", ("results", "--out")),
+        ("recipes/pilot_summary.py", ("results", "--out", "--min-gain")),
     ):
         out = _run(recipe, "--help")
         assert out.returncode == 0, (recipe, out.stderr)

@@ -3,7 +3,7 @@
 import pytest
 
 from refbert_tf.io_utils import write_json
-from refbert_tf.reports import ablation_plot, ablation_summary, glue_summary
+from refbert_tf.reports import ablation_plot, ablation_summary, glue_summary, pilot_summary
 
 
 def test_glue_summary(tmp_path):
@@ -147,3 +147,50 @@ def test_ablation_summary_pairs_each_run_with_the_vanilla_run_of_its_seed_and_bu
         ablation_summary(paths)
     with pytest.raises(ValueError, match="no RefBERT run"):
         ablation_summary(paths[:1])
+
+
+def _run(tmp_path, name, task, value, retrieval=None, entry="early", seed=42, num_train=100, metric="accuracy"):
+    config = {"seed": seed, "use_reference": retrieval is not None}
+    if retrieval:
+        config |= {"retrieval": retrieval, "dense_entry": entry}
+    record = {
+        "task": task, "model": "x", "main_metric": metric, "metrics": {metric: value}, "config": config,
+        "num_train": num_train, "seconds": 60.0, "command": f"cmd {name}",
+        "export": {"variants": [{"variant": "dynamic_int8", "dev_metric": value - 0.1, "size_mb": 15.0}]},
+    }  # fmt: skip
+    if retrieval == "dense":
+        record["bank"] = {
+            "dev_retrieval_agreement": 0.5,
+            "label_agreement": {"student_query": {"top1": {"agreement": 80.0}}},
+        }
+    path = tmp_path / f"{name}.json"
+    write_json(path, record)
+    return path
+
+
+def test_pilot_summary_pairs_each_variant_with_its_vanilla_run_and_applies_the_rule(tmp_path):
+    paths = [
+        _run(tmp_path, "sst2_vanilla", "sst2", 88.0),
+        _run(tmp_path, "sst2_early", "sst2", 89.0, "dense"),
+        _run(tmp_path, "sst2_late", "sst2", 90.0, "dense", "late"),
+        _run(tmp_path, "sst2_early_seed1", "sst2", 80.0, "dense", seed=1),  # no vanilla of seed 1: no gain
+        _run(tmp_path, "rte_vanilla", "rte", 60.0, num_train=2490),
+        _run(tmp_path, "rte_early", "rte", 60.2, "dense", num_train=2490),
+        _run(tmp_path, "rte_lexical", "rte", 59.0, "lexical", num_train=2490),
+    ]
+    summary, md = pilot_summary(paths)
+    by_run = {r["run"]: r for r in summary["rows"]}
+    assert by_run["sst2_early"]["minus_vanilla"] == 1.0 and by_run["sst2_late"]["minus_vanilla"] == 2.0
+    assert by_run["sst2_early_seed1"]["minus_vanilla"] is None and by_run["rte_lexical"]["variant"] == "lexical"
+    assert by_run["sst2_early"]["label_agreement_top1"] == 80.0 and by_run["sst2_early"]["tflite_value"] == 88.9
+    assert summary["variants"]["dense_early"] == {"tasks": ["rte", "sst2"], "mean_gain": 0.6}
+    # dense_late gains more, but only on SST-2: only a variant measured on every pilot task can pass
+    assert summary["variants"]["dense_late"]["tasks"] == ["sst2"]
+    assert summary["best"] == "dense_early" and summary["go"]
+    assert "dense_late: mean gain +2.00 over sst2 (not measured on rte)" in md
+    summary, md = pilot_summary(paths, min_gain=1.0)
+    assert not summary["go"] and "stop." in md
+    with pytest.raises(ValueError, match="no vanilla"):
+        pilot_summary([paths[1]])
+    with pytest.raises(ValueError, match="no distill_glue result"):
+        pilot_summary([tmp_path / "missing_dir_is_not_read"] * 0)
