@@ -206,7 +206,7 @@ def init_student_by_pruning(student, teacher, statistics: dict, layer_mapping: l
         kernel, bias = teacher.output_dense.get_weights()
         if kernel.shape[1] == c["num_classes"]:
             student.classifier.set_weights([kernel[kept], bias])
-    if student.uses_reference:
+    if student.bank is not None:  # the lexical reference tokens' P (a dense-only student has none)
         student.reference_projection.set_weights([selection_matrix(kept, d_t).T, np.zeros(d_s, np.float32)])
     return kept
 

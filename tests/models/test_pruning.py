@@ -32,7 +32,7 @@ def _teacher(num_classes=2, hidden_dim=32):
     )
 
 
-def _student(hidden_dim, intermediate_dim, num_heads=2, num_layers=2, num_classes=2):
+def _student(hidden_dim, intermediate_dim, num_heads=2, num_layers=2, num_classes=2, dense_config=None):
     from refbert_tf.models.student import RefBertStudent
 
     student = RefBertStudent(
@@ -45,6 +45,7 @@ def _student(hidden_dim, intermediate_dim, num_heads=2, num_layers=2, num_classe
         max_sequence_length=24,
         teacher_dim=32,
         dropout=0.0,
+        dense_config=dense_config,
     )
     student(_inputs())
     return student
@@ -63,6 +64,23 @@ def test_pruning_at_equal_width_reproduces_the_teacher():
     kept = init_student_by_pruning(student, teacher, stats, [1, 2])
     np.testing.assert_array_equal(kept, np.arange(32))
     np.testing.assert_allclose(np.asarray(student(x)), np.asarray(teacher(x)), atol=1e-4)
+
+
+def test_pruning_initialises_a_late_dense_retrieval_student():
+    """A dense-only student has a query head and no lexical reference projection: pruning fills its blocks and
+    classifier as for the vanilla student (its own logits, before the late fusion, are the teacher's)."""
+    from refbert_tf.distillation import TeacherFeatures
+    from refbert_tf.models.pruning import init_student_by_pruning, pruning_statistics
+
+    teacher = _teacher()
+    x = _inputs()
+    stats = pruning_statistics(TeacherFeatures(teacher), x, batch_size=4)
+    dense = {"entry": "late", "num_anchors": 8, "key_dim": 32, "num_classes": 2, "top_k": 4, "temperature": 0.1}
+    student = _student(32, 64, dense_config=dense)
+    assert student.uses_reference and student.bank is None
+    init_student_by_pruning(student, teacher, stats, [1, 2])
+    out = student.call_with_features(x)
+    np.testing.assert_allclose(np.asarray(out["student_logits"]), np.asarray(teacher(x)), atol=1e-4)
 
 
 def test_pruning_keeps_the_most_active_units_and_refuses_misfits():
