@@ -238,7 +238,8 @@ def dense_diagnostics(student, teacher, dense, train_labels, dev_f: dict, dev_la
     """The trained dense student's retrieval on dev: ``dev_retrieval_agreement``, the fraction of dev examples whose
     nearest anchor by the student's query (what the device finds) is the one the teacher's own key finds (what
     training read) and, for classification, ``label_agreement``: how often that anchor (and the vote of 16) has
-    the example's gold label, with the teacher's keys (the ceiling) and with the student's query (percent)."""
+    the example's gold label, with the teacher's keys (the ceiling) and with the student's query (percent); late,
+    also the learned ``mixing_weight`` lambda."""
     from refbert_tf.dense_retrieval import dense_neighbours, teacher_keys
 
     queries = np.concatenate([
@@ -248,6 +249,8 @@ def dense_diagnostics(student, teacher, dense, train_labels, dev_f: dict, dev_la
     keys = teacher_keys(teacher, dev_f, dense.space)
     offline, device = (dense_neighbours(x, dense.keys, k=1)[0][:, 0] for x in (keys, queries))
     out = {"dev_retrieval_agreement": float(np.mean(offline == device))}
+    if student.late_fusion is not None:
+        out["mixing_weight"] = student.late_fusion.mixing_weight
     if not regression:
         out["label_agreement"] = {
             "teacher_keys": dense_label_agreement(dense, keys, dev_labels, train_labels),

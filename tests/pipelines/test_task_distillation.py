@@ -266,6 +266,7 @@ def test_dense_retrieval_distills_reloads_and_never_reads_its_own_anchor(
     bank = result["bank"]
     assert bank["retrieval"] == "dense" and 0 <= bank["dev_retrieval_agreement"] <= 1
     assert set(bank["label_agreement"]) == {"teacher_keys", "student_query"}
+    assert (0 < bank["mixing_weight"] < 1) if entry == "late" else "mixing_weight" not in bank
     # early: no training row reads its own anchor; late: each anchor row is told its anchor, the others -1
     from refbert_tf.bank import ReferenceBank
 
