@@ -22,12 +22,15 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("results", nargs="+", help="distill_glue result JSON files (vanilla runs included)")
     p.add_argument("--out", required=True, help="output path without extension (.json and .md are written)")
+    p.add_argument(
+        "--tasks", nargs="+", default=["sst2", "rte", "mrpc"], help="the pilot's tasks (default sst2 rte mrpc)"
+    )
     p.add_argument("--min-gain", type=float, default=0.5, help="the rule's mean gain in points (default 0.5)")
     args = p.parse_args(argv)
     from refbert_tf.io_utils import write_json, write_text
     from refbert_tf.reports import pilot_summary
 
-    summary, markdown = pilot_summary(args.results, args.min_gain)
+    summary, markdown = pilot_summary(args.results, args.min_gain, args.tasks)
     command = command_line(argv)
     write_json(args.out + ".json", {**summary, "command": command})
     write_text(args.out + ".md", markdown + f"\nCommand: `{command}`\n")

@@ -305,7 +305,7 @@ def _variant(result: dict) -> str:
     return f"dense_{cfg.get('dense_entry', 'early')}" if cfg.get("retrieval") == "dense" else "lexical"
 
 
-def pilot_summary(result_paths, min_gain: float = 0.5) -> tuple[dict, str]:
+def pilot_summary(result_paths, min_gain: float = 0.5, tasks=None) -> tuple[dict, str]:
     """Retrieval variants against the vanilla student, task by task, and the pilot's rule: go on to the multi-seed
     verdict with the variant whose mean gain over the tasks is at least ``min_gain`` points, else stop.
 
@@ -316,6 +316,8 @@ def pilot_summary(result_paths, min_gain: float = 0.5) -> tuple[dict, str]:
     Args:
         result_paths: ``recipes/distill_glue.py`` result JSON files (any tasks, any mix of variants).
         min_gain: the rule's threshold (points of the task's main metric, mean over the tasks).
+        tasks: the pilot's tasks (default: those of the results); until a variant is measured on all of them the
+            rule decides nothing.
 
     Returns:
         ``(summary, markdown)``: ``summary = {"rows": [{run, task, variant, seed, num_train, metric, value,
@@ -364,7 +366,7 @@ def pilot_summary(result_paths, min_gain: float = 0.5) -> tuple[dict, str]:
                 "command": r["command"],
             }
         )
-    tasks = sorted({r["task"] for r in rows})
+    tasks = sorted(tasks or {r["task"] for r in rows})
     variants = {}
     for v in sorted({r["variant"] for r in rows} - {"vanilla"}):
         gains = {r["task"]: r["minus_vanilla"] for r in rows if r["variant"] == v and r["minus_vanilla"] is not None}
@@ -407,7 +409,8 @@ def pilot_summary(result_paths, min_gain: float = 0.5) -> tuple[dict, str]:
             f"no variant gains {min_gain:+.2f} on average (best {best}, {complete[best]['mean_gain']:+.2f}): stop."
         )
     else:
-        verdict = "no variant is measured on every task yet: no decision."
+        so_far = "; ".join(f"{v} {s['mean_gain']:+.2f}" for v, s in variants.items() if s["mean_gain"] is not None)
+        verdict = f"no variant is measured on every task yet: no decision (so far: {so_far or 'nothing'})."
     lines += ["", f"Pilot rule (mean gain over {', '.join(tasks)} at least {min_gain:+.2f}): {verdict}"]
     summary = {"rows": rows, "variants": variants, "tasks": tasks, "best": best, "go": go, "min_gain": min_gain}
     return summary, "\n".join(lines) + "\n"

@@ -188,6 +188,8 @@ def test_pilot_summary_pairs_each_variant_with_its_vanilla_run_and_applies_the_r
     assert summary["variants"]["dense_late"]["tasks"] == ["sst2"]
     assert summary["best"] == "dense_early" and summary["go"]
     assert "dense_late: mean gain +2.00 over sst2 (not measured on rte)" in md
+    summary, md = pilot_summary(paths, tasks=["sst2", "rte", "mrpc"])  # MRPC not run yet: nothing is decided
+    assert summary["best"] is None and not summary["go"] and "no decision (so far: dense_early +0.60" in md
     summary, md = pilot_summary(paths, min_gain=1.0)
     assert not summary["go"] and "stop." in md
     with pytest.raises(ValueError, match="no vanilla"):
