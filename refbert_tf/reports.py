@@ -149,6 +149,36 @@ def _change_label(model: str, changes) -> str:
     return ", ".join(f"{k}={v}" for k, v in changes) or ("baseline" if model == "refbert" else "no reference")
 
 
+def _distill_results(result_paths, caller: str) -> list[tuple[str, dict]]:
+    """``(file stem, record)`` of each ``distill_glue`` result JSON among ``result_paths`` (other JSON files, such
+    as an earlier summary caught by a glob, are skipped), with ``config["init"]`` filled in for older records.
+
+    Raises:
+        ValueError: none of the paths is such a result (the message names ``caller``).
+    """
+    results = [(Path(p).stem, read_json(p, "re-run the command that wrote it")) for p in result_paths]
+    results = [(name, r) for name, r in results if isinstance(r, dict) and "config" in r]
+    for _, r in results:  # older result files spelled the student initialisation in four fields
+        r["config"] = {**r["config"], "init": init_from_record(r["config"])}
+    if not results:
+        raise ValueError(f"{caller}: no distill_glue result files given")
+    return results
+
+
+def _budget(r: dict) -> tuple:
+    """What a run and its vanilla partner share: task, seed, training rows, augmentation and starting point."""
+    cfg = r["config"]
+    return r["task"], cfg["seed"], r["num_train"], cfg.get("augment", 0), cfg["init"]
+
+
+def _minus_vanilla(r: dict, value: float, partner: dict | None) -> float | None:
+    """``value`` (``r``'s main metric) minus its vanilla partner's, in points, or None without a partner (or for
+    the partner itself)."""
+    if partner is None or partner is r:
+        return None
+    return round(value - float(partner["metrics"][r["main_metric"]]), 2)
+
+
 def ablation_summary(result_paths) -> tuple[list[dict], str]:
     """Tabulate distillation runs that differ in a few knobs, each against the vanilla run of the same budget.
 
@@ -169,12 +199,7 @@ def ablation_summary(result_paths) -> tuple[list[dict], str]:
     Raises:
         ValueError: no paths, paths of several tasks, or no RefBERT run among them.
     """
-    results = [(Path(p).stem, read_json(p, "re-run the command that wrote it")) for p in result_paths]
-    results = [(name, r) for name, r in results if isinstance(r, dict) and "config" in r]
-    for _, r in results:  # older result files spelled the student initialisation in four fields
-        r["config"] = {**r["config"], "init": init_from_record(r["config"])}
-    if not results:
-        raise ValueError("ablation_summary: no distill_glue result files given")
+    results = _distill_results(result_paths, "ablation_summary")
     tasks = {r["task"] for _, r in results}
     if len(tasks) != 1:
         raise ValueError(f"ablation_summary: results of several tasks {sorted(tasks)}; give one task's runs")
@@ -185,21 +210,13 @@ def ablation_summary(result_paths) -> tuple[list[dict], str]:
         raise ValueError("ablation_summary: no RefBERT run (config.use_reference true) to describe changes against")
     baseline = min(refbert_configs, key=lambda c: sum(c.get(k, defaults[k]) != defaults[k] for k in ABLATION_KNOBS))
 
-    def budget(r):  # what a vanilla partner must share: seed, rows, augmentation and starting point
-        return (
-            r["config"]["seed"],
-            r["num_train"],
-            r["config"].get("augment", 0),
-            r["config"]["init"],
-        )
-
-    vanilla = {budget(r): r for _, r in results if not r["config"].get("use_reference")}
+    vanilla = {_budget(r): r for _, r in results if not r["config"].get("use_reference")}
     rows = []
     for name, r in results:
         cfg = r["config"]
         metric = r["main_metric"]
         value = round(float(r["metrics"][metric]), 2)
-        partner = vanilla.get(budget(r))
+        partner = vanilla.get(_budget(r))
         changes = {
             k: cfg.get(k, defaults[k])
             for k in ABLATION_KNOBS
@@ -214,9 +231,7 @@ def ablation_summary(result_paths) -> tuple[list[dict], str]:
                 "num_train": r["num_train"],
                 "metric": metric,
                 "value": value,
-                "minus_vanilla": None
-                if partner is None or partner is r
-                else round(value - float(partner["metrics"][metric]), 2),
+                "minus_vanilla": _minus_vanilla(r, value, partner),
                 "minutes": round(float(r["seconds"]) / 60, 1),
                 "command": r["command"],
             }
@@ -309,8 +324,8 @@ def pilot_summary(result_paths, min_gain: float = 0.5, tasks=None) -> tuple[dict
     """Retrieval variants against the vanilla student, task by task, and the pilot's rule: go on to the multi-seed
     verdict with the variant whose mean gain over the tasks is at least ``min_gain`` points, else stop.
 
-    A run's partner is the vanilla run (``--no-reference``) of the same task, seed and number of training
-    examples; a variant's mean gain is taken over the tasks where it has one, and only a variant measured on
+    A run's partner is the vanilla run (``--no-reference``) of the same task, seed, training rows, augmentation
+    and student init; a variant's mean gain is taken over the tasks where it has one, and only a variant measured on
     every task of the pilot can pass the rule.
 
     Args:
@@ -327,22 +342,14 @@ def pilot_summary(result_paths, min_gain: float = 0.5, tasks=None) -> tuple[dict
     Raises:
         ValueError: no result files among the paths, or no vanilla run.
     """
-    results = [(Path(p).stem, read_json(p, "re-run the command that wrote it")) for p in result_paths]
-    results = [(name, r) for name, r in results if isinstance(r, dict) and "config" in r and "metrics" in r]
-    if not results:
-        raise ValueError("pilot_summary: no distill_glue result files given")
-
-    def budget(r):
-        return r["task"], r["config"]["seed"], r["num_train"]
-
-    vanilla = {budget(r): r for _, r in results if _variant(r) == "vanilla"}
+    results = _distill_results(result_paths, "pilot_summary")
+    vanilla = {_budget(r): r for _, r in results if _variant(r) == "vanilla"}
     if not vanilla:
         raise ValueError("pilot_summary: no vanilla (--no-reference) run to compare against")
     rows = []
     for name, r in results:
         metric = r["main_metric"]
         value = float(r["metrics"][metric])
-        partner = vanilla.get(budget(r))
         lite = next((v for v in r.get("export", {}).get("variants", []) if v.get("variant") == "dynamic_int8"), {})
         bank = r.get("bank") or {}
         top1 = (bank.get("label_agreement") or {}).get("student_query", {}).get("top1", {}).get("agreement")
@@ -357,9 +364,7 @@ def pilot_summary(result_paths, min_gain: float = 0.5, tasks=None) -> tuple[dict
                 "value": round(value, 2),
                 "tflite_value": None if "dev_metric" not in lite else round(float(lite["dev_metric"]), 2),
                 "size_mb": lite.get("size_mb"),
-                "minus_vanilla": None
-                if partner is None or partner is r
-                else round(value - float(partner["metrics"][metric]), 2),
+                "minus_vanilla": _minus_vanilla(r, value, vanilla.get(_budget(r))),
                 "retrieval_agreement": bank.get("dev_retrieval_agreement"),
                 "label_agreement_top1": top1,
                 "minutes": round(float(r["seconds"]) / 60, 1),

@@ -195,4 +195,4 @@ def test_pilot_summary_pairs_each_variant_with_its_vanilla_run_and_applies_the_r
     with pytest.raises(ValueError, match="no vanilla"):
         pilot_summary([paths[1]])
     with pytest.raises(ValueError, match="no distill_glue result"):
-        pilot_summary([tmp_path / "missing_dir_is_not_read"] * 0)
+        pilot_summary([])

@@ -8,7 +8,7 @@ from helpers import TINY_DISTILL as CONFIG
 from refbert_tf.bank import BankError
 from refbert_tf.cli import code_version
 from refbert_tf.config import DistillConfig
-from refbert_tf.data import read_glue_tsv
+from refbert_tf.data import make_dataset, read_glue_tsv
 from refbert_tf.models.teacher import TeacherNotFoundError
 from refbert_tf.pipelines import distill_glue, pruning_probe
 from refbert_tf.rundir import RunDirError
@@ -291,8 +291,6 @@ def test_dense_retrieval_distills_reloads_and_never_reads_its_own_anchor(
     assert probs.shape == (8, 2) and np.all(np.isfinite(probs))
     if entry == "late":  # with a zero mixing weight the late student is the plain student (its own logits)
         student.late_fusion.w.assign(-80.0)
-        from refbert_tf.data import make_dataset
-
         (batch,) = list(make_dataset(feats, None, batch_size=8, shuffle=False))
         fused = student.call_with_features(batch)
         plain = keras.ops.convert_to_numpy(keras.ops.log_softmax(fused["student_logits"], axis=-1))
