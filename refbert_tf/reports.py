@@ -326,7 +326,8 @@ def pilot_summary(result_paths, min_gain: float = 0.5, tasks=None) -> tuple[dict
 
     A run's partner is the vanilla run (``--no-reference``) of the same task, seed, training rows, augmentation
     and student init; a variant's mean gain is taken over the tasks where it has one, and only a variant measured on
-    every task of the pilot can pass the rule.
+    every task of the pilot can pass the rule. The rule says stop only when every variant is measured on every
+    task and none passes; while a variant is still missing a task, it says which and decides nothing for it.
 
     Args:
         result_paths: ``recipes/distill_glue.py`` result JSON files (any tasks, any mix of variants).
@@ -337,7 +338,8 @@ def pilot_summary(result_paths, min_gain: float = 0.5, tasks=None) -> tuple[dict
     Returns:
         ``(summary, markdown)``: ``summary = {"rows": [{run, task, variant, seed, num_train, metric, value,
         tflite_value, size_mb, minus_vanilla, retrieval_agreement, label_agreement_top1, minutes, command}],
-        "variants": {variant: {tasks, mean_gain}}, "tasks", "best", "go"}`` and a markdown table of it.
+        "variants": {variant: {tasks, mean_gain}}, "tasks", "best", "go", "pending"}`` (``pending``: the
+        variants not yet measured on every task) and a markdown table of it.
 
     Raises:
         ValueError: no result files among the paths, or no vanilla run.
@@ -382,6 +384,7 @@ def pilot_summary(result_paths, min_gain: float = 0.5, tasks=None) -> tuple[dict
     complete = {v: s for v, s in variants.items() if s["tasks"] == tasks and s["mean_gain"] is not None}
     best = max(complete, key=lambda v: complete[v]["mean_gain"]) if complete else None
     go = best is not None and complete[best]["mean_gain"] >= min_gain
+    pending = [v for v in variants if v not in complete]  # the rule stops only when every variant has been judged
     lines = [
         "| run | task | variant | seed | train examples | dev metric | .tflite int8 | MB | minus vanilla | "
         "device finds the teacher's anchor | its anchor has the label | minutes |",
@@ -409,6 +412,12 @@ def pilot_summary(result_paths, min_gain: float = 0.5, tasks=None) -> tuple[dict
         )
     if go:
         verdict = f"{best} gains {complete[best]['mean_gain']:+.2f} >= {min_gain:+.2f}: go on to the verdict with it."
+    elif pending and best is not None:
+        short = ", ".join(f"{v} {s['mean_gain']:+.2f}" for v, s in complete.items())
+        verdict = (
+            f"{short} below {min_gain:+.2f}; {', '.join(pending)} not measured on every task: no decision for "
+            f"{'it' if len(pending) == 1 else 'them'} yet, the pilot goes on."
+        )
     elif best is not None:
         verdict = (
             f"no variant gains {min_gain:+.2f} on average (best {best}, {complete[best]['mean_gain']:+.2f}): stop."
@@ -417,5 +426,8 @@ def pilot_summary(result_paths, min_gain: float = 0.5, tasks=None) -> tuple[dict
         so_far = "; ".join(f"{v} {s['mean_gain']:+.2f}" for v, s in variants.items() if s["mean_gain"] is not None)
         verdict = f"no variant is measured on every task yet: no decision (so far: {so_far or 'nothing'})."
     lines += ["", f"Pilot rule (mean gain over {', '.join(tasks)} at least {min_gain:+.2f}): {verdict}"]
-    summary = {"rows": rows, "variants": variants, "tasks": tasks, "best": best, "go": go, "min_gain": min_gain}
+    summary = {
+        "rows": rows, "variants": variants, "tasks": tasks, "best": best, "go": go, "pending": pending,
+        "min_gain": min_gain,
+    }  # fmt: skip
     return summary, "\n".join(lines) + "\n"

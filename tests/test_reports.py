@@ -190,8 +190,12 @@ def test_pilot_summary_pairs_each_variant_with_its_vanilla_run_and_applies_the_r
     assert "dense_late: mean gain +2.00 over sst2 (not measured on rte)" in md
     summary, md = pilot_summary(paths, tasks=["sst2", "rte", "mrpc"])  # MRPC not run yet: nothing is decided
     assert summary["best"] is None and not summary["go"] and "no decision (so far: dense_early +0.60" in md
+    # dense_early falls short of +1.0, but dense_late and lexical lack a task: no stop while they are undecided
     summary, md = pilot_summary(paths, min_gain=1.0)
-    assert not summary["go"] and "stop." in md
+    assert not summary["go"] and summary["pending"] == ["dense_late", "lexical"] and "stop." not in md
+    assert "dense_early +0.60 below +1.00; dense_late, lexical not measured on every task" in md
+    summary, md = pilot_summary(paths[:2] + paths[4:6], min_gain=1.0)  # every variant judged, none passes: stop
+    assert not summary["go"] and summary["pending"] == [] and md.rstrip().endswith("(best dense_early, +0.60): stop.")
     with pytest.raises(ValueError, match="no vanilla"):
         pilot_summary([paths[1]])
     with pytest.raises(ValueError, match="no distill_glue result"):
