@@ -427,7 +427,12 @@ def pilot_summary(result_paths, min_gain: float = 0.5, tasks=None) -> tuple[dict
         verdict = f"no variant is measured on every task yet: no decision (so far: {so_far or 'nothing'})."
     lines += ["", f"Pilot rule (mean gain over {', '.join(tasks)} at least {min_gain:+.2f}): {verdict}"]
     summary = {
-        "rows": rows, "variants": variants, "tasks": tasks, "best": best, "go": go, "pending": pending,
+        "rows": rows,
+        "variants": variants,
+        "tasks": tasks,
+        "best": best,
+        "go": go,
+        "pending": pending,
         "min_gain": min_gain,
-    }  # fmt: skip
+    }
     return summary, "\n".join(lines) + "\n"
