@@ -149,6 +149,8 @@ class DistillConfig(TrainingConfig):
 
     Attributes:
         student: student preset (:data:`~refbert_tf.models.presets.STUDENT_PRESETS`).
+        embedding_dim: E of factorised token embeddings (ALBERT, Lan et al. 2020, sec. 3.1): a [V, E] table and an
+            E x H projection; 0 keeps the preset's [V, H] table. At most the preset's hidden width.
         use_reference: RefBERT (True) or the vanilla TinyBERT baseline (False), all else equal.
         init: how the student's weights start: ``auto`` (``pruned`` when the student fits the teacher,
             :func:`~refbert_tf.models.pruning.pruning_misfit`, else ``random``), ``random``, ``pruned`` (a
@@ -186,6 +188,13 @@ class DistillConfig(TrainingConfig):
     """
 
     student: str = setting("tinybert4", "student preset", knob=True, choices=STUDENT_PRESETS)
+    embedding_dim: int = setting(
+        0,
+        "E: factorised token embeddings, a V x E table and an E x hidden projection (ALBERT); 0: the preset's "
+        "hidden width, no projection",
+        knob=True,
+        minimum=0,
+    )
     use_reference: bool = setting(
         True,
         "RefBERT references (--no-reference: the vanilla TinyBERT baseline, all else equal)",
@@ -278,6 +287,12 @@ class DistillConfig(TrainingConfig):
         super().__post_init__()
         if self.retrieval == "dense" and not self.use_reference:
             raise ValueError("--retrieval dense is a RefBERT variant: it cannot be combined with --no-reference")
+        hidden = STUDENT_PRESETS[self.student]["hidden_dim"]
+        if self.embedding_dim > hidden:
+            raise ValueError(
+                f"--embedding-dim {self.embedding_dim} exceeds the {self.student} student's hidden width {hidden}: "
+                "factorised embeddings are narrower than the encoder (0 for none)"
+            )
         if self.init not in STUDENT_INITS and not os.path.isdir(self.init):
             raise ValueError(
                 f"--init {self.init!r}: neither one of {', '.join(STUDENT_INITS)} nor a directory "

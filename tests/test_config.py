@@ -51,6 +51,8 @@ def test_every_setting_describes_itself_and_the_knobs_come_from_the_fields():
             "--student must be one of tinybert4, tinybert4_h240, tinybert4_h192, tinybert6, tiny",
         ),
         (dict(init="prunned"), "--init 'prunned': neither one of auto, random, pruned"),
+        (dict(embedding_dim=-1), "--embedding-dim must be >= 0"),
+        (dict(student="tinybert4_h192", embedding_dim=256), "--embedding-dim 256 exceeds the tinybert4_h192 student's"),
     ],
 )
 def test_out_of_range_settings_are_refused_naming_the_option(kwargs, message):

@@ -214,3 +214,33 @@ def test_dense_retrieval_student_exports_with_builtins_and_matches_keras(student
             got = next(iter(signature(**inputs).values()))
             worst = max(worst, float(np.max(np.abs(got - want))))
         assert worst < (1e-4 if variant == "float32" else 0.1), (variant, worst)
+
+
+def test_factorised_embeddings_export_with_builtins_and_match_keras(student_run, tmp_path):
+    """A student with factorised embeddings (E < H) exports to a file with a [V, E] token table (the vocabulary
+    size the runner reads from it) and an E x H projection; float32 matches Keras, and the dynamic-range file is
+    smaller than the plain student's."""
+    from refbert_tf.models.student import build_student
+
+    _, _, feats, _ = student_run
+    sizes = {}
+    for e in (0, 8):
+        student = build_student("tiny", 2, 30522, teacher_dim=24, max_sequence_length=64, embedding_dim=e)
+        for variant in ("float32", "dynamic_int8"):
+            flatbuffer, info = export.convert(export.export_saved_model(student, tmp_path / f"s{e}{variant}"), variant)
+            assert not [op for op in info["ops"] if op.startswith("Flex")], info["ops"]
+            path = tmp_path / f"e{e}_{variant}.tflite"
+            path.write_bytes(flatbuffer)
+            sizes[e, variant] = len(flatbuffer)
+            runner = LiteRTClassifier(path, max_seq_len=32)
+            assert runner.vocab_size == 30522
+            if variant == "float32":
+                for i in range(10):
+                    ids = np.asarray(feats["token_ids"][i], np.int32)
+                    x = {
+                        "token_ids": ids[None],
+                        "segment_ids": np.zeros_like(ids)[None],
+                        "padding_mask": np.ones_like(ids)[None],
+                    }
+                    np.testing.assert_allclose(runner.predict(ids), np.asarray(student(x))[0], atol=1e-4)
+    assert sizes[8, "dynamic_int8"] < sizes[0, "dynamic_int8"] * 0.5

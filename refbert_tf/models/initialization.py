@@ -110,7 +110,8 @@ def init_student_from_teacher(student: RefBertStudent, teacher_backbone, layer_m
             :func:`refbert_tf.distillation.layer_map`.
 
     Raises:
-        ValueError: if hidden size, heads, FFN size or vocabulary differ (initialise randomly instead).
+        ValueError: if hidden size, heads, FFN size or vocabulary differ (initialise randomly instead), or the
+            student has factorised embeddings.
     """
     c = student.config_values
     mine = (c["hidden_dim"], c["num_heads"], c["intermediate_dim"], c["vocabulary_size"])
@@ -125,6 +126,7 @@ def init_student_from_teacher(student: RefBertStudent, teacher_backbone, layer_m
             f"student (hidden, heads, ffn, vocab) = {mine} differs from the teacher's {theirs}: "
             "initialisation from the teacher needs equal widths"
         )
+    _refuse_factorised(student, "init teacher")
     student.token_embedding.set_weights(teacher_backbone.get_layer("token_embedding").get_weights())
     student.segment_embedding.set_weights(teacher_backbone.get_layer("segment_embedding").get_weights())
     positions = teacher_backbone.get_layer("position_embedding").get_weights()[0]
@@ -154,7 +156,8 @@ def init_student_embeddings_from_teacher(student: RefBertStudent, teacher_backbo
         The basis C, [d_s, d_t] float32.
 
     Raises:
-        ValueError: if the vocabularies differ in size or the student is wider than the teacher.
+        ValueError: if the vocabularies differ in size, the student is wider than the teacher or has factorised
+            embeddings.
     """
     c = student.config_values
     d_s, d_t = c["hidden_dim"], teacher_backbone.hidden_dim
@@ -165,6 +168,7 @@ def init_student_embeddings_from_teacher(student: RefBertStudent, teacher_backbo
         )
     if d_s > d_t:
         raise ValueError(f"student width {d_s} exceeds the teacher's {d_t}: PCA cannot add directions")
+    _refuse_factorised(student, "init teacher-embeddings")
     tokens = np.asarray(teacher_backbone.get_layer("token_embedding").get_weights()[0], np.float64)
     basis = PCA(n_components=d_s, svd_solver="full").fit(tokens).components_.astype(np.float32)
     positions = teacher_backbone.get_layer("position_embedding").get_weights()[0][: c["max_sequence_length"]]
@@ -175,7 +179,15 @@ def init_student_embeddings_from_teacher(student: RefBertStudent, teacher_backbo
     return basis
 
 
-ENCODER_SHAPE = ("vocabulary_size", "num_layers", "hidden_dim", "num_heads", "intermediate_dim")
+def _refuse_factorised(student, init: str) -> None:
+    if student.embedding_projection is not None:
+        raise ValueError(
+            f"{init} copies a [V, hidden] token table, but the student has factorised embeddings (embedding_dim "
+            f"{student.config_values['embedding_dim']}): use init pruned (a truncated SVD of the pruned table) or random"
+        )
+
+
+ENCODER_SHAPE = ("vocabulary_size", "num_layers", "hidden_dim", "num_heads", "intermediate_dim", "embedding_dim")
 
 
 def init_student_from_general(student: RefBertStudent, general_dir, vocab_sha256: str | None = None) -> dict:
@@ -197,7 +209,7 @@ def init_student_from_general(student: RefBertStudent, general_dir, vocab_sha256
 
     Raises:
         FileNotFoundError: a file of ``general_dir`` is missing.
-        ValueError: another vocabulary, or an encoder shape (vocabulary size, layers, width, heads, FFN) that
+        ValueError: another vocabulary, or an encoder shape (vocabulary size, layers, width, heads, FFN, E) that
             differs from ``student``'s (the message names the directory and both shapes).
     """
     general, meta = load_student(general_dir)
@@ -214,7 +226,10 @@ def init_student_from_general(student: RefBertStudent, general_dir, vocab_sha256
             f"{general_dir} holds a student of shape {theirs}, this run builds {mine}: pass the same "
             "--student preset to general_distill.py and distill_glue.py"
         )
-    for name in ("token_embedding", "segment_embedding", "embeddings_layer_norm"):
+    names = ["token_embedding", "segment_embedding", "embeddings_layer_norm"]
+    if student.embedding_projection is not None:
+        names.append("embedding_projection")
+    for name in names:
         getattr(student, name).set_weights(getattr(general, name).get_weights())
     positions = general.position_embedding.get_weights()[0]
     length = student.config_values["max_sequence_length"]

@@ -30,6 +30,7 @@ import keras_hub
 import numpy as np
 from keras import ops
 
+from refbert_tf.models.pruning import truncated_svd
 from refbert_tf.vocabulary import STUDENT_SPECIAL_TOKENS
 
 
@@ -77,13 +78,8 @@ def svd_embedding_init(teacher_tokenizer, student_tokenizer, teacher_table: np.n
         texts = [student_tokenizer.vocab[j].removeprefix("##") for j in missing]
         for j, ids in zip(missing, teacher_tokenizer.tokenize(texts).to_list()):
             rows[j] = teacher_table[ids].mean(0) if ids else teacher_table[teacher_tokenizer.unk_id]
-    hidden = teacher_table.shape[1]
-    if dim >= hidden:
-        s = np.zeros((rows.shape[0], dim), np.float32)
-        s[:, :hidden] = rows
-        return s, np.eye(dim, hidden, dtype=np.float32), shared / len(rows)
-    u, sigma, vt = np.linalg.svd(rows, full_matrices=False)
-    return (u[:, :dim] * sigma[:dim]).astype(np.float32), vt[:dim].astype(np.float32), shared / len(rows)
+    table, projection = truncated_svd(rows, dim)
+    return table, projection, shared / len(rows)
 
 
 @keras.saving.register_keras_serializable(package="refbert_tf")

@@ -126,7 +126,9 @@ def pruning_misfit(student, backbone) -> str | None:
 def init_student_by_pruning(student, teacher, statistics: dict, layer_mapping: list[int]) -> np.ndarray:
     """Copy a width-pruned slice of the teacher into a narrower student (see the module docstring).
 
-    Copies the token, position (first ``max_sequence_length`` rows) and segment embeddings, the embedding
+    Copies the token (for factorised embeddings, E < d_s: the truncated SVD of the pruned table,
+    :func:`truncated_svd`, as table and projection), position (first ``max_sequence_length`` rows) and segment
+    embeddings, the embedding
     LayerNorm, the mapped Transformer blocks (student block m from teacher block ``layer_mapping[m]``, 1-based, as
     :func:`refbert_tf.distillation.layer_map`), the pooler and, for a classifier teacher with as many outputs, the
     classifier, each restricted to the kept coordinates. A RefBERT student's projection P (d_t -> d_s) becomes the
@@ -162,7 +164,13 @@ def init_student_by_pruning(student, teacher, statistics: dict, layer_mapping: l
         table = backbone.get_layer(name).get_weights()[0]
         getattr(student, name).set_weights([table[:rows, kept]])
 
-    copy_embedding("token_embedding")
+    tokens = backbone.get_layer("token_embedding").get_weights()[0][:, kept]
+    if student.embedding_projection is None:
+        student.token_embedding.set_weights([tokens])
+    else:  # factorised embeddings: the best rank-E approximation of the pruned table
+        table, projection = truncated_svd(tokens, student.token_embedding.output_dim)
+        student.token_embedding.set_weights([table])
+        student.embedding_projection.set_weights([projection, np.zeros(d_s, np.float32)])
     copy_embedding("position_embedding", c["max_sequence_length"])
     copy_embedding("segment_embedding", student.segment_embedding.input_dim)
     gamma, beta = backbone.get_layer("embeddings_layer_norm").get_weights()
@@ -209,6 +217,29 @@ def init_student_by_pruning(student, teacher, statistics: dict, layer_mapping: l
     if student.bank is not None:  # the lexical reference tokens' P (a dense-only student has none)
         student.reference_projection.set_weights([selection_matrix(kept, d_t).T, np.zeros(d_s, np.float32)])
     return kept
+
+
+def truncated_svd(table, dim: int):
+    """Factorise ``table`` [V, H] as ``S W`` with ``S = U_E Sigma_E`` [V, E] and ``W = V_E^T`` [E, H] by a truncated
+    SVD: the best rank-E approximation in Frobenius norm (Eckart-Young). ``dim >= H`` gives ``S`` = the table
+    padded with zero columns and ``W`` the identity padded with zero rows (exact).
+
+    Returns:
+        ``(S, W)`` float32.
+
+    Raises:
+        ValueError: ``dim`` < 1.
+    """
+    if dim < 1:
+        raise ValueError(f"embedding dim must be >= 1, got {dim}")
+    table = np.asarray(table, np.float32)
+    hidden = table.shape[1]
+    if dim >= hidden:
+        s = np.zeros((table.shape[0], dim), np.float32)
+        s[:, :hidden] = table
+        return s, np.eye(dim, hidden, dtype=np.float32)
+    u, sigma, vt = np.linalg.svd(table, full_matrices=False)
+    return (u[:, :dim] * sigma[:dim]).astype(np.float32), vt[:dim].astype(np.float32)
 
 
 def selection_matrix(kept, width: int) -> np.ndarray:

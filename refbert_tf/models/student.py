@@ -68,6 +68,9 @@ class RefBertStudent(keras.Model):
         vocabulary_size: the teacher's vocabulary size (students share the teacher's tokenizer).
         num_classes: task outputs (1 for STS-B).
         num_layers, hidden_dim, num_heads, intermediate_dim: encoder shape (see ``STUDENT_PRESETS``).
+        embedding_dim: E, width of the token embeddings. None (or ``hidden_dim``): a [V, H] table. Smaller:
+            factorised embeddings (ALBERT, Lan et al. 2020, sec. 3.1), a [V, E] table followed by an E x H
+            projection (``embedding_projection``, with bias), so the table costs V x E instead of V x H.
         max_sequence_length: position embeddings (tokens).
         teacher_dim: hidden size of the teacher (the bank's width, input of the projection P).
         bank_config: ``ReferenceBankLayer`` config (None: a vanilla student without references).
@@ -81,7 +84,8 @@ class RefBertStudent(keras.Model):
             ``key_dim``, ``num_classes``, ``top_k``, ``temperature``.
 
     Raises:
-        ValueError: for an unknown ``reference_projection`` or dense ``entry``, an early dense entry without
+        ValueError: for an unknown ``reference_projection`` or dense ``entry``, ``embedding_dim`` outside
+            1..``hidden_dim``, an early dense entry without
             ``bank_config``, or a late one for regression (``num_classes`` 1).
 
     ``call(inputs)`` returns logits [B, num_classes]; ``call_with_features(inputs)`` returns a dict with
@@ -105,9 +109,14 @@ class RefBertStudent(keras.Model):
         dropout: float = 0.1,
         reference_projection: str = "linear",
         dense_config: dict | None = None,
+        embedding_dim: int | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if embedding_dim is not None and not 1 <= embedding_dim <= hidden_dim:
+            raise ValueError(f"embedding_dim must be in 1..hidden_dim ({hidden_dim}), got {embedding_dim}")
+        if embedding_dim == hidden_dim:
+            embedding_dim = None
         if dense_config is not None:
             entry = dense_config.get("entry")
             if entry not in DENSE_ENTRIES:
@@ -133,11 +142,17 @@ class RefBertStudent(keras.Model):
             dropout=dropout,
             reference_projection=reference_projection,
             dense_config=dense_config,
+            embedding_dim=embedding_dim,
         )
         init = keras.initializers.TruncatedNormal(stddev=0.02)
         self.token_embedding = keras.layers.Embedding(
-            vocabulary_size, hidden_dim, embeddings_initializer=init, name="token_embedding"
+            vocabulary_size, embedding_dim or hidden_dim, embeddings_initializer=init, name="token_embedding"
         )
+        self.embedding_projection = None
+        if embedding_dim is not None:
+            self.embedding_projection = keras.layers.Dense(
+                hidden_dim, kernel_initializer=init, name="embedding_projection"
+            )
         self.position_embedding = keras_hub.layers.PositionEmbedding(
             max_sequence_length, initializer=init, name="position_embedding"
         )
@@ -200,7 +215,10 @@ class RefBertStudent(keras.Model):
     def call_with_features(self, inputs, training=None):
         token_ids, segment_ids = inputs["token_ids"], inputs["segment_ids"]
         padding_mask = inputs["padding_mask"]
-        x = self.token_embedding(token_ids) + self.segment_embedding(segment_ids)
+        x = self.token_embedding(token_ids)
+        if self.embedding_projection is not None:
+            x = self.embedding_projection(x)
+        x = x + self.segment_embedding(segment_ids)
         x = x + self.position_embedding(x)
         x = self.embeddings_dropout(self.embeddings_layer_norm(x), training=training)
         features = {"embeddings": x, "hidden_states": [], "attention_logits": []}
@@ -283,6 +301,7 @@ def build_student(
     dense_entry: str = "early",
     dense_top_k: int = 16,
     dense_temperature: float = 0.1,
+    embedding_dim: int | None = None,
 ) -> RefBertStudent:
     """Build a student from a preset name, with the bank's arrays loaded when ``bank`` is given.
 
@@ -302,6 +321,8 @@ def build_student(
         dense_entry: ``"early"`` or ``"late"`` (see :class:`RefBertStudent`).
         dense_top_k, dense_temperature: late entry: anchors mixed per input and the softmax temperature over
             their cosine similarities (early reads the ``top_k`` best, as the lexical bank).
+        embedding_dim: E of factorised token embeddings (None or 0: the preset's hidden width; see
+            :class:`RefBertStudent`).
 
     Raises:
         ValueError: unknown preset or projection; a bank whose representation width differs from
@@ -342,6 +363,7 @@ def build_student(
         dropout=dropout,
         reference_projection=reference_projection,
         dense_config=dense_config,
+        embedding_dim=embedding_dim or None,
         **STUDENT_PRESETS[preset],
     )
     student(dummy_inputs())  # build

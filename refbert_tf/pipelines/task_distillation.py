@@ -133,7 +133,8 @@ def distill_glue(
             "teacher_dir": str(teacher_dir), "teacher_id": teacher_id, "command": command, "code_version": code_version(),
             "seconds": round(time.perf_counter() - start, 1), "peak_memory_mb": round(peak_memory_mb(), 1),
             "stage_seconds": data.timings, "bank": bank_info, "num_train": len(train), "num_augmented": len(data.source),
-            "num_dev": len(dev), "student_parameters": int(student.count_params()), "config": dataclasses.asdict(config),
+            "num_dev": len(dev), "vocab_size": tokenizer.vocab_size, "student_parameters": int(student.count_params()),
+            "config": dataclasses.asdict(config),
             "strategy": strategy_info(strategy),
         }  # fmt: skip
         card = {**result, "labels": list(task.labels), "max_seq_len": max_len}
@@ -290,6 +291,7 @@ def build_student_and_distiller(
             bank=None if late else bank, max_sequence_length=backbone.max_sequence_length, top_k=config.top_k,
             reference_projection=config.reference_projection, dense=dense, dense_entry=config.dense_entry,
             dense_top_k=config.dense_top_k, dense_temperature=config.dense_temperature,
+            embedding_dim=config.embedding_dim,
         )  # fmt: skip
         config = dataclasses.replace(config, init=resolve_init(config.init, student, backbone))
         mapping = distiller_layer_mapping(config.init, student, backbone)

@@ -139,3 +139,44 @@ def test_pruning_keeps_the_most_active_units_and_refuses_misfits():
         init_student_by_pruning(student, teacher, stats, [1, 3])
     with pytest.raises(ValueError, match="at least one example"):
         pruning_statistics(TeacherFeatures(teacher), {k: v[:0] for k, v in x.items()})
+
+
+def test_pruning_a_factorised_student_gives_the_best_rank_e_table():
+    """With factorised embeddings (E < d_s) pruning sets table x projection to the truncated SVD of the pruned
+    token table: its squared error is the sum of the discarded squared singular values (Eckart-Young), and the
+    blocks are those of the plain pruned student."""
+    from refbert_tf.distillation import TeacherFeatures
+    from refbert_tf.models.pruning import init_student_by_pruning, pruning_statistics
+    from refbert_tf.models.student import RefBertStudent
+
+    teacher = _teacher()
+    x = _inputs()
+    stats = pruning_statistics(TeacherFeatures(teacher), x, batch_size=4)
+    plain = _student(16, 32)
+    kept = init_student_by_pruning(plain, teacher, stats, [1, 2])
+    factorised = RefBertStudent(100, 2, num_layers=2, hidden_dim=16, num_heads=2, intermediate_dim=32,
+                                max_sequence_length=24, teacher_dim=32, dropout=0.0, embedding_dim=6)  # fmt: skip
+    factorised(x)
+    assert list(init_student_by_pruning(factorised, teacher, stats, [1, 2])) == list(kept)
+    pruned = teacher.backbone.token_embedding.embeddings.numpy()[:, kept]
+    approx = factorised.token_embedding.embeddings.numpy() @ factorised.embedding_projection.kernel.numpy()
+    sigma = np.linalg.svd(pruned, compute_uv=False)
+    np.testing.assert_allclose(np.sum((pruned - approx) ** 2), np.sum(sigma[6:] ** 2), rtol=1e-3)
+    np.testing.assert_array_equal(factorised.embedding_projection.bias.numpy(), 0)
+    for mine, theirs in zip(factorised.blocks, plain.blocks):
+        for a, b in zip(mine.get_weights(), theirs.get_weights()):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_teacher_initialisations_refuse_a_factorised_student():
+    from refbert_tf.models.initialization import init_student_embeddings_from_teacher, init_student_from_teacher
+    from refbert_tf.models.student import RefBertStudent
+
+    teacher = _teacher()
+    student = RefBertStudent(100, 2, num_layers=2, hidden_dim=32, num_heads=2, intermediate_dim=64,
+                             max_sequence_length=24, teacher_dim=32, embedding_dim=8)  # fmt: skip
+    student(_inputs())
+    for init in (init_student_from_teacher, init_student_embeddings_from_teacher):
+        args = (student, teacher.backbone) + (([1, 2],) if init is init_student_from_teacher else ())
+        with pytest.raises(ValueError, match="factorised embeddings \\(embedding_dim 8\\): use init pruned"):
+            init(*args)

@@ -149,3 +149,20 @@ def test_linear_norm_projection_folds_and_reloads(small_bank, tmp_path):
     assert not export.strip_bank(student).uses_reference
     with pytest.raises(ValueError, match="unknown reference_projection 'mlp'"):
         build_student("tiny", 2, 30522, teacher_dim=24, bank=bank, reference_projection="mlp")
+
+
+def test_factorised_embeddings_shrink_the_table_and_reload(small_bank, tmp_path):
+    """embedding_dim E < H: a [V, E] table and an E x H projection (ALBERT), V x E + E x H + H parameters in place
+    of V x H; E = H is the plain table; E outside 1..H is refused, naming the width."""
+    bank, feats = small_bank
+    plain = build_student("tinybert4", 2, 8192, teacher_dim=24, max_sequence_length=64)
+    factorised = build_student("tinybert4", 2, 8192, teacher_dim=24, max_sequence_length=64, embedding_dim=128)
+    assert factorised.token_embedding.embeddings.shape == (8192, 128)
+    assert factorised.embedding_projection.kernel.shape == (128, 312)
+    assert plain.count_params() - factorised.count_params() == 8192 * 312 - (8192 * 128 + 128 * 312 + 312)
+    same = build_student("tinybert4", 2, 8192, teacher_dim=24, max_sequence_length=64, embedding_dim=312)
+    assert same.embedding_projection is None and same.count_params() == plain.count_params()
+    with pytest.raises(ValueError, match=r"embedding_dim must be in 1..hidden_dim \(312\), got 400"):
+        build_student("tinybert4", 2, 8192, teacher_dim=24, embedding_dim=400)
+    refbert = build_student("tiny", 2, 30522, teacher_dim=24, bank=bank, max_sequence_length=64, embedding_dim=8)
+    run_model_saving_test(refbert, _inputs(feats), tmp_path)

@@ -23,7 +23,7 @@ def test_student_vocabulary_main_job_trains_stage_one_then_distills_and_exports_
         ["recipes/distill_glue.py", "--task", "sst2", "--glue-dir", str(glue_dir), "--no-finetune-teacher",
          "--teacher-dir", str(tiny_teacher_dir.parent), "--output-dir", str(work / "student"),
          "--tflite-dir", str(work / "tflite"), "--results", str(work / "result.json"), *TINY_MAIN_JOB,
-         "--student-vocab-size", "400"],
+         "--student-vocab-size", "400", "--embedding-dim", "16"],
     )  # fmt: skip
     assert code == 0, err[-4000:]
     stage1_dir = tiny_teacher_dir.parent.parent / f"{tiny_teacher_dir.parent.name}_vocab400" / "sst2"
@@ -60,3 +60,6 @@ def test_student_vocabulary_main_job_trains_stage_one_then_distills_and_exports_
     assert np.abs(lite - keras_logits).max() <= 0.05 * np.abs(keras_logits).max() + 1e-4
     result = json.loads((work / "result.json").read_text())
     assert result["export"]["variants"][0]["size_mb"] > 0
+    # factorised embeddings (E 16 < H 32) on the small vocabulary, exported and checked above like the rest
+    assert result["vocab_size"] == student_tok.vocab_size and result["config"]["embedding_dim"] == 16
+    assert student.token_embedding.embeddings.shape == (student_tok.vocab_size, 16)
