@@ -138,6 +138,7 @@ def test_summary_recipes_help():
         ("recipes/glue_summary.py", ("--results-dir", "--tasks", "--distill-dir", "--out")),
         ("recipes/ablation_summary.py", ("results", "--out")),
         ("recipes/pilot_summary.py", ("results", "--out", "--min-gain")),
+        ("recipes/size_curve.py", ("results", "--out", "--variant", "--target-mb", "--teacher-vocab-size")),
     ):
         out = _run(recipe, "--help")
         assert out.returncode == 0, (recipe, out.stderr)
