@@ -23,15 +23,17 @@ TARGETS = {"smaller": 4.0, "faster": 3.0, "metric_share": 0.98}
 
 
 def model_label(card: dict) -> str:
-    """A row's name from its card: model, vocabulary size and student preset (read from the ``student.json`` of
-    the card's ``source_student`` when it is there), e.g. ``refbert v8192 tinybert4``."""
+    """A row's name from its card: model, vocabulary size, student preset and, for factorised embeddings, their
+    width E (read from the ``student.json`` of the card's ``source_student`` when it is there), e.g.
+    ``refbert v8192 tinybert4 e128``."""
     import json
 
-    shape = None
+    shape = width = None
     student_card = Path(card.get("source_student") or "/nonexistent") / "student.json"
     if student_card.is_file():
-        shape = json.loads(student_card.read_text(encoding="utf-8")).get("config", {}).get("student")
-    return " ".join(str(x) for x in (card["model"], f"v{card['vocab_size']}", shape) if x)
+        config = json.loads(student_card.read_text(encoding="utf-8")).get("config", {})
+        shape, width = config.get("student"), config.get("embedding_dim")
+    return " ".join(str(x) for x in (card["model"], f"v{card['vocab_size']}", shape, width and f"e{width}") if x)
 
 
 def own_lengths(model_path, glue_dir, num: int, seed: int = 0) -> list[int]:

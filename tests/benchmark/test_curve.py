@@ -38,3 +38,16 @@ def test_measure_curve_times_exported_files_at_their_own_lengths(exported, glue_
     assert table[1]["smaller"] < 1.0  # float32 is the larger file
     png = curve_plot(table, tmp_path / "curve.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_row_labels_name_the_vocabulary_preset_and_a_factorised_width(tmp_path):
+    from refbert_tf.benchmark.curve import model_label
+    from refbert_tf.io_utils import write_json
+
+    for name, config, want in (
+        ("plain", {"student": "tinybert4", "embedding_dim": 0}, "vanilla v8192 tinybert4"),
+        ("factorised", {"student": "tinybert4_h192", "embedding_dim": 128}, "vanilla v8192 tinybert4_h192 e128"),
+    ):
+        write_json(tmp_path / name / "student.json", {"config": config})
+        assert model_label({"model": "vanilla", "vocab_size": 8192, "source_student": str(tmp_path / name)}) == want
+    assert model_label({"model": "teacher", "vocab_size": 30522, "source_student": None}) == "teacher v30522"
