@@ -169,19 +169,37 @@ class MixedVocabularyTeacher(keras.Model):
             )
         return self.kd_weight * distill + (1.0 - self.kd_weight) * task
 
-    def student_vocabulary_teacher(self):
+    def student_vocabulary_teacher(self, packing_rows: dict[int, int] | None = None):
         """The stage-II teacher: a ``BertTextClassifier`` (same backbone class and shape, vocabulary V_s) whose
         token table is ``S W`` and whose other weights are this model's.
 
-        It computes exactly what this model computes on inputs made only of student pieces (ids ``V_t + j`` here
-        are ``j`` there).
+        Args:
+            packing_rows: ``{student id: teacher id}`` of the tokens the packing inserts (``[CLS]``, ``[SEP]``,
+                ``[PAD]``). Stage I packs its mixed inputs with the *teacher's* special tokens, so their rows of
+                ``S W`` are never trained; these rows take the teacher's own (trained) rows instead.
+
+        With ``packing_rows``, it computes exactly what this model computes on inputs whose words are all student
+        pieces packed with the teacher's special tokens (``mix_prob`` 1, as stage I trains on them); without, on
+        inputs made only of student pieces (ids ``V_t + j`` here are ``j`` there).
+
+        Raises:
+            ValueError: a ``packing_rows`` id outside its vocabulary.
         """
         config = dict(self.backbone.get_config(), vocabulary_size=self.student_vocab_size)
         backbone = type(self.backbone).from_config(config)
         for layer in self.backbone.layers:
             if layer.weights and layer.name != "token_embedding":
                 backbone.get_layer(layer.name).set_weights(layer.get_weights())
-        backbone.token_embedding.embeddings.assign(self.student_token_table())
+        table = keras.ops.convert_to_numpy(self.student_token_table()).copy()
+        own = keras.ops.convert_to_numpy(self.backbone.token_embedding.embeddings)
+        for student_id, teacher_id in (packing_rows or {}).items():
+            if not (0 <= student_id < self.student_vocab_size and 0 <= teacher_id < self.teacher_vocab_size):
+                raise ValueError(
+                    f"packing row {student_id} -> {teacher_id} outside the vocabularies "
+                    f"({self.student_vocab_size} student, {self.teacher_vocab_size} teacher pieces)"
+                )
+            table[student_id] = own[teacher_id]
+        backbone.token_embedding.embeddings.assign(table)
         classifier = keras_hub.models.BertTextClassifier(
             backbone=backbone,
             num_classes=self.teacher.num_classes,

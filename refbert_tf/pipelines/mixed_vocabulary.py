@@ -151,7 +151,7 @@ def mixed_vocabulary_teacher(
         history = run_fit(
             model, dataset, intervals, steps, out_dir / "backup", verbose=verbose, delete_checkpoint=False
         )
-        stage2 = model.student_vocabulary_teacher()
+        stage2 = model.student_vocabulary_teacher(packing_rows(student_tok, teacher_tok))
         dev_student = student_tok.encode(dev.text_a, dev.text_b, max_len)
         dev_mixed = mixed_encode(teacher_tok, student_tok, dev.text_a, dev.text_b, config.mix_prob, 0, max_len)
         dev_teacher = teacher_tok.encode(dev.text_a, dev.text_b, max_len)
@@ -226,3 +226,11 @@ def load_or_train_mixed_vocabulary_teacher(task, teacher_dir, out_dir, config=No
         )
         write_json(out_dir / "stage1_result.json", result)
     return out_dir
+
+
+def packing_rows(student_tok, teacher_tok) -> dict[int, int]:
+    """``{student id: teacher id}`` of the tokens ``pack`` inserts (``[CLS]``, ``[SEP]``, ``[PAD]``): stage I packs
+    with the teacher's, so the stage-II teacher takes the teacher's rows for them
+    (:meth:`MixedVocabularyTeacher.student_vocabulary_teacher`)."""
+    return {student_tok.cls_id: teacher_tok.cls_id, student_tok.sep_id: teacher_tok.sep_id,
+            student_tok.pad_id: teacher_tok.pad_id}  # fmt: skip

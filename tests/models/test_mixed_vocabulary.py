@@ -59,6 +59,20 @@ def test_the_stage_two_teacher_computes_the_mixed_model_on_student_pieces(minilm
     assert type(stage2.backbone) is type(teacher.backbone)
     np.testing.assert_allclose(stage2(student_inputs), model(offset), atol=1e-5)
 
+    # as stage I trains (p = 1): student pieces packed with the teacher's [CLS] / [SEP] / [PAD], whose rows the
+    # stage-II teacher then takes from the teacher's own table
+    from refbert_tf.pipelines.mixed_vocabulary import packing_rows
+
+    rows = packing_rows(student_tokenizer, minilm_tokenizer)
+    ids = student_inputs["token_ids"]
+    packed = dict(student_inputs, token_ids=np.select([ids == s for s in rows], list(rows.values()), ids + v_t))
+    assert (packed["token_ids"][:, 0] == minilm_tokenizer.cls_id).all()
+    stage2 = model.student_vocabulary_teacher(rows)
+    np.testing.assert_allclose(stage2(student_inputs), model(packed), atol=1e-5)
+    assert not np.allclose(stage2(student_inputs), model(offset), atol=1e-5)  # the rows matter
+    with pytest.raises(ValueError, match="packing row 999 -> 101 outside the vocabularies"):
+        model.student_vocabulary_teacher({999: 101})
+
     # --no-train-teacher: a training step moves the new table, not the teacher
     frozen = MixedVocabularyTeacher(teacher, student_tokenizer.vocab_size, 8, train_teacher=False)
     frozen.compile(optimizer=keras.optimizers.Adam(1e-2))
