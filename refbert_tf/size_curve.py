@@ -91,7 +91,7 @@ def size_curve(result_paths, variant: str = "dynamic_int8", teacher_vocab_size: 
 
 def size_curve_plot(rows: list[dict], path, target_mb: float | None = None) -> Path:
     """Dev metric (``.tflite``) against file size (MB) of :func:`size_curve`'s rows as a PNG, one series per model
-    (vanilla, refbert, ...), each point labelled ``V/E``; ``target_mb`` draws a vertical line (a size target).
+    (vanilla, refbert, ...), each point labelled ``V/E`` (and its training rows when the runs differ in them); ``target_mb`` draws a vertical line (a size target).
 
     Raises:
         ValueError: no rows.
@@ -108,9 +108,10 @@ def size_curve_plot(rows: list[dict], path, target_mb: float | None = None) -> P
         mine = [r for r in rows if r["model"] == model]
         marker = "o" if model == "vanilla" else "s"
         ax.scatter([r["size_mb"] for r in mine], [r["tflite"] for r in mine], marker=marker, label=model)
+    budgets = len({r["num_train"] for r in rows}) > 1  # runs of several training-set sizes: say which is which
     for r in rows:
-        ax.annotate(f"{r['vocab_size']}/{r['embedding_dim']}", (r["size_mb"], r["tflite"]), textcoords="offset points",
-                    xytext=(4, 4), fontsize=7)  # fmt: skip
+        label = f"{r['vocab_size']}/{r['embedding_dim']}" + (f", {r['num_train']} rows" if budgets else "")
+        ax.annotate(label, (r["size_mb"], r["tflite"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
     ax.margins(x=0.12, y=0.15)
     if target_mb is not None:
         ax.axvline(target_mb, color="tab:red", linestyle="--", linewidth=1, label=f"{target_mb:g} MB")
