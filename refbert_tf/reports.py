@@ -149,7 +149,7 @@ def _change_label(model: str, changes) -> str:
     return ", ".join(f"{k}={v}" for k, v in changes) or ("baseline" if model == "refbert" else "no reference")
 
 
-def _distill_results(result_paths, caller: str) -> list[tuple[str, dict]]:
+def distill_results(result_paths, caller: str) -> list[tuple[str, dict]]:
     """``(file stem, record)`` of each ``distill_glue`` result JSON among ``result_paths`` (other JSON files, such
     as an earlier summary caught by a glob, are skipped), with ``config["init"]`` filled in for older records.
 
@@ -199,7 +199,7 @@ def ablation_summary(result_paths) -> tuple[list[dict], str]:
     Raises:
         ValueError: no paths, paths of several tasks, or no RefBERT run among them.
     """
-    results = _distill_results(result_paths, "ablation_summary")
+    results = distill_results(result_paths, "ablation_summary")
     tasks = {r["task"] for _, r in results}
     if len(tasks) != 1:
         raise ValueError(f"ablation_summary: results of several tasks {sorted(tasks)}; give one task's runs")
@@ -344,7 +344,7 @@ def pilot_summary(result_paths, min_gain: float = 0.5, tasks=None) -> tuple[dict
     Raises:
         ValueError: no result files among the paths, or no vanilla run.
     """
-    results = _distill_results(result_paths, "pilot_summary")
+    results = distill_results(result_paths, "pilot_summary")
     vanilla = {_budget(r): r for _, r in results if _variant(r) == "vanilla"}
     if not vanilla:
         raise ValueError("pilot_summary: no vanilla (--no-reference) run to compare against")

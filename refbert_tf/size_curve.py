@@ -12,7 +12,8 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from refbert_tf.io_utils import atomic_path, read_json
+from refbert_tf.io_utils import atomic_path
+from refbert_tf.reports import distill_results
 
 TEACHER_VOCAB_SIZE = 30522  # the default MiniLM teacher's (uncased BERT) vocabulary
 
@@ -53,26 +54,22 @@ def size_curve(result_paths, variant: str = "dynamic_int8", teacher_vocab_size: 
     """
     from refbert_tf.models.presets import STUDENT_PRESETS
 
+    paths = {Path(p).stem: p for p in result_paths}  # to name the file in an error
     rows = []
-    for path in result_paths:
-        r = read_json(path, "re-run the command that wrote it")
-        if not isinstance(r, dict) or "config" not in r:
-            continue
+    for run, r in distill_results(result_paths, "size_curve"):
         exported = {v["variant"]: v for v in (r.get("export") or {}).get("variants", [])}
         if variant not in exported:
-            raise ValueError(f"{path}: no {variant} export (variants: {', '.join(exported) or 'none'})")
+            raise ValueError(f"{paths[run]}: no {variant} export (variants: {', '.join(exported) or 'none'})")
         cfg, m = r["config"], r["main_metric"]
         preset = cfg.get("student", "tinybert4")
         rows.append({
-            "run": Path(path).stem, "task": r["task"], "model": r["model"], "student": preset,
+            "run": run, "task": r["task"], "model": r["model"], "student": preset,
             "vocab_size": student_vocab_size(r, teacher_vocab_size),
             "embedding_dim": cfg.get("embedding_dim") or STUDENT_PRESETS[preset]["hidden_dim"],
             "num_train": r["num_train"], "metric": m, "teacher": (r.get("teacher_metrics") or {}).get(m),
             "keras": r["metrics"][m], "tflite": exported[variant]["dev_metric"], "size_mb": exported[variant]["size_mb"],
             "parameters": r.get("student_parameters"),
         })  # fmt: skip
-    if not rows:
-        raise ValueError("size_curve: no distill_glue result files given")
     rows.sort(key=lambda row: row["size_mb"])
     lines = [
         f"| run | model | student | V | E | train rows | teacher | Keras | .tflite {variant} | MB | parameters |",
@@ -91,7 +88,8 @@ def size_curve(result_paths, variant: str = "dynamic_int8", teacher_vocab_size: 
 
 def size_curve_plot(rows: list[dict], path, target_mb: float | None = None) -> Path:
     """Dev metric (``.tflite``) against file size (MB) of :func:`size_curve`'s rows as a PNG, one series per model
-    (vanilla, refbert, ...), each point labelled ``V/E`` (and its training rows when the runs differ in them); ``target_mb`` draws a vertical line (a size target).
+    (vanilla, refbert, ...), each point labelled ``V/E`` (and its training rows when the runs differ in them);
+    ``target_mb`` draws a vertical line (a size target).
 
     Raises:
         ValueError: no rows.

@@ -54,10 +54,8 @@ def svd_embedding_init(teacher_tokenizer, student_tokenizer, teacher_table: np.n
         also teacher pieces.
 
     Raises:
-        ValueError: ``dim`` < 1, or a table whose row count is not the teacher vocabulary's size.
+        ValueError: ``dim`` < 1 (from :func:`~refbert_tf.models.pruning.truncated_svd`), or a table whose row count is not the teacher vocabulary's size.
     """
-    if dim < 1:
-        raise ValueError(f"embedding dim must be >= 1, got {dim}")
     teacher_table = np.asarray(teacher_table, np.float32)
     if teacher_table.shape[0] != teacher_tokenizer.vocab_size:
         raise ValueError(
