@@ -86,10 +86,28 @@ def size_curve(result_paths, variant: str = "dynamic_int8", teacher_vocab_size: 
     return rows, "\n".join(lines) + "\n"
 
 
+def vocabulary_series(rows: list[dict]) -> dict[tuple, list[dict]]:
+    """:func:`size_curve`'s rows grouped into vocabulary curves: runs that differ only in the vocabulary size V.
+
+    Returns:
+        ``{(model, student, embedding_dim, num_train): rows}``, each list sorted by ``vocab_size``, only the groups
+        with at least two vocabulary sizes (a curve, not a point).
+    """
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["model"], row["student"], row["embedding_dim"], row["num_train"]), []).append(row)
+    return {
+        key: sorted(group, key=lambda row: row["vocab_size"])
+        for key, group in groups.items()
+        if len({row["vocab_size"] for row in group}) > 1
+    }
+
+
 def size_curve_plot(rows: list[dict], path, target_mb: float | None = None) -> Path:
     """Dev metric (``.tflite``) against file size (MB) of :func:`size_curve`'s rows as a PNG, one series per model
     (vanilla, refbert, ...), each point labelled ``V/E`` (and its training rows when the runs differ in them);
-    ``target_mb`` draws a vertical line (a size target).
+    the runs of one :func:`vocabulary_series` are joined by a line (the vocabulary curve); ``target_mb`` draws a
+    vertical line (a size target).
 
     Raises:
         ValueError: no rows.
@@ -106,6 +124,8 @@ def size_curve_plot(rows: list[dict], path, target_mb: float | None = None) -> P
         mine = [r for r in rows if r["model"] == model]
         marker = "o" if model == "vanilla" else "s"
         ax.scatter([r["size_mb"] for r in mine], [r["tflite"] for r in mine], marker=marker, label=model)
+    for series in vocabulary_series(rows).values():
+        ax.plot([r["size_mb"] for r in series], [r["tflite"] for r in series], color="0.6", linewidth=1, zorder=0)
     budgets = len({r["num_train"] for r in rows}) > 1  # runs of several training-set sizes: say which is which
     for r in rows:
         label = f"{r['vocab_size']}/{r['embedding_dim']}" + (f", {r['num_train']} rows" if budgets else "")

@@ -3,7 +3,7 @@
 import pytest
 
 from refbert_tf.io_utils import write_json
-from refbert_tf.size_curve import size_curve, size_curve_plot, student_vocab_size
+from refbert_tf.size_curve import size_curve, size_curve_plot, student_vocab_size, vocabulary_series
 
 
 def _result(path, command, size_mb, tflite, embedding_dim=0, vocab_size=None, model="vanilla"):
@@ -50,3 +50,17 @@ def test_a_result_without_the_variant_or_no_result_is_refused(tmp_path):
     write_json(tmp_path / "other.json", {"rows": []})
     with pytest.raises(ValueError, match="no distill_glue result files given"):
         size_curve([tmp_path / "other.json"])
+
+
+def test_vocabulary_series_join_runs_that_differ_only_in_the_vocabulary(tmp_path):
+    paths = [
+        _result(tmp_path / "v16k.json", "distill_glue.py --student-vocab-size 16384", 10.4, 87.9),
+        _result(tmp_path / "v4k.json", "distill_glue.py --student-vocab-size 4096", 6.5, 86.9),
+        _result(tmp_path / "v30k.json", "distill_glue.py --task sst2", 14.6, 88.0),
+        _result(tmp_path / "v4k_e128.json", "distill_glue.py", 5.8, 86.0, embedding_dim=128, vocab_size=4096),
+        _result(tmp_path / "v4k_refbert.json", "distill_glue.py --student-vocab-size 4096", 7.0, 87.0, model="refbert"),
+    ]
+    rows, _ = size_curve(paths)
+    series = vocabulary_series(rows)
+    assert list(series) == [("vanilla", "tinybert4", 312, 20000)]  # E = 128 and refbert are single points
+    assert [r["run"] for r in series[("vanilla", "tinybert4", 312, 20000)]] == ["v4k", "v16k", "v30k"]
