@@ -23,7 +23,7 @@ from refbert_tf.config import (  # noqa: F401  (re-exported: the configs' old ho
     task_config,
     teacher_config,
 )
-from refbert_tf.data import GlueTask, make_dataset
+from refbert_tf.data import EXTRA_INPUTS, GlueTask, make_dataset
 from refbert_tf.distribute import AdamW, scaled_learning_rate
 from refbert_tf.metrics import compute_metrics, predictions_from_outputs
 from refbert_tf.resume import IntervalCheckpoint, remove_checkpoints, restore
@@ -104,19 +104,38 @@ def peak_memory_mb() -> float:
 
 
 def predict_outputs(model, features: dict, batch_size: int = 64) -> np.ndarray:
-    """Run ``model`` on encoded features in order.
+    """Run ``model`` on encoded features; outputs in the order of the features.
+
+    The examples are run shortest first, so each batch is padded only to its own longest member (a batch of mixed
+    lengths pays for its longest), through one compiled forward pass (``tf.function`` with ``reduce_retracing``:
+    two traces cover every batch shape); the outputs are put back in the input order.
 
     Args:
-        model: a Keras model taking ``{"token_ids", "segment_ids", "padding_mask"}``.
+        model: a Keras model taking ``{"token_ids", "segment_ids", "padding_mask"}`` (and any of
+            ``data.EXTRA_INPUTS`` the features carry); its outputs must depend on each example alone.
         features: from :meth:`~refbert_tf.tokenization.BertWordPieceTokenizer.encode`.
-        batch_size: examples per batch (each batch padded to its longest member).
+        batch_size: examples per batch.
 
     Returns:
         float32 array [N, num_outputs].
     """
-    ds = make_dataset(features, None, batch_size=batch_size, shuffle=False)
-    outputs = [np.asarray(model(batch, training=False)) for batch in ds]
-    return np.concatenate(outputs, axis=0) if outputs else np.zeros((0, 1), np.float32)
+    import tensorflow as tf  # lazy, as make_dataset
+
+    lengths = np.asarray(features["token_ids"].row_lengths())
+    if lengths.size == 0:
+        return np.zeros((0, 1), np.float32)
+    order = np.argsort(lengths, kind="stable")
+    by_length = {
+        name: tf.gather(value, order)
+        for name, value in features.items()
+        if name in ("token_ids", "segment_ids", *EXTRA_INPUTS)
+    }
+    forward = tf.function(lambda batch: model(batch, training=False), reduce_retracing=True)
+    ds = make_dataset(by_length, None, batch_size=batch_size, shuffle=False)
+    outputs = np.concatenate([np.asarray(forward(batch)) for batch in ds], axis=0)
+    restored = np.empty_like(outputs)
+    restored[order] = outputs
+    return restored
 
 
 def evaluate(model, task: GlueTask, features: dict, labels: np.ndarray, batch_size: int = 64) -> dict:
