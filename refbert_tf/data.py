@@ -371,10 +371,7 @@ def load_text_corpus(
     total = sum(counts.values())
     if max_examples and max_examples < total:
         keep = np.sort(np.random.default_rng(seed).choice(total, size=max_examples, replace=False))
-        features = {
-            **{key: tf.gather(features[key], keep) for key in ("token_ids", "segment_ids")},
-            "num_truncated": None,
-        }  # not tracked for a subset
+        features = {**take_examples(features, keep), "num_truncated": None}  # not tracked for a subset
         bounds = np.cumsum([0, *counts.values()])
         counts = {
             name: int(np.sum((keep >= lo) & (keep < hi))) for name, lo, hi in zip(counts, bounds[:-1], bounds[1:])
@@ -384,6 +381,18 @@ def load_text_corpus(
 
 # per-example model inputs that make_dataset carries besides the tokens
 EXTRA_INPUTS = ("reference_index", "anchor_position")
+
+
+def take_examples(features: dict, rows) -> dict:
+    """The examples ``rows`` (int [n]) of encoded features, in that order: ``token_ids``, ``segment_ids`` and the
+    ``EXTRA_INPUTS`` present, gathered row-wise; whole-set entries such as ``num_truncated`` are left out."""
+    import tensorflow as tf  # lazy, as make_dataset
+
+    return {
+        name: tf.gather(value, rows)
+        for name, value in features.items()
+        if name in ("token_ids", "segment_ids", *EXTRA_INPUTS)
+    }
 
 
 def make_dataset(

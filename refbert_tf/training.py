@@ -23,7 +23,7 @@ from refbert_tf.config import (  # noqa: F401  (re-exported: the configs' old ho
     task_config,
     teacher_config,
 )
-from refbert_tf.data import EXTRA_INPUTS, GlueTask, make_dataset
+from refbert_tf.data import GlueTask, make_dataset, take_examples
 from refbert_tf.distribute import AdamW, scaled_learning_rate
 from refbert_tf.metrics import compute_metrics, predictions_from_outputs
 from refbert_tf.resume import IntervalCheckpoint, remove_checkpoints, restore
@@ -112,7 +112,7 @@ def predict_outputs(model, features: dict, batch_size: int = 64) -> np.ndarray:
 
     Args:
         model: a Keras model taking ``{"token_ids", "segment_ids", "padding_mask"}`` (and any of
-            ``data.EXTRA_INPUTS`` the features carry); its outputs must depend on each example alone.
+            ``data.EXTRA_INPUTS`` the features carry, see :func:`~refbert_tf.data.take_examples`); its outputs must depend on each example alone.
         features: from :meth:`~refbert_tf.tokenization.BertWordPieceTokenizer.encode`.
         batch_size: examples per batch.
 
@@ -125,11 +125,7 @@ def predict_outputs(model, features: dict, batch_size: int = 64) -> np.ndarray:
     if lengths.size == 0:
         return np.zeros((0, 1), np.float32)
     order = np.argsort(lengths, kind="stable")
-    by_length = {
-        name: tf.gather(value, order)
-        for name, value in features.items()
-        if name in ("token_ids", "segment_ids", *EXTRA_INPUTS)
-    }
+    by_length = take_examples(features, order)
     forward = tf.function(lambda batch: model(batch, training=False), reduce_retracing=True)
     ds = make_dataset(by_length, None, batch_size=batch_size, shuffle=False)
     outputs = np.concatenate([np.asarray(forward(batch)) for batch in ds], axis=0)

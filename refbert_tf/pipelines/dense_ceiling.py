@@ -15,7 +15,7 @@ import numpy as np
 from scipy.special import softmax
 
 from refbert_tf.bank.store import label_agreement
-from refbert_tf.data import GlueTask, get_task, load_encoded_splits
+from refbert_tf.data import GlueTask, get_task, load_encoded_splits, take_examples
 from refbert_tf.dense_retrieval import KEY_SPACES, dense_neighbours, teacher_keys, unit_rows, vote_labels
 
 SPACES = tuple(f"teacher:{s}" for s in KEY_SPACES) + ("pretrained:mean",)
@@ -116,8 +116,7 @@ def sample_anchors(task, tokenizer, max_len, max_anchors, seed, source, glue_dir
     anchors = np.arange(len(train))
     if max_anchors and len(train) > max_anchors:
         anchors = np.sort(rng.permutation(len(train))[:max_anchors])
-    rows = tf.constant(anchors, tf.int64)
-    anchor_f = {k: tf.gather(train_f[k], rows) for k in ("token_ids", "segment_ids")}
+    anchor_f = take_examples(train_f, tf.constant(anchors, tf.int64))
     return train, dev, dev_f, anchors, anchor_f, np.asarray(train.labels)[anchors], rng
 
 
