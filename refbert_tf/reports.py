@@ -2,6 +2,7 @@
 
 - :func:`summary_markdown`: one distillation run.
 - :func:`glue_summary`: teacher / vanilla / RefBERT over the GLUE tasks.
+- :func:`family_comparison`: two families of students (say, small- and full-vocabulary) task by task.
 - :func:`ablation_summary`, :func:`ablation_plot`: runs that differ in a few knobs, each against its vanilla
   partner.
 - :func:`reference_ceiling_markdown`: the rows of :func:`refbert_tf.pipelines.reference_ceiling`.
@@ -141,6 +142,99 @@ def glue_summary(results_dir="results", tasks=SUMMARY_TASKS, distill_dir=None) -
         ]
     if footnotes:
         lines += [""] + [f"{marks[(t, m)].strip()} {t} {m}: {note}." for t, m, note in footnotes]
+    return rows, "\n".join(lines) + "\n"
+
+
+def _student_result(path: Path) -> dict | None:
+    """The main metric, the dynamic-range int8 export's LiteRT metric and size (MB) and the command of one
+    ``distill_glue`` result file, or None when the file does not exist."""
+    if not path.is_file():
+        return None
+    r = read_json(path, "re-run the command that wrote it (a finished run rewrites it without training)")
+    tflite = [v for v in (r.get("export") or {}).get("variants", []) if v["variant"] == "dynamic_int8"]
+    return {
+        "value": round(float(r["metrics"][r["main_metric"]]), 2),
+        "tflite_value": round(float(tflite[0]["dev_metric"]), 2) if tflite else None,
+        "size_mb": tflite[0].get("size_mb") if tflite else None,
+        "command": r["command"],
+    }
+
+
+def family_comparison(distill_dir, baseline_dir, tasks=SUMMARY_TASKS) -> tuple[list[dict], str]:
+    """Two families of students, task by task: the runs of ``distill_dir`` against those of ``baseline_dir``
+    (for example small-vocabulary students against the 30,522-piece ones they replace).
+
+    Both directories hold ``distill_glue`` result files named ``<task>_<vanilla|refbert>.json``. A (task, model)
+    pair is compared when both families have it; the averages are over the tasks where both families have both
+    models, so they compare like with like.
+
+    Returns:
+        ``(rows, markdown)``: rows ``{task, model, metric, value, baseline, difference (points), size_mb,
+        baseline_size_mb, tflite_value, baseline_tflite_value, command, baseline_command}`` (values in percent;
+        sizes of the dynamic-range int8 ``.tflite`` files in MB, None without an export), and a markdown table
+        with the averages and how many of ``tasks`` they cover.
+
+    Raises:
+        ValueError: no (task, model) pair that both families have.
+    """
+    distill_dir, baseline_dir = Path(distill_dir), Path(baseline_dir)
+    rows = []
+    for task_name in tasks:
+        task = get_task(task_name)
+        for model in ("vanilla", "refbert"):
+            ours = _student_result(distill_dir / f"{task.name}_{model}.json")
+            theirs = _student_result(baseline_dir / f"{task.name}_{model}.json")
+            if ours is None or theirs is None:
+                continue
+            rows.append(
+                {
+                    "task": task.name,
+                    "model": model,
+                    "metric": task.main_metric,
+                    "value": ours["value"],
+                    "baseline": theirs["value"],
+                    "difference": round(ours["value"] - theirs["value"], 2),
+                    "size_mb": ours["size_mb"],
+                    "baseline_size_mb": theirs["size_mb"],
+                    "tflite_value": ours["tflite_value"],
+                    "baseline_tflite_value": theirs["tflite_value"],
+                    "command": ours["command"],
+                    "baseline_command": theirs["command"],
+                }
+            )
+    if not rows:
+        raise ValueError(
+            f"family_comparison: no <task>_<vanilla|refbert>.json of {list(tasks)} is in both {distill_dir} "
+            f"and {baseline_dir}"
+        )
+
+    def cell(v, fmt="{:.2f}"):
+        return "-" if v is None else fmt.format(v)
+
+    lines = [
+        f"Students of `{distill_dir}` against those of `{baseline_dir}` (the baseline), dev main metric.",
+        "",
+        "| task | metric | model | baseline | this | difference | baseline .tflite int8 | this .tflite int8 "
+        "| baseline MB | this MB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['task']} | {r['metric']} | {r['model']} | {r['baseline']:.2f} | {r['value']:.2f} | "
+            f"{r['difference']:+.2f} | {cell(r['baseline_tflite_value'])} | {cell(r['tflite_value'])} | "
+            f"{cell(r['baseline_size_mb'])} | {cell(r['size_mb'])} |"
+        )
+    by_pair = {(r["task"], r["model"]): r for r in rows}
+    complete = [t for t in tasks if all((t, m) in by_pair for m in ("vanilla", "refbert"))]
+    if complete:
+        lines.append("")
+        for model in ("vanilla", "refbert"):
+            ours = sum(by_pair[(t, model)]["value"] for t in complete) / len(complete)
+            theirs = sum(by_pair[(t, model)]["baseline"] for t in complete) / len(complete)
+            lines.append(
+                f"- {model}: average over {len(complete)} of {len(tasks)} tasks ({', '.join(complete)}) "
+                f"{ours:.2f} against the baseline's {theirs:.2f}, {ours - theirs:+.2f} points."
+            )
     return rows, "\n".join(lines) + "\n"
 
 

@@ -135,7 +135,7 @@ def test_edge_recipes_help():
 
 def test_summary_recipes_help():
     for recipe, flags in (
-        ("recipes/glue_summary.py", ("--results-dir", "--tasks", "--distill-dir", "--out")),
+        ("recipes/glue_summary.py", ("--results-dir", "--tasks", "--distill-dir", "--baseline-dir", "--out")),
         ("recipes/ablation_summary.py", ("results", "--out")),
         ("recipes/pilot_summary.py", ("results", "--out", "--min-gain")),
         ("recipes/size_curve.py", ("results", "--out", "--variant", "--target-mb", "--teacher-vocab-size")),

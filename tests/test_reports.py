@@ -3,7 +3,7 @@
 import pytest
 
 from refbert_tf.io_utils import write_json
-from refbert_tf.reports import ablation_plot, ablation_summary, glue_summary, pilot_summary
+from refbert_tf.reports import ablation_plot, ablation_summary, family_comparison, glue_summary, pilot_summary
 
 
 def test_glue_summary(tmp_path):
@@ -24,6 +24,35 @@ def test_glue_summary(tmp_path):
     rows, md = glue_summary(tmp_path, ("sst2",), distill_dir=tmp_path / "distill/gd")  # another family of runs
     assert [(r["model"], r["value"]) for r in rows] == [("teacher", 90.0), ("refbert", 88.0)]
     assert "| sst2 | accuracy | 90.00 | - | - | 88.00 | - |" in md
+
+
+def _student(path, metric, value, lite=None, size=None):
+    export = {"variants": [{"variant": "dynamic_int8", "dev_metric": lite, "size_mb": size}]} if lite else None
+    write_json(path, {"main_metric": metric, "metrics": {metric: value}, "command": f"cmd {value}", "export": export})
+
+
+def test_family_comparison_averages_only_the_tasks_both_families_have(tmp_path):
+    small, full = tmp_path / "small", tmp_path / "full"
+    for task, metric in (("stsb", "pearson"), ("cola", "mcc")):
+        _student(full / f"{task}_vanilla.json", metric, 80.0, 79.0, 15.7)
+        _student(full / f"{task}_refbert.json", metric, 82.0)
+    _student(full / "rte_vanilla.json", "accuracy", 60.0)
+    _student(small / "stsb_vanilla.json", "pearson", 79.0, 78.5, 7.8)
+    _student(small / "stsb_refbert.json", "pearson", 82.5)
+    _student(small / "cola_vanilla.json", "mcc", 77.0)  # cola has no refbert: not in the averages
+    _student(small / "sst2_vanilla.json", "accuracy", 88.0)  # no baseline: no row
+    rows, md = family_comparison(small, full, ("sst2", "rte", "cola", "stsb"))
+    assert [(r["task"], r["model"], r["difference"]) for r in rows] == [
+        ("cola", "vanilla", -3.0),
+        ("stsb", "vanilla", -1.0),
+        ("stsb", "refbert", 0.5),
+    ]
+    assert rows[1]["size_mb"] == 7.8 and rows[1]["baseline_size_mb"] == 15.7 and rows[2]["size_mb"] is None
+    assert "| stsb | pearson | vanilla | 80.00 | 79.00 | -1.00 | 79.00 | 78.50 | 15.70 | 7.80 |" in md
+    assert "vanilla: average over 1 of 4 tasks (stsb) 79.00 against the baseline's 80.00, -1.00 points" in md
+    assert "refbert: average over 1 of 4 tasks (stsb) 82.50 against the baseline's 82.00, +0.50 points" in md
+    with pytest.raises(ValueError, match="in both"):
+        family_comparison(small, full, ("rte",))
 
 
 def test_glue_summary_has_the_exported_students_tflite_columns(tmp_path):
